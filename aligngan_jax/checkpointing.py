@@ -1,0 +1,46 @@
+"""Orbax checkpoints in ``workdir/checkpoints``: save every N steps, resume
+from the newest one automatically, restore onto the replicated sharding."""
+
+import os
+
+import jax
+import orbax.checkpoint as ocp
+
+from aligngan_jax import train_state as train_state_lib
+
+
+def create_manager(workdir: str, *, save_every: int, max_to_keep: int
+                   ) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(
+      os.path.join(os.path.abspath(workdir), 'checkpoints'),
+      options=ocp.CheckpointManagerOptions(
+          save_interval_steps=save_every, max_to_keep=max_to_keep, create=True,
+          enable_async_checkpointing=True))
+
+
+def _saved_tree(state: train_state_lib.TrainState) -> dict:
+  # The static optax transformations are code, not data: save the rest.
+  return {'step': state.step, 'params': state.params,
+          'batch_stats': state.batch_stats, 'opt_state': state.opt_state,
+          'rng': state.rng}
+
+
+def save(manager: ocp.CheckpointManager, state: train_state_lib.TrainState, *,
+         force: bool = False) -> bool:
+  """Saves ``state`` under its step if the save interval (or ``force``) says so."""
+  return manager.save(int(state.step), args=ocp.args.StandardSave(_saved_tree(state)),
+                      force=force)
+
+
+def restore_latest(manager: ocp.CheckpointManager,
+                   template: train_state_lib.TrainState):
+  """The newest checkpoint restored like ``template`` (same shapes, dtypes and
+  shardings), or None when there is none."""
+  step = manager.latest_step()
+  if step is None:
+    return None
+  abstract = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+      _saved_tree(template))
+  tree = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  return template.replace(**tree)

@@ -1,0 +1,181 @@
+"""tf.data input: TFDS records -> aligned RGB/IR P x K batches, eval batches.
+
+TensorFlow lives here (and in `datasets/`) only. Every iterator yields numpy
+dicts holding this process's rows of a global batch; `sharding.shard_batch`
+turns them into global `jax.Array`s. Preprocessing follows spec §3: bicubic
+(antialiased, as PIL) resize to a square `image_size`, rounding to uint8 as
+PIL does, a random horizontal flip (training only), and [-1, 1] scaling.
+"""
+
+import dataclasses
+from typing import Iterator
+
+import jax
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from aligngan_jax import sampler as sampler_lib
+
+RGB, IR = 0, 1  # values of the `modality` feature
+
+# Real datasets whose TFDS builders are planned but not written yet.
+_PLANNED_DATASETS = {'sysu_mm01': 'SYSU-MM01', 'regdb': 'RegDB', 'llcm': 'LLCM'}
+
+
+@dataclasses.dataclass(frozen=True)
+class Records:
+  """One split held in memory: encoded images plus their metadata, sorted by
+  (camera, person id, index) so the order never depends on the TFDS build."""
+  images: np.ndarray     # object array of encoded image bytes
+  person_id: np.ndarray
+  label: np.ndarray
+  camera: np.ndarray
+  modality: np.ndarray   # RGB (0) or IR (1)
+  index: np.ndarray      # position in its (camera, id) folder
+  path: np.ndarray
+
+  def __len__(self):
+    return len(self.person_id)
+
+  def select(self, mask) -> 'Records':
+    return Records(*(getattr(self, f.name)[mask] for f in dataclasses.fields(self)))
+
+
+def get_builder(dataset: str, *, data_dir=None, manual_dir=None):
+  """The prepared TFDS builder of ``dataset`` (built on first use).
+
+  The project's builders must be registered first (``import datasets`` from
+  the repository root, as main.py and the tests do).
+  """
+  name = dataset.split('/')[0]
+  try:
+    builder = tfds.builder(dataset, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError as e:
+    if name in _PLANNED_DATASETS:
+      raise NotImplementedError(
+          f'config.dataset={dataset!r}: the {_PLANNED_DATASETS[name]} TFDS '
+          f'builder (datasets/{name}/) is not implemented yet. Use '
+          f'configs/synthetic.py until it lands.') from e
+    raise ValueError(
+        f'config.dataset={dataset!r} is not a registered TFDS dataset. The '
+        "project's builders register on `import datasets`; known here: "
+        'synthetic_vireid/{tiny,demo}.') from e
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+  return builder
+
+
+def load_split(builder, split: str) -> Records:
+  """Reads a split into memory without decoding its images."""
+  ds = builder.as_dataset(split=split, shuffle_files=False,
+                          decoders={'image': tfds.decode.SkipDecoding()})
+  columns = {f.name: [] for f in dataclasses.fields(Records)}
+  for ex in tfds.as_numpy(ds):
+    columns['images'].append(ex['image'])
+    for key in ('person_id', 'label', 'camera', 'modality', 'index', 'path'):
+      columns[key].append(ex[key])
+  arrays = {k: np.asarray(v, dtype=object if k == 'images' else None)
+            for k, v in columns.items()}
+  arrays['path'] = np.asarray([p.decode() if isinstance(p, bytes) else p
+                               for p in arrays['path']])
+  if not len(arrays['person_id']):
+    raise ValueError(f'Split {split!r} of {builder.info.full_name} is empty.')
+  order = np.lexsort((arrays['index'], arrays['person_id'], arrays['camera']))
+  return Records(**{k: v[order] for k, v in arrays.items()})
+
+
+def _preprocess(encoded, flip, image_size: int, grey=False):
+  image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+  image = tf.image.resize(image, (image_size, image_size), method='bicubic',
+                          antialias=True)
+  image = tf.clip_by_value(tf.round(image), 0.0, 255.0)
+  image = tf.where(flip, tf.reverse(image, axis=[1]), image)
+  # ITU-R 601 luma (PIL's convert('L')), repeated on three channels.
+  luma = tf.tensordot(image, tf.constant([0.299, 0.587, 0.114]), axes=1)
+  image = tf.where(grey, tf.repeat(luma[..., None], 3, axis=-1), image)
+  return image / 127.5 - 1.0
+
+
+def _options() -> tf.data.Options:
+  options = tf.data.Options()
+  options.deterministic = True
+  options.threading.private_threadpool_size = 8
+  return options
+
+
+def create_train_iterator(rgb: Records, ir: Records,
+                          sampler: sampler_lib.PKSampler, *, image_size: int,
+                          start_step: int, num_steps: int,
+                          process_index: int | None = None,
+                          process_count: int | None = None) -> Iterator[dict]:
+  """Batches for steps ``start_step .. num_steps-1``: this process's rows of
+  {'rgb': [b,S,S,3], 'ir': [b,S,S,3], 'labels': [b]} (float32 in [-1, 1])."""
+  process_index = jax.process_index() if process_index is None else process_index
+  process_count = jax.process_count() if process_count is None else process_count
+  local = sampler.batch_size // process_count
+
+  def step_indices():
+    for step in range(start_step, num_steps):
+      b = sampler(step).process_slice(process_index, process_count)
+      yield b.rgb, b.ir, b.labels, b.rgb_flip, b.ir_flip, b.rgb_grey
+
+  vector = lambda dtype: tf.TensorSpec([local], dtype)
+  ds = tf.data.Dataset.from_generator(
+      step_indices, output_signature=(vector(tf.int64), vector(tf.int64),
+                                      vector(tf.int64), vector(tf.bool),
+                                      vector(tf.bool), vector(tf.bool)))
+  rgb_images = tf.constant(rgb.images)
+  ir_images = tf.constant(ir.images)
+
+  def load(r, i, label, rgb_flip, ir_flip, rgb_grey):
+    return {'rgb': _preprocess(tf.gather(rgb_images, r), rgb_flip, image_size,
+                               rgb_grey),
+            'ir': _preprocess(tf.gather(ir_images, i), ir_flip, image_size),
+            'labels': tf.cast(label, tf.int32)}
+
+  ds = (ds.unbatch()
+        .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .batch(local, drop_remainder=True)
+        .prefetch(2)
+        .with_options(_options()))
+  return ds.as_numpy_iterator()
+
+
+def eval_layout(num_records: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+  """[num_batches, batch_size] record indices (padding repeats the last
+  record) and the matching validity mask."""
+  num_batches = max(1, -(-num_records // batch_size))
+  flat = np.arange(num_batches * batch_size)
+  mask = flat < num_records
+  flat = np.minimum(flat, num_records - 1)
+  return flat.reshape(num_batches, batch_size), mask.reshape(num_batches, batch_size)
+
+
+def create_eval_iterator(records: Records, *, image_size: int, batch_size: int,
+                         process_index: int | None = None,
+                         process_count: int | None = None) -> Iterator[dict]:
+  """Deterministic, unflipped batches over ``records`` in order.
+
+  Yields this process's rows of each global batch of ``batch_size``:
+  {'image': [b,S,S,3], 'mask': [b]}; the last global batch is padded and its
+  padding masked out.
+  """
+  process_index = jax.process_index() if process_index is None else process_index
+  process_count = jax.process_count() if process_count is None else process_count
+  if batch_size % process_count:
+    raise ValueError(f'config.eval_batch_size={batch_size} is not divisible by '
+                     f'{process_count} processes.')
+  local = batch_size // process_count
+  indices, mask = eval_layout(len(records), batch_size)
+  cols = slice(process_index * local, (process_index + 1) * local)
+  images = tf.constant(records.images)
+  ds = tf.data.Dataset.from_tensor_slices((indices[:, cols].reshape(-1),
+                                           mask[:, cols].reshape(-1)))
+  ds = (ds.map(lambda i, m: {'image': _preprocess(tf.gather(images, i), False,
+                                                  image_size), 'mask': m},
+               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .batch(local, drop_remainder=True)
+        .prefetch(2)
+        .with_options(_options()))
+  return ds.as_numpy_iterator()

@@ -1,0 +1,56 @@
+"""Console progress (steps/s, images/s, ETA) and metric averaging."""
+
+import math
+import time
+
+import jax
+import numpy as np
+
+
+def mean_metrics(history: list[dict]) -> dict[str, float]:
+  """Averages a list of per-step metric dicts (device scalars) on the host."""
+  host = jax.device_get(history)
+  return {k: float(np.mean([h[k] for h in host])) for k in host[0]}
+
+
+def check_finite(metrics: dict[str, float], *, first_step: int, last_step: int):
+  """Raises FloatingPointError naming every non-finite term."""
+  bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+  if bad:
+    raise FloatingPointError(
+        f'Non-finite {", ".join(bad)} between steps {first_step} and {last_step} '
+        '(training stopped; the last checkpoint before them is kept).')
+
+
+def format_duration(seconds: float) -> str:
+  seconds = int(round(seconds))
+  h, rem = divmod(seconds, 3600)
+  m, s = divmod(rem, 60)
+  return f'{h}:{m:02d}:{s:02d}' if h else f'{m}:{s:02d}'
+
+
+class Progress:
+  """Times training between reports; gives rates and the ETA."""
+
+  def __init__(self, *, start_step: int, num_steps: int, images_per_step: int):
+    self.num_steps = num_steps
+    self.images_per_step = images_per_step
+    self._step, self._time = start_step, time.perf_counter()
+
+  def update(self, step: int) -> dict[str, float]:
+    """Rates since the previous call, ``step`` being the steps done."""
+    now = time.perf_counter()
+    dt = max(now - self._time, 1e-9)
+    steps_per_sec = (step - self._step) / dt
+    self._step, self._time = step, now
+    eta = (self.num_steps - step) / steps_per_sec if steps_per_sec > 0 else float('inf')
+    return {'steps_per_sec': steps_per_sec,
+            'images_per_sec': steps_per_sec * self.images_per_step,
+            'eta_seconds': eta}
+
+  def line(self, step: int, metrics: dict[str, float], rates: dict[str, float]) -> str:
+    terms = ' '.join(f'{k}={v:.4g}' for k, v in sorted(metrics.items()))
+    eta = rates['eta_seconds']
+    return (f'step {step}/{self.num_steps} | {terms} | '
+            f'{rates["steps_per_sec"]:.2f} steps/s, {rates["images_per_sec"]:.0f} img/s'
+            f' | ETA {format_duration(eta) if math.isfinite(eta) else "?"}')

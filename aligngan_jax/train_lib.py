@@ -1,0 +1,397 @@
+"""Training and evaluation of the feature module (the IDE baseline).
+
+The feature module is AlignGAN's ResNet trunk plus heads, trained with
+cross-entropy on both modalities and the cross-modal batch-hard triplets
+(spec §2-§3). One pure step function, jitted over the 1-D ``data`` mesh with
+the batch sharded, the state replicated and donated. Everything a run needs
+to continue lives in the train state and the step number: the data stream is
+a function of (seed, step) and randomness of ``fold_in(rng, step)``, so a run
+resumed from its checkpoint continues exactly.
+"""
+
+import functools
+import json
+import os
+import tempfile
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from aligngan_jax import checkpointing
+from aligngan_jax import losses
+from aligngan_jax import reporting
+from aligngan_jax import sampler as sampler_lib
+from aligngan_jax import sharding
+from aligngan_jax import train_state as train_state_lib
+from aligngan_jax.evaluation import features as features_lib
+from aligngan_jax.evaluation import report
+from aligngan_jax.models import embedder as embedder_lib
+from aligngan_jax.models import resnet
+
+FEATURE_NETS = ('encoder', 'embedder')
+_MODES = ('train', 'eval')
+
+
+class ConfigError(ValueError):
+  """An invalid config value or path; the message names the key or path."""
+
+
+def validate_config(config: ml_collections.ConfigDict, *, num_devices: int):
+  """Checks the values a run depends on before any work is done."""
+  if config.mode not in _MODES:
+    raise ConfigError(f'config.mode={config.mode!r} is not one of {_MODES}.')
+  for key in ('image_size', 'ids_per_batch', 'instances_per_id',
+              'eval_batch_size', 'num_train_steps', 'log_every_steps',
+              'checkpoint_every_steps', 'max_checkpoints_to_keep',
+              'eval_every_steps', 'max_rank'):
+    value = config[key]
+    if not isinstance(value, int) or value <= 0:
+      raise ConfigError(f'config.{key}={value!r} must be a positive integer.')
+  batch = config.ids_per_batch * config.instances_per_id
+  if batch % num_devices:
+    raise ConfigError(
+        f'config.ids_per_batch * config.instances_per_id = '
+        f'{config.ids_per_batch} * {config.instances_per_id} = {batch} images per '
+        f'modality is not divisible by the {num_devices} devices; change '
+        'config.ids_per_batch or config.instances_per_id.')
+  if config.eval_batch_size % num_devices:
+    raise ConfigError(
+        f'config.eval_batch_size={config.eval_batch_size} is not divisible by '
+        f'the {num_devices} devices.')
+  if list(config.lr_milestones) != sorted(config.lr_milestones):
+    raise ConfigError(f'config.lr_milestones={config.lr_milestones} must be '
+                      'ascending.')
+  if config.model.depth not in (18, 34, 50, 101):
+    raise ConfigError(f'config.model.depth={config.model.depth} must be one of '
+                      '18, 34, 50, 101.')
+
+
+def ensure_writable(workdir: str):
+  """Creates ``workdir`` and proves it is writable, or raises ConfigError."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with tempfile.TemporaryFile(dir=workdir):
+      pass
+  except OSError as e:
+    raise ConfigError(f'--workdir={workdir} is not writable: '
+                      f'{e.strerror or e}.') from e
+
+
+# ----------------------------------------------------------------------------
+# Models, optimizer, state.
+
+
+def create_models(config, num_classes: int) -> dict:
+  """The feature module's networks, keyed as in the train state."""
+  m = config.model
+  return {
+      'encoder': resnet.ResNetEncoder(depth=m.depth, width=m.width,
+                                      last_stride=m.last_stride),
+      'embedder': embedder_lib.Embedder(num_classes=num_classes,
+                                        bottle_dim=m.bottle_dim,
+                                        embed_dim=m.embed_dim,
+                                        dropout_rate=m.dropout_rate),
+  }
+
+
+def learning_rates(config) -> dict:
+  """Per parameter group: step -> learning rate (x decay at milestones)."""
+  def schedule(base):
+    return optax.piecewise_constant_schedule(
+        base, {int(m): config.lr_decay_factor for m in config.lr_milestones})
+  return {'encoder': schedule(config.learning_rate * config.encoder_lr_multiplier),
+          'embedder': schedule(config.learning_rate)}
+
+
+def create_feature_optimizer(config) -> optax.GradientTransformation:
+  """PyTorch-style SGD: coupled weight decay on every parameter, nesterov
+  momentum, and the trunk at ``encoder_lr_multiplier`` x the head's lr."""
+  def sgd(schedule):
+    return optax.chain(
+        optax.add_decayed_weights(config.weight_decay),
+        optax.sgd(schedule, momentum=config.momentum, nesterov=config.nesterov))
+  rates = learning_rates(config)
+  return optax.multi_transform(
+      {name: sgd(rates[name]) for name in FEATURE_NETS},
+      lambda params: {k: jax.tree.map(lambda _: k, v) for k, v in params.items()})
+
+
+def create_train_state(config, models: dict, mesh) -> train_state_lib.TrainState:
+  """A fresh state, initialised directly with the replicated sharding."""
+  tx = {'feature': create_feature_optimizer(config)}
+  size = config.image_size
+
+  def init():
+    base = jax.random.key(config.seed)
+    enc_key, emb_key = jax.random.split(jax.random.fold_in(base, 0))
+    x = resnet.prepare_encoder_input(jnp.zeros((2, size, size, 3)),
+                                     tuple(config.encoder_input_size))
+    enc = models['encoder'].init(enc_key, x, train=False)
+    fmap = models['encoder'].apply(enc, x, train=False)
+    emb = models['embedder'].init({'params': emb_key}, fmap, train=False)
+    params = {'encoder': enc['params'], 'embedder': emb['params']}
+    return train_state_lib.TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats={'encoder': enc['batch_stats'], 'embedder': emb['batch_stats']},
+        opt_state={'feature': tx['feature'].init(params)},
+        rng=jax.random.fold_in(base, 1),
+        tx=tx)
+
+  return jax.jit(init, out_shardings=sharding.replicated(mesh))()
+
+
+# ----------------------------------------------------------------------------
+# The step.
+
+
+def feature_train_step(state: train_state_lib.TrainState, batch: dict, *,
+                       models: dict, config):
+  """One SGD step of the feature module on an aligned RGB/IR batch.
+
+  batch: {'rgb': [B,S,S,3], 'ir': [B,S,S,3], 'labels': [B]}, the same
+  identities in the same order in both modalities. The two modalities run
+  through the networks separately, so BatchNorm statistics are per modality
+  (as the official feature iteration). Loss = lambda_cls * (CE_rgb + CE_ir)
+  + lambda_triplet * (tri(rgb, ir, ir) + tri(ir, rgb, rgb)).
+  """
+  encoder, embedder = models['encoder'], models['embedder']
+  size = tuple(config.encoder_input_size)
+  dropout_rgb, dropout_ir = jax.random.split(jax.random.fold_in(state.rng, state.step))
+  labels = batch['labels']
+
+  def forward(params, batch_stats, images, dropout_key):
+    fmap, enc = encoder.apply(
+        {'params': params['encoder'], 'batch_stats': batch_stats['encoder']},
+        resnet.prepare_encoder_input(images, size), train=True,
+        mutable=['batch_stats'])
+    outputs, emb = embedder.apply(
+        {'params': params['embedder'], 'batch_stats': batch_stats['embedder']},
+        fmap, train=True, rngs={'dropout': dropout_key}, mutable=['batch_stats'])
+    return outputs, {'encoder': enc['batch_stats'], 'embedder': emb['batch_stats']}
+
+  def loss_fn(params):
+    (_, _, logits_rgb, emb_rgb), stats = forward(
+        params, state.batch_stats, batch['rgb'], dropout_rgb)
+    (_, _, logits_ir, emb_ir), stats = forward(params, stats, batch['ir'], dropout_ir)
+    ce_rgb = losses.cross_entropy(logits_rgb, labels)
+    ce_ir = losses.cross_entropy(logits_ir, labels)
+    tri = functools.partial(losses.cross_modal_triplet, margin=config.triplet_margin)
+    triplet = (tri(emb_rgb, emb_ir, emb_ir, labels, labels, labels)
+               + tri(emb_ir, emb_rgb, emb_rgb, labels, labels, labels))
+    loss = config.lambda_cls * (ce_rgb + ce_ir) + config.lambda_triplet * triplet
+    metrics = {
+        'loss': loss, 'ce_rgb': ce_rgb, 'ce_ir': ce_ir, 'triplet': triplet,
+        'accuracy_rgb': jnp.mean(jnp.argmax(logits_rgb, -1) == labels),
+        'accuracy_ir': jnp.mean(jnp.argmax(logits_ir, -1) == labels),
+    }
+    return loss, (stats, metrics)
+
+  feature_params = {k: state.params[k] for k in FEATURE_NETS}
+  grads, (stats, metrics) = jax.grad(loss_fn, has_aux=True)(feature_params)
+  updates, opt_state = state.tx['feature'].update(
+      grads, state.opt_state['feature'], feature_params)
+  new_params = optax.apply_updates(feature_params, updates)
+  return state.replace(
+      step=state.step + 1,
+      params={**state.params, **new_params},
+      batch_stats={**state.batch_stats, **stats},
+      opt_state={**state.opt_state, 'feature': opt_state}), metrics
+
+
+def make_train_step(models: dict, config, mesh):
+  """`feature_train_step` jitted over ``mesh``: state replicated and donated,
+  batch sharded on ``data``, metrics replicated."""
+  repl = sharding.replicated(mesh)
+  return jax.jit(
+      functools.partial(feature_train_step, models=models, config=config),
+      in_shardings=(repl, sharding.data_sharded(mesh)),
+      out_shardings=(repl, repl), donate_argnums=0)
+
+
+# ----------------------------------------------------------------------------
+# Evaluation.
+
+
+def make_feature_extractor(models: dict, config, mesh):
+  """jitted (state, images) -> replicated unit-norm test features."""
+  def extract(state, images):
+    variables = {'params': state.params['encoder'],
+                 'batch_stats': state.batch_stats['encoder']}
+    return features_lib.flip_pooled_features(
+        models['encoder'], variables, images,
+        encoder_input_size=tuple(config.encoder_input_size))
+  repl = sharding.replicated(mesh)
+  return jax.jit(extract, in_shardings=(repl, sharding.data_sharded(mesh)),
+                 out_shardings=repl)
+
+
+def evaluate(state, extract, test_records, config, mesh) -> dict:
+  """IR->RGB retrieval on the test identities (see `report.cross_modal_metrics`)."""
+  from aligngan_jax import input_pipeline  # TensorFlow: only when evaluating data.
+  batches = input_pipeline.create_eval_iterator(
+      test_records, image_size=config.image_size,
+      batch_size=config.eval_batch_size)
+  feats = [np.asarray(extract(state, sharding.shard_batch(b['image'], mesh)))
+           for b in batches]
+  feats = np.concatenate(feats)[:len(test_records)]
+  return report.cross_modal_metrics(
+      feats, test_records.person_id, test_records.modality, test_records.camera,
+      max_rank=config.max_rank)
+
+
+def _write_eval(workdir, writer, step, result):
+  logging.info('Evaluation at step %d:\n%s', step, report.format_table(result))
+  scalars = {f'eval/{k}': v for k, v in result.items()
+             if isinstance(v, float) and k != 'cmc'}
+  writer.write_scalars(step, scalars)
+  if jax.process_index() == 0:
+    os.makedirs(os.path.join(workdir, 'eval'), exist_ok=True)
+    payload = {k: (v.tolist() if isinstance(v, np.ndarray) else v)
+               for k, v in result.items()}
+    payload['step'] = step
+    for name in (f'step_{step}.json', 'latest.json'):
+      with open(os.path.join(workdir, 'eval', name), 'w') as f:
+        json.dump(payload, f, indent=2)
+
+
+# ----------------------------------------------------------------------------
+# The job.
+
+
+def _load_data(config):
+  from aligngan_jax import input_pipeline
+  builder = input_pipeline.get_builder(config.dataset, data_dir=config.data_dir,
+                                       manual_dir=config.manual_dir)
+  train = input_pipeline.load_split(builder, 'train')
+  test = input_pipeline.load_split(builder, 'test')
+  return train, test
+
+
+def _writer(workdir):
+  from clu import metric_writers  # imports TensorFlow
+  return metric_writers.create_default_writer(
+      workdir, just_logging=jax.process_index() > 0, asynchronous=True)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains (resuming from ``workdir`` if it holds a checkpoint) and
+  evaluates; returns the final evaluation result."""
+  from aligngan_jax import input_pipeline
+  validate_config(config, num_devices=jax.device_count())
+  ensure_writable(workdir)
+  mesh = sharding.create_mesh()
+  train, test = _load_data(config)
+  rgb = train.select(train.modality == input_pipeline.RGB)
+  ir = train.select(train.modality == input_pipeline.IR)
+  num_classes = int(train.label.max()) + 1
+  models = create_models(config, num_classes)
+  sampler = sampler_lib.PKSampler(
+      rgb.label, ir.label, ids_per_batch=config.ids_per_batch,
+      instances_per_id=config.instances_per_id, seed=config.seed,
+      rgb_grey_prob=config.rgb_grey_prob)
+
+  state = create_train_state(config, models, mesh)
+  manager = checkpointing.create_manager(
+      workdir, save_every=config.checkpoint_every_steps,
+      max_to_keep=config.max_checkpoints_to_keep)
+  restored = checkpointing.restore_latest(manager, state)
+  if restored is not None:
+    state = restored
+    logging.info('Resumed from %s at step %d.', manager.directory, int(state.step))
+  start_step = int(state.step)
+
+  writer = _writer(workdir)
+  if start_step == 0:
+    writer.write_hparams(_flat(config))
+    if jax.process_index() == 0:
+      with open(os.path.join(workdir, 'config.json'), 'w') as f:
+        f.write(config.to_json_best_effort(indent=2))
+  logging.info('Training %s: %d classes, %d RGB + %d IR train images, %d '
+               'batches/epoch, steps %d..%d.', config.dataset, num_classes,
+               len(rgb), len(ir), sampler.batches_per_epoch, start_step,
+               config.num_train_steps)
+
+  train_step = make_train_step(models, config, mesh)
+  extract = make_feature_extractor(models, config, mesh)
+  batches = input_pipeline.create_train_iterator(
+      rgb, ir, sampler, image_size=config.image_size, start_step=start_step,
+      num_steps=config.num_train_steps)
+  progress = reporting.Progress(start_step=start_step,
+                                num_steps=config.num_train_steps,
+                                images_per_step=2 * sampler.batch_size)
+  rates = learning_rates(config)
+  history, first = [], start_step
+  result = None
+  try:
+    for step in range(start_step, config.num_train_steps):
+      state, metrics = train_step(state, sharding.shard_batch(next(batches), mesh))
+      history.append(metrics)
+      done = step + 1
+      last = done == config.num_train_steps
+      checkpoint_now = done % config.checkpoint_every_steps == 0 or last
+      if done % config.log_every_steps == 0 or checkpoint_now:
+        # Checked before any save, so a non-finite state is never checkpointed.
+        means = reporting.mean_metrics(history)
+        reporting.check_finite(means, first_step=first, last_step=done)
+        pace = progress.update(done)
+        logging.info('%s', progress.line(done, means, pace))
+        lrs = {f'lr_{k}': float(fn(step)) for k, fn in rates.items()}
+        writer.write_scalars(done, {f'train/{k}': v for k, v in
+                                    {**means, **lrs, **pace}.items()})
+        history, first = [], done
+      if checkpoint_now:
+        checkpointing.save(manager, state, force=last)
+      if done % config.eval_every_steps == 0 or last:
+        result = evaluate(state, extract, test, config, mesh)
+        _write_eval(workdir, writer, done, result)
+    if result is None:  # Resumed at the end: evaluate the final state.
+      result = evaluate(state, extract, test, config, mesh)
+      _write_eval(workdir, writer, int(state.step), result)
+  finally:
+    manager.wait_until_finished()
+    manager.close()
+    writer.flush()
+  return result
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """``config.mode='eval'``: evaluates the newest checkpoint in ``workdir``."""
+  validate_config(config, num_devices=jax.device_count())
+  mesh = sharding.create_mesh()
+  train, test = _load_data(config)
+  models = create_models(config, int(train.label.max()) + 1)
+  template = create_train_state(config, models, mesh)
+  manager = checkpointing.create_manager(
+      workdir, save_every=config.checkpoint_every_steps,
+      max_to_keep=config.max_checkpoints_to_keep)
+  state = checkpointing.restore_latest(manager, template)
+  manager.close()
+  if state is None:
+    raise ConfigError(f'--workdir={workdir} holds no checkpoint '
+                      f'({manager.directory} is empty); train first '
+                      "(config.mode='train').")
+  ensure_writable(workdir)
+  writer = _writer(workdir)
+  result = evaluate(state, make_feature_extractor(models, config, mesh), test,
+                    config, mesh)
+  _write_eval(workdir, writer, int(state.step), result)
+  writer.flush()
+  return result
+
+
+def _flat(config) -> dict:
+  """Config as flat hparams for TensorBoard (sequences as strings)."""
+  out = {}
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      out.update({f'{key}.{k}': v for k, v in _flat(value).items()})
+    elif isinstance(value, (int, float, str, bool)):
+      out[key] = value
+    else:
+      out[key] = str(value)
+  return out

@@ -1,0 +1,91 @@
+"""Defaults shared by every experiment: the official AlignGAN values.
+
+Other config files import this one and override it. Numbers a paper's reader
+looks for (batch layout, learning rates, loss weights, schedule) are named
+keys; see ../shared/docs/aligngan_reference.md §2-§3 for their origin.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def get_config(arg=None):
+  """The default config; ``arg`` may be ``'tiny'`` (see `apply_arg`)."""
+  config = ml_collections.ConfigDict()
+  config.mode = 'train'              # 'train' | 'eval'
+  config.seed = 0
+
+  # Data. `dataset` is a TFDS name (with builder config), read from
+  # `data_dir` (TFDS default when unset); license-gated datasets read the
+  # user's download from `manual_dir`.
+  config.dataset = 'sysu_mm01'
+  config.data_dir = config_dict.placeholder(str)
+  config.manual_dir = config_dict.placeholder(str)
+  config.image_size = 128                  # square load size (PIL bicubic)
+  config.encoder_input_size = (384, 192)   # re-sampled on device (§1.4)
+  config.ids_per_batch = 18                # P: identities per batch
+  config.instances_per_id = 4              # K: images per identity and modality
+  config.eval_batch_size = 128
+  # Not official (the official pipeline only flips): probability of turning
+  # an RGB training image grey, which stops colour from carrying identity.
+  config.rgb_grey_prob = 0.0
+
+  # Feature module: ResNet trunk + heads (§1.4, §1.5).
+  config.model = ml_collections.ConfigDict()
+  config.model.depth = 50
+  config.model.width = 64
+  config.model.last_stride = 1
+  config.model.bottle_dim = 256
+  config.model.embed_dim = 256
+  config.model.dropout_rate = 0.5
+
+  # Optimisation of the feature module (§3): SGD nesterov, trunk lr = 0.1 x
+  # head lr, weight decay on every parameter, x0.1 decays at milestones.
+  config.learning_rate = 0.2
+  config.encoder_lr_multiplier = 0.1
+  config.momentum = 0.9
+  config.nesterov = True
+  config.weight_decay = 5e-4
+  # The official feature module takes 5,000 warm-up + 10,100 joint SGD steps
+  # and decays once, after 5,000 joint steps.
+  config.num_train_steps = 15_100
+  config.lr_milestones = (10_000,)
+  config.lr_decay_factor = 0.1
+
+  # Losses: CE on both modalities + cross-modal batch-hard cosine triplets.
+  config.lambda_cls = 1.0
+  config.lambda_triplet = 1.0
+  config.triplet_margin = 1.0
+
+  # Bookkeeping.
+  config.log_every_steps = 100
+  config.checkpoint_every_steps = 1_000
+  config.max_checkpoints_to_keep = 2
+  config.eval_every_steps = 5_000          # and always at the end
+  config.max_rank = 20
+  return apply_arg(config, arg)
+
+
+def apply_arg(config, arg):
+  """Applies a config-file argument. ``'tiny'`` keeps dataset and protocol
+  but shrinks model, images, batch and schedule (about a minute on 2 CPUs)."""
+  if arg in (None, ''):
+    return config
+  if arg != 'tiny':
+    raise ValueError(f"Unknown config argument {arg!r}: expected 'tiny' or none "
+                     "(e.g. --config=configs/sysu.py:tiny).")
+  config.image_size = 32
+  config.encoder_input_size = (32, 16)
+  config.ids_per_batch = 4
+  config.instances_per_id = 2
+  config.eval_batch_size = 16
+  config.model.depth = 18
+  config.model.width = 4
+  config.model.bottle_dim = 16
+  config.model.embed_dim = 16
+  config.num_train_steps = 4
+  config.lr_milestones = (2,)
+  config.log_every_steps = 1
+  config.checkpoint_every_steps = 2
+  config.eval_every_steps = 1_000
+  return config

@@ -1,0 +1,73 @@
+"""Entry point: python main.py --config=configs/synthetic.py --workdir=runs/demo
+
+Intentionally thin: everything testable lives in `aligngan_jax.train_lib`.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and results.')
+flags.DEFINE_bool('jax_distributed', False,
+                  'Call jax.distributed.initialize() first (multi-host runs).')
+config_flags.DEFINE_config_file(
+    'config', None, 'Config file, optionally with an argument: '
+    'configs/sysu.py or configs/sysu.py:tiny.', lock_config=True)
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def _parse_flags(argv):
+  """absl parsing, with unknown ``--config.KEY`` overrides reported in one line
+  (ml_collections raises a bare AttributeError/KeyError for them)."""
+  try:
+    return FLAGS(argv)
+  except (AttributeError, KeyError) as e:
+    overrides = [a.split('=')[0] for a in argv[1:] if a.startswith('--config.')]
+    sys.exit(f'error: unknown config key in {" ".join(overrides) or "--config"}:'
+             f' {str(e).strip(chr(34) + chr(39))}. See configs/default.py for '
+             'the keys.')
+
+
+def _quiet_orbax(record) -> bool:
+  # Orbax logs every checkpoint phase at INFO; keep its warnings only.
+  return '/orbax/' not in record.pathname or record.levelno >= 30  # WARNING
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.get_absl_logger().addFilter(_quiet_orbax)
+  # Hide GPUs from TensorFlow before any TF op: otherwise TF may reserve
+  # accelerator memory that JAX needs (tf.data only needs the CPU).
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.set_visible_devices([], 'GPU')
+
+  import jax  # pylint: disable=g-import-not-at-top
+  if FLAGS.jax_distributed:
+    jax.distributed.initialize()
+  import datasets  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  from aligngan_jax import train_lib  # pylint: disable=g-import-not-at-top
+
+  logging.info('JAX process %d / %d; local devices: %s; global device count %d.',
+               jax.process_index(), jax.process_count(), jax.local_devices(),
+               jax.device_count())
+  config = FLAGS.config
+  logging.info('Config:\n%s', config)
+  try:
+    if config.mode == 'train':
+      train_lib.train_and_evaluate(config, FLAGS.workdir)
+    elif config.mode == 'eval':
+      train_lib.evaluate_checkpoint(config, FLAGS.workdir)
+    else:
+      raise train_lib.ConfigError(
+          f"config.mode={config.mode!r} is not one of ('train', 'eval').")
+  except (train_lib.ConfigError, NotImplementedError) as e:
+    sys.exit(f'error: {e}')
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=_parse_flags)

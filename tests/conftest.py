@@ -1,0 +1,36 @@
+"""Test setup: two host devices (so sharding is exercised on CPU), set before
+JAX is imported; quiet TensorFlow; a session-wide tiny synthetic dataset."""
+
+import os
+
+os.environ['XLA_FLAGS'] = ' '.join(
+    [os.environ.get('XLA_FLAGS', ''), '--xla_force_host_platform_device_count=2']).strip()
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import jax  # noqa: E402  (after XLA_FLAGS on purpose)
+import pytest  # noqa: E402
+
+# Faster compiles for tiny test models; numerics stay exact enough.
+jax.config.update('jax_disable_most_optimizations', True)
+
+
+@pytest.fixture(scope='session')
+def tfds_data_dir(tmp_path_factory):
+  """A TFDS data_dir holding the tiny synthetic_vireid dataset."""
+  import tensorflow as tf
+  tf.config.set_visible_devices([], 'GPU')
+  import datasets  # noqa: F401  (registers the builders)
+  import tensorflow_datasets as tfds
+  data_dir = str(tmp_path_factory.mktemp('tfds'))
+  tfds.builder('synthetic_vireid/tiny', data_dir=data_dir).download_and_prepare()
+  return data_dir
+
+
+@pytest.fixture(scope='session')
+def tiny_records(tfds_data_dir):
+  """(train, test) Records of the tiny synthetic dataset."""
+  from aligngan_jax import input_pipeline
+  builder = input_pipeline.get_builder('synthetic_vireid/tiny',
+                                       data_dir=tfds_data_dir)
+  return (input_pipeline.load_split(builder, 'train'),
+          input_pipeline.load_split(builder, 'test'))

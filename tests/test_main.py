@@ -1,0 +1,58 @@
+"""main.py end to end in a temporary workdir, and its command-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _main(*args, timeout=600):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', JAX_PLATFORMS='cpu')
+  return subprocess.run([sys.executable, 'main.py', *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def test_trains_two_steps_evaluates_and_resumes(tfds_data_dir, tmp_path):
+  workdir = str(tmp_path / 'run')
+  common = ['--config=configs/synthetic.py:tiny', f'--workdir={workdir}',
+            f'--config.data_dir={tfds_data_dir}', '--config.checkpoint_every_steps=1']
+  first = _main(*common, '--config.num_train_steps=2')
+  assert first.returncode == 0, first.stderr[-3000:]
+  assert 'step 2/2' in first.stderr
+  with open(os.path.join(workdir, 'eval', 'latest.json')) as f:
+    result = json.load(f)
+  assert result['step'] == 2
+  assert len(result['cmc']) == 20 and 0 <= result['mAP'] <= 1
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['1', '2']
+  assert os.path.exists(os.path.join(workdir, 'config.json'))
+  # Restarting with a longer schedule resumes from the step-2 checkpoint.
+  second = _main(*common, '--config.num_train_steps=3')
+  assert second.returncode == 0, second.stderr[-3000:]
+  assert 'Resumed from' in second.stderr and 'at step 2' in second.stderr
+  assert 'step 3/3' in second.stderr and 'step 1/3' not in second.stderr
+  # Evaluation mode reads the newest checkpoint.
+  third = _main(*common, '--config.num_train_steps=3', '--config.mode=eval')
+  assert third.returncode == 0, third.stderr[-3000:]
+  with open(os.path.join(workdir, 'eval', 'latest.json')) as f:
+    assert json.load(f)['step'] == 3
+
+
+def test_unknown_config_key_is_one_clear_line(tmp_path):
+  run = _main('--config=configs/synthetic.py:tiny', f'--workdir={tmp_path}',
+              '--config.model.deptth=3')
+  assert run.returncode != 0
+  last = run.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: unknown config key') and 'deptth' in last
+  assert 'Traceback' not in run.stderr
+
+
+def test_unwritable_workdir_names_the_path(tmp_path):
+  blocker = tmp_path / 'file'
+  blocker.write_text('')
+  run = _main('--config=configs/synthetic.py:tiny', f'--workdir={blocker}/run')
+  assert run.returncode != 0
+  assert f'--workdir={blocker}/run is not writable' in run.stderr.strip().splitlines()[-1]

@@ -1,0 +1,70 @@
+"""Model shapes and parameter counts (official counts from spec §1)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from aligngan_jax.models import Embedder, ResNetEncoder, prepare_encoder_input
+
+
+def _num_params(tree):
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
+
+
+def test_resnet50_trunk_has_the_official_parameter_count_and_shape():
+  enc = ResNetEncoder(depth=50)
+  x = jax.ShapeDtypeStruct((1, 384, 192, 3), jnp.float32)
+  variables = jax.eval_shape(lambda: enc.init(jax.random.key(0), jnp.zeros(x.shape), train=False))
+  assert _num_params(variables['params']) == 23_508_032
+  out = jax.eval_shape(lambda v: enc.apply(v, jnp.zeros(x.shape), train=False), variables)
+  assert out.shape == (1, 24, 12, 2048)       # last stride 1
+
+
+def test_embedder_has_the_official_parameter_count():
+  emb = Embedder(num_classes=395)
+  fmap = jnp.zeros((2, 24, 12, 2048))
+  variables = jax.eval_shape(lambda: emb.init(jax.random.key(0), fmap, train=False))
+  assert _num_params(variables['params']) == 1_151_115
+
+
+@pytest.mark.parametrize('last_stride,expected', [(1, (4, 2)), (2, (2, 1))])
+def test_tiny_resnet18_output_shape(last_stride, expected):
+  enc = ResNetEncoder(depth=18, width=4, last_stride=last_stride)
+  x = jnp.ones((2, 64, 32, 3))
+  variables = enc.init(jax.random.key(0), x, train=False)
+  out, updates = enc.apply(variables, x, train=True, mutable=['batch_stats'])
+  assert out.shape == (2, *expected, 32)
+  assert (np.asarray(out) >= 0).all()         # layer4 after ReLU
+  assert jax.tree.structure(updates['batch_stats']) == jax.tree.structure(
+      variables['batch_stats'])
+
+
+def test_embedder_outputs_and_dropout_only_in_training():
+  emb = Embedder(num_classes=5, bottle_dim=8, embed_dim=6)
+  fmap = jax.random.normal(jax.random.key(1), (4, 3, 2, 16))
+  variables = emb.init(jax.random.key(0), fmap, train=False)
+  f_c, f_e, logits, embedding = emb.apply(variables, fmap, train=False)
+  np.testing.assert_allclose(f_c, fmap.mean(axis=(1, 2)), rtol=1e-6)
+  np.testing.assert_allclose(f_e, f_c)
+  assert logits.shape == (4, 5) and embedding.shape == (4, 6)
+  (f_c, f_e, _, _), _ = emb.apply(variables, fmap, train=True, mutable=['batch_stats'],
+                                  rngs={'dropout': jax.random.key(2)})
+  dropped = np.asarray(f_c) == 0
+  assert 0.2 < dropped.mean() < 0.8           # Dropout(0.5) on features_c only
+  np.testing.assert_allclose(f_e, fmap.mean(axis=(1, 2)), rtol=1e-6)
+
+
+def test_prepare_encoder_input_resizes_and_normalises():
+  # A constant image stays constant under bilinear resampling, so each channel
+  # must equal ((v + 1) / 2 - mean) / std exactly.
+  x = jnp.full((1, 8, 8, 3), 0.5)
+  y = prepare_encoder_input(x, (24, 12))
+  assert y.shape == (1, 24, 12, 3)
+  want = (0.75 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+  np.testing.assert_allclose(np.asarray(y)[0, 5, 5], want, rtol=1e-5)
+  # Half-pixel-centre bilinear (PyTorch align_corners=False): upsampling a
+  # 1x2 row [a, b] by 2 gives [a, .75a+.25b, .25a+.75b, b].
+  row = jnp.array([[[[-1.0] * 3], [[1.0] * 3]]]).reshape(1, 1, 2, 3)
+  up = prepare_encoder_input(row, (1, 4))[0, 0, :, 0] * 0.229 + 0.485
+  np.testing.assert_allclose(up, [0.0, 0.25, 0.75, 1.0], atol=1e-6)

@@ -1,0 +1,124 @@
+"""The jitted train step, sharding, and checkpoint round trips."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from aligngan_jax import checkpointing
+from aligngan_jax import sharding
+from aligngan_jax import train_lib
+from configs import synthetic
+
+NUM_CLASSES = 6
+
+
+@pytest.fixture(scope='module')
+def config():
+  return synthetic.get_config('tiny')
+
+
+@pytest.fixture(scope='module')
+def models(config):
+  return train_lib.create_models(config, NUM_CLASSES)
+
+
+def _batch(config, seed=0):
+  rng = np.random.default_rng(seed)
+  b = config.ids_per_batch * config.instances_per_id
+  s = config.image_size
+  labels = np.repeat(rng.choice(NUM_CLASSES, config.ids_per_batch, replace=False),
+                     config.instances_per_id).astype(np.int32)
+  return {'rgb': rng.uniform(-1, 1, (b, s, s, 3)).astype(np.float32),
+          'ir': rng.uniform(-1, 1, (b, s, s, 3)).astype(np.float32),
+          'labels': labels}
+
+
+def _host(tree):
+  return jax.tree.map(np.asarray, tree)
+
+
+def _run(config, models, mesh, steps):
+  state = train_lib.create_train_state(config, models, mesh)
+  step = train_lib.make_train_step(models, config, mesh)
+  for i in range(steps):
+    state, metrics = step(state, sharding.shard_batch(_batch(config, i), mesh))
+  return state, metrics
+
+
+def test_step_changes_parameters_and_keeps_replicated_shardings(config, models):
+  mesh = sharding.create_mesh()
+  assert mesh.devices.size == 2               # conftest forces two host devices
+  before = _host(train_lib.create_train_state(config, models, mesh).params)
+  state, metrics = _run(config, models, mesh, 1)
+  assert int(state.step) == 1
+  assert np.isfinite(float(metrics['loss']))
+  changed = jax.tree.map(lambda a, b: not np.array_equal(a, np.asarray(b)),
+                         before, state.params)
+  assert all(jax.tree.leaves(changed))        # every parameter got an update
+  repl = sharding.replicated(mesh)
+  for leaf in jax.tree.leaves(state):
+    assert leaf.sharding.is_equivalent_to(repl, leaf.ndim)
+
+
+def test_one_and_two_devices_agree(config, models):
+  one, _ = _run(config, models, sharding.create_mesh(jax.devices()[:1]), 2)
+  two, _ = _run(config, models, sharding.create_mesh(jax.devices()[:2]), 2)
+  for a, b in zip(jax.tree.leaves(_host(one.params)), jax.tree.leaves(_host(two.params))):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+  for a, b in zip(jax.tree.leaves(_host(one.batch_stats)),
+                  jax.tree.leaves(_host(two.batch_stats))):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+
+
+def test_learning_rate_groups_and_decay(config):
+  rates = train_lib.learning_rates(config)
+  base = config.learning_rate
+  milestone = config.lr_milestones[0]
+  assert float(rates['embedder'](0)) == pytest.approx(base)
+  assert float(rates['encoder'](0)) == pytest.approx(base * config.encoder_lr_multiplier)
+  assert float(rates['embedder'](milestone - 1)) == pytest.approx(base)
+  assert float(rates['embedder'](milestone)) == pytest.approx(base * config.lr_decay_factor)
+
+
+def test_checkpoint_restore_is_bit_identical(config, models, tmp_path):
+  mesh = sharding.create_mesh()
+  state, _ = _run(config, models, mesh, 2)
+  manager = checkpointing.create_manager(str(tmp_path), save_every=1, max_to_keep=2)
+  checkpointing.save(manager, state, force=True)
+  manager.wait_until_finished()
+  template = train_lib.create_train_state(config, models, mesh)
+  restored = checkpointing.restore_latest(manager, template)
+  manager.close()
+  assert int(restored.step) == 2
+  np.testing.assert_array_equal(jax.random.key_data(restored.rng),
+                                jax.random.key_data(state.rng))
+  for field in ('params', 'batch_stats', 'opt_state'):
+    for a, b in zip(jax.tree.leaves(getattr(state, field)),
+                    jax.tree.leaves(getattr(restored, field))):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  repl = sharding.replicated(mesh)
+  assert all(x.sharding.is_equivalent_to(repl, x.ndim)
+             for x in jax.tree.leaves(restored.params))
+
+
+def test_config_errors_name_the_key_or_path(config, tmp_path):
+  bad = config.copy_and_resolve_references()
+  bad.ids_per_batch, bad.instances_per_id = 3, 1
+  with pytest.raises(train_lib.ConfigError,
+                     match=r'ids_per_batch \* config.instances_per_id = 3 \* 1 = 3'):
+    train_lib.validate_config(bad, num_devices=2)
+  bad = config.copy_and_resolve_references()
+  bad.mode = 'serve'
+  with pytest.raises(train_lib.ConfigError, match="config.mode='serve'"):
+    train_lib.validate_config(bad, num_devices=2)
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('x')
+  with pytest.raises(train_lib.ConfigError, match=str(blocker / 'run')):
+    train_lib.ensure_writable(str(blocker / 'run'))
+  with pytest.raises(train_lib.ConfigError, match='eval_batch_size=3'):
+    bad = config.copy_and_resolve_references()
+    bad.eval_batch_size = 3
+    train_lib.validate_config(bad, num_devices=2)
