@@ -85,15 +85,21 @@ def load_split(builder, split: str) -> Records:
   return Records(**{k: v[order] for k, v in arrays.items()})
 
 
-def _preprocess(encoded, flip, image_size: int, grey=False):
+# Rows: R, G, B, ITU-R 601 luma (PIL's convert('L')); see PKBatch.rgb_mono.
+_MONO_WEIGHTS = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0),
+                 (0.299, 0.587, 0.114))
+
+
+def _preprocess(encoded, flip, image_size: int, mono=-1):
   image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
   image = tf.image.resize(image, (image_size, image_size), method='bicubic',
                           antialias=True)
   image = tf.clip_by_value(tf.round(image), 0.0, 255.0)
   image = tf.where(flip, tf.reverse(image, axis=[1]), image)
-  # ITU-R 601 luma (PIL's convert('L')), repeated on three channels.
-  luma = tf.tensordot(image, tf.constant([0.299, 0.587, 0.114]), axes=1)
-  image = tf.where(grey, tf.repeat(luma[..., None], 3, axis=-1), image)
+  mono = tf.cast(mono, tf.int32)
+  weights = tf.gather(tf.constant(_MONO_WEIGHTS), tf.maximum(mono, 0))
+  single = tf.tensordot(image, weights, axes=1)
+  image = tf.where(mono >= 0, tf.repeat(single[..., None], 3, axis=-1), image)
   return image / 127.5 - 1.0
 
 
@@ -118,19 +124,19 @@ def create_train_iterator(rgb: Records, ir: Records,
   def step_indices():
     for step in range(start_step, num_steps):
       b = sampler(step).process_slice(process_index, process_count)
-      yield b.rgb, b.ir, b.labels, b.rgb_flip, b.ir_flip, b.rgb_grey
+      yield b.rgb, b.ir, b.labels, b.rgb_flip, b.ir_flip, b.rgb_mono
 
   vector = lambda dtype: tf.TensorSpec([local], dtype)
   ds = tf.data.Dataset.from_generator(
       step_indices, output_signature=(vector(tf.int64), vector(tf.int64),
                                       vector(tf.int64), vector(tf.bool),
-                                      vector(tf.bool), vector(tf.bool)))
+                                      vector(tf.bool), vector(tf.int8)))
   rgb_images = tf.constant(rgb.images)
   ir_images = tf.constant(ir.images)
 
-  def load(r, i, label, rgb_flip, ir_flip, rgb_grey):
+  def load(r, i, label, rgb_flip, ir_flip, rgb_mono):
     return {'rgb': _preprocess(tf.gather(rgb_images, r), rgb_flip, image_size,
-                               rgb_grey),
+                               rgb_mono),
             'ir': _preprocess(tf.gather(ir_images, i), ir_flip, image_size),
             'labels': tf.cast(label, tf.int32)}
 

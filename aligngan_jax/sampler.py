@@ -23,7 +23,10 @@ class PKBatch:
   labels: np.ndarray     # [P*K] training labels
   rgb_flip: np.ndarray   # [P*K] bool: flip the RGB image horizontally
   ir_flip: np.ndarray    # [P*K] bool
-  rgb_grey: np.ndarray   # [P*K] bool: turn the RGB image grey (off by default)
+  # [P*K] int8: -1 keeps the RGB image's colour; 0, 1, 2 replace it by its
+  # R, G or B channel on all three channels, 3 by its luma (grey). Off by
+  # default (see docs/decisions.md).
+  rgb_mono: np.ndarray
 
   def process_slice(self, process_index: int, process_count: int) -> 'PKBatch':
     """The rows this JAX process feeds (contiguous, equal-sized)."""
@@ -46,12 +49,18 @@ class PKSampler:
     instances_per_id: K, drawn without replacement when an identity has at
       least K images in that modality, with replacement otherwise.
     seed: the data seed.
-    rgb_grey_prob: probability of a grey RGB image (not in the official
-      code, which has no augmentation but the flip; see docs/decisions.md).
+    rgb_grey_prob: probability of a grey RGB image; rgb_channel_prob: of an
+      RGB image replaced by one random colour channel (channel augmentation).
+      Neither is in the official code, which only flips; see
+      docs/decisions.md.
   """
 
   def __init__(self, rgb_labels, ir_labels, *, ids_per_batch: int,
-               instances_per_id: int, seed: int, rgb_grey_prob: float = 0.0):
+               instances_per_id: int, seed: int, rgb_grey_prob: float = 0.0,
+               rgb_channel_prob: float = 0.0):
+    if rgb_grey_prob < 0 or rgb_channel_prob < 0 or rgb_grey_prob + rgb_channel_prob > 1:
+      raise ValueError(f'rgb_grey_prob={rgb_grey_prob} and rgb_channel_prob='
+                       f'{rgb_channel_prob} must be >= 0 and sum to at most 1.')
     rgb_labels, ir_labels = np.asarray(rgb_labels), np.asarray(ir_labels)
     # Only identities seen in both modalities can be paired.
     self.labels = np.intersect1d(rgb_labels, ir_labels)
@@ -66,6 +75,7 @@ class PKSampler:
     self.instances_per_id = instances_per_id
     self.seed = seed
     self.rgb_grey_prob = rgb_grey_prob
+    self.rgb_channel_prob = rgb_channel_prob
 
   @property
   def batch_size(self) -> int:
@@ -90,6 +100,10 @@ class PKSampler:
     rgb = np.concatenate([draw(self._rgb[c]) for c in chosen])
     ir = np.concatenate([draw(self._ir[c]) for c in chosen])
     flips = rng.random((2, len(rgb))) < 0.5
-    grey = rng.random(len(rgb)) < self.rgb_grey_prob
+    u = rng.random(len(rgb))
+    channel = rng.integers(0, 3, len(rgb))
+    mono = np.where(u < self.rgb_grey_prob, 3,
+                    np.where(u < self.rgb_grey_prob + self.rgb_channel_prob,
+                             channel, -1)).astype(np.int8)
     return PKBatch(rgb=rgb, ir=ir, labels=np.repeat(self.labels[chosen], k),
-                   rgb_flip=flips[0], ir_flip=flips[1], rgb_grey=grey)
+                   rgb_flip=flips[0], ir_flip=flips[1], rgb_mono=mono)

@@ -34,6 +34,7 @@ from aligngan_jax.models import resnet
 
 FEATURE_NETS = ('encoder', 'embedder')
 _MODES = ('train', 'eval')
+_OPTIMIZERS = ('sgd', 'adam')
 
 
 class ConfigError(ValueError):
@@ -62,6 +63,13 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int):
     raise ConfigError(
         f'config.eval_batch_size={config.eval_batch_size} is not divisible by '
         f'the {num_devices} devices.')
+  grey, channel = config.rgb_grey_prob, config.rgb_channel_prob
+  if grey < 0 or channel < 0 or grey + channel > 1:
+    raise ConfigError(f'config.rgb_grey_prob={grey} and config.rgb_channel_prob='
+                      f'{channel} must be >= 0 and sum to at most 1.')
+  if config.optimizer not in _OPTIMIZERS:
+    raise ConfigError(f'config.optimizer={config.optimizer!r} is not one of '
+                      f'{_OPTIMIZERS}.')
   if list(config.lr_milestones) != sorted(config.lr_milestones):
     raise ConfigError(f'config.lr_milestones={config.lr_milestones} must be '
                       'ascending.')
@@ -94,7 +102,8 @@ def create_models(config, num_classes: int) -> dict:
       'embedder': embedder_lib.Embedder(num_classes=num_classes,
                                         bottle_dim=m.bottle_dim,
                                         embed_dim=m.embed_dim,
-                                        dropout_rate=m.dropout_rate),
+                                        dropout_rate=m.dropout_rate,
+                                        embed_bn=m.embed_bn),
   }
 
 
@@ -108,15 +117,23 @@ def learning_rates(config) -> dict:
 
 
 def create_feature_optimizer(config) -> optax.GradientTransformation:
-  """PyTorch-style SGD: coupled weight decay on every parameter, nesterov
-  momentum, and the trunk at ``encoder_lr_multiplier`` x the head's lr."""
-  def sgd(schedule):
-    return optax.chain(
-        optax.add_decayed_weights(config.weight_decay),
-        optax.sgd(schedule, momentum=config.momentum, nesterov=config.nesterov))
+  """PyTorch-style optimizer: coupled weight decay on every parameter, and
+  the trunk at ``encoder_lr_multiplier`` x the head's lr.
+
+  ``config.optimizer``: 'sgd' (official: nesterov momentum) or 'adam'
+  (torch.optim.Adam with weight_decay; for training from scratch, see
+  docs/decisions.md).
+  """
+  def make(schedule):
+    if config.optimizer == 'sgd':
+      update = optax.sgd(schedule, momentum=config.momentum,
+                         nesterov=config.nesterov)
+    else:
+      update = optax.adam(schedule)
+    return optax.chain(optax.add_decayed_weights(config.weight_decay), update)
   rates = learning_rates(config)
   return optax.multi_transform(
-      {name: sgd(rates[name]) for name in FEATURE_NETS},
+      {name: make(rates[name]) for name in FEATURE_NETS},
       lambda params: {k: jax.tree.map(lambda _: k, v) for k, v in params.items()})
 
 
@@ -156,7 +173,9 @@ def feature_train_step(state: train_state_lib.TrainState, batch: dict, *,
   batch: {'rgb': [B,S,S,3], 'ir': [B,S,S,3], 'labels': [B]}, the same
   identities in the same order in both modalities. The two modalities run
   through the networks separately, so BatchNorm statistics are per modality
-  (as the official feature iteration). Loss = lambda_cls * (CE_rgb + CE_ir)
+  (as the official feature iteration), unless
+  ``config.joint_modality_forward`` (one forward of both).
+  Loss = lambda_cls * (CE_rgb + CE_ir)
   + lambda_triplet * (tri(rgb, ir, ir) + tri(ir, rgb, rgb)).
   """
   encoder, embedder = models['encoder'], models['embedder']
@@ -175,9 +194,19 @@ def feature_train_step(state: train_state_lib.TrainState, batch: dict, *,
     return outputs, {'encoder': enc['batch_stats'], 'embedder': emb['batch_stats']}
 
   def loss_fn(params):
-    (_, _, logits_rgb, emb_rgb), stats = forward(
-        params, state.batch_stats, batch['rgb'], dropout_rgb)
-    (_, _, logits_ir, emb_ir), stats = forward(params, stats, batch['ir'], dropout_ir)
+    if config.joint_modality_forward:
+      # One forward of [RGB; IR]: BatchNorm statistics shared by the two
+      # modalities, as the running statistics used at test time are.
+      (_, _, logits, emb), stats = forward(
+          params, state.batch_stats,
+          jnp.concatenate([batch['rgb'], batch['ir']]), dropout_rgb)
+      logits_rgb, logits_ir = jnp.split(logits, 2)
+      emb_rgb, emb_ir = jnp.split(emb, 2)
+    else:
+      (_, _, logits_rgb, emb_rgb), stats = forward(
+          params, state.batch_stats, batch['rgb'], dropout_rgb)
+      (_, _, logits_ir, emb_ir), stats = forward(params, stats, batch['ir'],
+                                                 dropout_ir)
     ce_rgb = losses.cross_entropy(logits_rgb, labels)
     ce_ir = losses.cross_entropy(logits_ir, labels)
     tri = functools.partial(losses.cross_modal_triplet, margin=config.triplet_margin)
@@ -293,7 +322,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   sampler = sampler_lib.PKSampler(
       rgb.label, ir.label, ids_per_batch=config.ids_per_batch,
       instances_per_id=config.instances_per_id, seed=config.seed,
-      rgb_grey_prob=config.rgb_grey_prob)
+      rgb_grey_prob=config.rgb_grey_prob, rgb_channel_prob=config.rgb_channel_prob)
 
   state = create_train_state(config, models, mesh)
   manager = checkpointing.create_manager(

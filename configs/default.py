@@ -29,6 +29,14 @@ def get_config(arg=None):
   # Not official (the official pipeline only flips): probability of turning
   # an RGB training image grey, which stops colour from carrying identity.
   config.rgb_grey_prob = 0.0
+  # Not official either: probability of replacing an RGB training image by
+  # one random colour channel (channel augmentation, Ye et al. ICCV 2021).
+  config.rgb_channel_prob = 0.0
+  # Official: RGB and IR batches pass through the networks separately, so
+  # BatchNorm normalises each modality with its own batch statistics. True:
+  # one forward of both (as the AGW baseline), so training statistics match
+  # the shared running statistics used at test time.
+  config.joint_modality_forward = False
 
   # Feature module: ResNet trunk + heads (§1.4, §1.5).
   config.model = ml_collections.ConfigDict()
@@ -38,9 +46,11 @@ def get_config(arg=None):
   config.model.bottle_dim = 256
   config.model.embed_dim = 256
   config.model.dropout_rate = 0.5
+  config.model.embed_bn = False      # not official; see docs/decisions.md
 
   # Optimisation of the feature module (§3): SGD nesterov, trunk lr = 0.1 x
   # head lr, weight decay on every parameter, x0.1 decays at milestones.
+  config.optimizer = 'sgd'             # 'sgd' (official) | 'adam'
   config.learning_rate = 0.2
   config.encoder_lr_multiplier = 0.1
   config.momentum = 0.9

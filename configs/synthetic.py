@@ -15,9 +15,14 @@ def get_config(arg=None):
   config.ids_per_batch = 8
   config.instances_per_id = 4
   config.eval_batch_size = 128
-  # Colour is invisible to IR cameras; grey RGB copies push the trunk to the
-  # shape and pattern cues both modalities share (docs/decisions.md).
-  config.rgb_grey_prob = 0.5
+  # Colour is invisible to IR cameras; RGB images turned grey or into one
+  # random colour channel push the trunk to the shape and pattern cues both
+  # modalities share (docs/decisions.md).
+  config.rgb_grey_prob = 0.25
+  config.rgb_channel_prob = 0.5
+  # BatchNorm statistics shared by both modalities in training, as at test
+  # time (docs/decisions.md; the official code forwards them separately).
+  config.joint_modality_forward = True
   config.model.depth = 18
   config.model.width = 16
   config.model.bottle_dim = 128

@@ -39,6 +39,11 @@ class Embedder(nn.Module):
   bottle_dim: int = 256
   embed_dim: int = 256
   dropout_rate: float = 0.5
+  # Not official: BatchNorm on features_e before the embedding Linear. From
+  # scratch, pooled post-ReLU features share a large common component, all
+  # embeddings start nearly parallel and the cosine triplet has almost no
+  # gradient; standardising first removes it (docs/decisions.md).
+  embed_bn: bool = False
 
   @nn.compact
   def __call__(self, feature_map, *, train: bool):
@@ -55,7 +60,11 @@ class Embedder(nn.Module):
                       kernel_init=nn.initializers.normal(0.001),
                       bias_init=nn.initializers.zeros, name='classifier')(x)
     fan_in = features_e.shape[-1]
+    embed_input = features_e
+    if self.embed_bn:
+      embed_input = nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                                 epsilon=1e-5, name='embed_bn')(embed_input)
     embedding = nn.Dense(self.embed_dim, kernel_init=_torch_linear_init,
                          bias_init=_torch_linear_bias_init(fan_in),
-                         name='embedder')(features_e)
+                         name='embedder')(embed_input)
     return features_c, features_e, logits, embedding

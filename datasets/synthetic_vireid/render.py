@@ -115,7 +115,7 @@ def make_identity(seed: int, person_id: int) -> Identity:
       leg_width=rng.uniform(0.033, 0.065),
       upper_pattern=int(rng.integers(len(_UPPER_PATTERNS))),
       lower_pattern=int(rng.integers(len(_LOWER_PATTERNS))),
-      pattern_period=rng.uniform(0.06, 0.16),
+      pattern_period=rng.uniform(0.1, 0.2),
       long_sleeves=bool(rng.random() < 0.6),
       shorts=bool(rng.random() < 0.3),
       bag=int(rng.choice(3, p=[0.5, 0.3, 0.2])),
@@ -151,7 +151,7 @@ def make_camera(seed: int, camera: int, *, base_height: int) -> Camera:
       cast=cast,
       offset=rng.uniform(0.0, 0.15),
       background=background,
-      blur=int(rng.integers(0, 2)) + (1 if infrared else 0),
+      blur=1 if infrared else int(rng.integers(0, 2)),
   )
 
 

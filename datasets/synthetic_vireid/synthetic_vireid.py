@@ -36,8 +36,9 @@ class SyntheticVireidConfig(tfds.core.BuilderConfig):
 class SyntheticVireid(tfds.core.GeneratorBasedBuilder):
   """Procedural SYSU-MM01-like visible-infrared re-id dataset."""
 
-  VERSION = tfds.core.Version('1.1.0')
-  RELEASE_NOTES = {'1.0.0': 'First release.', '1.1.0': 'Palette colours and emissivities.'}
+  VERSION = tfds.core.Version('1.2.0')
+  RELEASE_NOTES = {'1.0.0': 'First release.', '1.1.0': 'Palette colours and emissivities.',
+                     '1.2.0': 'Coarser patterns, less IR blur.'}
   BUILDER_CONFIGS = [
       SyntheticVireidConfig(
           name='tiny', description='For tests: 8 train / 4 test ids, ~40 px.',
