@@ -54,3 +54,8 @@ class Progress:
     return (f'step {step}/{self.num_steps} | {terms} | '
             f'{rates["steps_per_sec"]:.2f} steps/s, {rates["images_per_sec"]:.0f} img/s'
             f' | ETA {format_duration(eta) if math.isfinite(eta) else "?"}')
+
+  def short_line(self, step: int, rates: dict[str, float]) -> str:
+    eta = rates['eta_seconds']
+    return (f'{step}/{self.num_steps} | {rates["images_per_sec"]:.0f} img/s | '
+            f'ETA {format_duration(eta) if math.isfinite(eta) else "?"}')

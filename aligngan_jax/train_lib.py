@@ -28,7 +28,7 @@ from aligngan_jax import sampler as sampler_lib
 from aligngan_jax import sharding
 from aligngan_jax import train_state as train_state_lib
 from aligngan_jax.evaluation import features as features_lib
-from aligngan_jax.evaluation import report
+from aligngan_jax.evaluation import engine
 from aligngan_jax.models import embedder as embedder_lib
 from aligngan_jax.models import resnet
 
@@ -48,10 +48,11 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int):
   for key in ('image_size', 'ids_per_batch', 'instances_per_id',
               'eval_batch_size', 'num_train_steps', 'log_every_steps',
               'checkpoint_every_steps', 'max_checkpoints_to_keep',
-              'eval_every_steps', 'max_rank'):
-    value = config[key]
+              'eval_every_steps', 'eval.max_rank', 'eval.num_trials'):
+    value = config[key.split('.')[0]][key.split('.')[1]] if '.' in key else config[key]
     if not isinstance(value, int) or value <= 0:
       raise ConfigError(f'config.{key}={value!r} must be a positive integer.')
+  _validate_eval(config.eval)
   batch = config.ids_per_batch * config.instances_per_id
   if batch % num_devices:
     raise ConfigError(
@@ -76,6 +77,30 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int):
   if config.model.depth not in (18, 34, 50, 101):
     raise ConfigError(f'config.model.depth={config.model.depth} must be one of '
                       '18, 34, 50, 101.')
+
+
+def _validate_eval(ev):
+  from aligngan_jax.evaluation import protocols  # pylint: disable=g-import-not-at-top
+  choices = {'protocol': ('sysu', 'regdb'), 'sampling': protocols.SAMPLINGS}
+  for key, allowed in choices.items():
+    if ev[key] not in allowed:
+      raise ConfigError(f'config.eval.{key}={ev[key]!r} is not one of {allowed}.')
+  for key, allowed in (('sysu_modes', protocols.SYSU_GALLERY_CAMERAS),
+                       ('sysu_shots', protocols.SYSU_SHOTS),
+                       ('regdb_directions', protocols.REGDB_DIRECTIONS)):
+    bad = [v for v in ev[key] if v not in allowed]
+    if bad:
+      raise ConfigError(f'config.eval.{key} has {bad}; allowed: {tuple(allowed)}.')
+  if ev.num_trials > protocols.NUM_TRIALS:
+    raise ConfigError(f'config.eval.num_trials={ev.num_trials}: the protocols '
+                      f'define {protocols.NUM_TRIALS} trials.')
+  if ev.sampling == 'official' and ev.protocol == 'sysu':
+    if not ev.rand_perm_path or not os.path.isfile(ev.rand_perm_path):
+      raise ConfigError(
+          f'config.eval.rand_perm_path={ev.rand_perm_path!r} is not a file; '
+          "config.eval.sampling='official' needs data_split/rand_perm_cam.mat "
+          'from the official SYSU-MM01 evaluation kit '
+          '(github.com/wuancong/SYSU-MM01).')
 
 
 def ensure_writable(workdir: str):
@@ -259,30 +284,39 @@ def make_feature_extractor(models: dict, config, mesh):
                  out_shardings=repl)
 
 
-def evaluate(state, extract, test_records, config, mesh) -> dict:
-  """IR->RGB retrieval on the test identities (see `report.cross_modal_metrics`)."""
+def eval_settings(config) -> engine.EvalSettings:
+  return engine.EvalSettings.from_config(config.eval,
+                                         regdb_trial=config.get('trial', 1))
+
+
+def extract_features(state, extract, records, config, mesh) -> np.ndarray:
+  """Unit-norm test features of every record, in record order, with progress."""
   from aligngan_jax import input_pipeline  # TensorFlow: only when evaluating data.
   batches = input_pipeline.create_eval_iterator(
-      test_records, image_size=config.image_size,
-      batch_size=config.eval_batch_size)
-  feats = [np.asarray(extract(state, sharding.shard_batch(b['image'], mesh)))
-           for b in batches]
-  feats = np.concatenate(feats)[:len(test_records)]
-  return report.cross_modal_metrics(
-      feats, test_records.person_id, test_records.modality, test_records.camera,
-      max_rank=config.max_rank)
+      records, image_size=config.image_size, batch_size=config.eval_batch_size)
+  num_batches = -(-len(records) // config.eval_batch_size)
+  progress = reporting.Progress(start_step=0, num_steps=num_batches,
+                                images_per_step=config.eval_batch_size)
+  feats = []
+  for i, batch in enumerate(batches, start=1):
+    feats.append(np.asarray(extract(state, sharding.shard_batch(batch['image'], mesh))))
+    if i % max(1, num_batches // 5) == 0 or i == num_batches:
+      logging.info('features: %s', progress.short_line(i, progress.update(i)))
+  return np.concatenate(feats)[:len(records)]
+
+
+def evaluate(state, extract, test_records, config, mesh) -> dict:
+  """Features once, then every configured protocol setting and trial."""
+  feats = extract_features(state, extract, test_records, config, mesh)
+  return engine.evaluate_features(feats, test_records, eval_settings(config))
 
 
 def _write_eval(workdir, writer, step, result):
-  logging.info('Evaluation at step %d:\n%s', step, report.format_table(result))
-  scalars = {f'eval/{k}': v for k, v in result.items()
-             if isinstance(v, float) and k != 'cmc'}
-  writer.write_scalars(step, scalars)
+  logging.info('Evaluation at step %d:\n%s', step, engine.format_report(result))
+  writer.write_scalars(step, engine.scalars(result))
   if jax.process_index() == 0:
     os.makedirs(os.path.join(workdir, 'eval'), exist_ok=True)
-    payload = {k: (v.tolist() if isinstance(v, np.ndarray) else v)
-               for k, v in result.items()}
-    payload['step'] = step
+    payload = {'step': step, **result}
     for name in (f'step_{step}.json', 'latest.json'):
       with open(os.path.join(workdir, 'eval', name), 'w') as f:
         json.dump(payload, f, indent=2)

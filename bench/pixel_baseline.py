@@ -48,7 +48,9 @@ def _score(feats, records, query_cams, gallery_cams):
   pid = records.person_id
   matches = pid[q][:, None] == pid[g][None, :]
   chance = matches.mean(axis=1)[matches.any(axis=1)].mean()
-  r = ranking.rank_metrics(-feats[q] @ feats[g].T, pid[q], pid[g], max_rank=10)
+  cam = records.camera
+  r = ranking.rank_metrics(-feats[q] @ feats[g].T, pid[q], pid[g], cam[q], cam[g],
+                           protocol='regdb', max_rank=10)
   return r['cmc'][0], r['cmc'][4], r['mAP'], chance, int(q.sum()), int(g.sum())
 
 

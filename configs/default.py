@@ -72,7 +72,24 @@ def get_config(arg=None):
   config.checkpoint_every_steps = 1_000
   config.max_checkpoints_to_keep = 2
   config.eval_every_steps = 5_000          # and always at the end
-  config.max_rank = 20
+
+  # Evaluation protocols (docs/evaluation.md). SYSU-MM01: all/indoor search x
+  # single/multi shot, 10 trials of gallery draws; RegDB: both directions of
+  # `config.trial`'s split.
+  config.eval = ml_collections.ConfigDict()
+  config.eval.protocol = 'sysu'            # 'sysu' | 'regdb'
+  config.eval.sysu_modes = ('all', 'indoor')
+  config.eval.sysu_shots = ('single', 'multi')
+  config.eval.sampling = 'seeded'          # 'seeded' (AGW) | 'official' (.mat)
+  config.eval.rand_perm_path = config_dict.placeholder(str)
+  config.eval.num_trials = 10
+  config.eval.regdb_directions = ('v2t', 't2v')
+  config.eval.max_rank = 20
+  # k-reciprocal re-ranking; when on, reports show plain and re-ranked rows.
+  config.eval.rerank = False
+  config.eval.rerank_k1 = 20
+  config.eval.rerank_k2 = 6
+  config.eval.rerank_lambda = 0.3
   return apply_arg(config, arg)
 
 

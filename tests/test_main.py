@@ -25,8 +25,10 @@ def test_trains_two_steps_evaluates_and_resumes(tfds_data_dir, tmp_path):
   assert 'step 2/2' in first.stderr
   with open(os.path.join(workdir, 'eval', 'latest.json')) as f:
     result = json.load(f)
-  assert result['step'] == 2
-  assert len(result['cmc']) == 20 and 0 <= result['mAP'] <= 1
+  assert result['step'] == 2 and result['protocol'] == 'sysu'
+  scored = [r for r in result['results'].values() if 'skipped' not in r]
+  assert scored and all(len(r['cmc']) == 20 and 0 <= r['mAP']['mean'] <= 1
+                        for r in scored)
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['1', '2']
   assert os.path.exists(os.path.join(workdir, 'config.json'))
   # Restarting with a longer schedule resumes from the step-2 checkpoint.
@@ -37,6 +39,10 @@ def test_trains_two_steps_evaluates_and_resumes(tfds_data_dir, tmp_path):
   # Evaluation mode reads the newest checkpoint.
   third = _main(*common, '--config.num_train_steps=3', '--config.mode=eval')
   assert third.returncode == 0, third.stderr[-3000:]
+  # The protocol table, naming the variant.
+  for phrase in ('SYSU-MM01', 'all-search single-shot', 'indoor-search multi-shot',
+                 'identity-level CMC', "AGW's random.seed(trial)"):
+    assert phrase in third.stderr
   with open(os.path.join(workdir, 'eval', 'latest.json')) as f:
     assert json.load(f)['step'] == 3
 

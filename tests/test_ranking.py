@@ -1,60 +1,126 @@
-"""The ranking kernel against a per-query numpy loop (AGW eval_regdb style)."""
+"""The jnp ranking kernel against the per-query NumPy loop and hand-worked cases."""
 
 import numpy as np
 import pytest
 
+from aligngan_jax.evaluation import numpy_reference
 from aligngan_jax.evaluation import ranking
 
 
-def _numpy_reference(distmat, q_ids, g_ids, max_rank):
-  cmc_sum, aps, inps = np.zeros(max_rank), [], []
-  for i in range(len(q_ids)):
-    order = np.argsort(distmat[i], kind='stable')
-    matches = (g_ids[order] == q_ids[i]).astype(int)
-    if not matches.any():
-      continue
-    cmc = matches.cumsum().clip(max=1)
-    if len(cmc) < max_rank:
-      cmc = np.concatenate([cmc, np.ones(max_rank - len(cmc))])
-    cmc_sum += cmc[:max_rank]
-    hits = matches.cumsum()
-    pos = np.flatnonzero(matches)
-    aps.append(np.mean(hits[pos] / (pos + 1)))
-    inps.append(matches.sum() / (pos[-1] + 1))
-  n = len(aps)
-  return cmc_sum / n, np.mean(aps), np.mean(inps), n
+def _random_case(rng, num_query, num_gallery, num_ids, decimals):
+  q_ids = rng.integers(0, num_ids + 2, size=num_query)   # some ids never in gallery
+  g_ids = rng.integers(0, num_ids, size=num_gallery)
+  q_cams = rng.choice([3, 6], size=num_query)
+  g_cams = rng.choice([1, 2, 4, 5], size=num_gallery)
+  distmat = np.round(rng.random((num_query, num_gallery)), decimals)  # exact ties
+  return distmat, q_ids, g_ids, q_cams, g_cams
 
 
-@pytest.mark.parametrize('chunk_size', [1, 7, 256])
-def test_matches_numpy_reference_with_ties_and_invalid_queries(chunk_size):
+def _assert_same(got, want):
+  assert got['num_valid_queries'] == want['num_valid_queries']
+  assert got['cmc'].dtype == np.float32 and got['cmc'].shape == want['cmc'].shape
+  np.testing.assert_allclose(got['cmc'], want['cmc'], atol=1e-6)
+  np.testing.assert_allclose(got['mAP'], want['mAP'], rtol=1e-5)
+  np.testing.assert_allclose(got['mINP'], want['mINP'], rtol=1e-5)
+
+
+@pytest.mark.parametrize('protocol', ['sysu', 'regdb'])
+def test_kernel_matches_numpy_loop_on_many_random_cases(protocol):
   rng = np.random.default_rng(0)
-  q_ids = rng.integers(0, 12, size=37)
-  g_ids = rng.integers(0, 10, size=50)       # ids 10, 11: no match in gallery
-  distmat = np.round(rng.random((37, 50)), 1)  # many exact ties
-  got = ranking.rank_metrics(distmat, q_ids, g_ids, max_rank=20,
-                             chunk_size=chunk_size)
-  cmc, m_ap, m_inp, n = _numpy_reference(distmat, q_ids, g_ids, 20)
-  assert got['num_valid_queries'] == n < 37
-  np.testing.assert_allclose(got['cmc'], cmc, rtol=1e-6)
-  np.testing.assert_allclose(got['mAP'], m_ap, rtol=1e-5)
-  np.testing.assert_allclose(got['mINP'], m_inp, rtol=1e-5)
+  for case in range(40):
+    # Small galleries (shorter than max_rank), few ids (many per-id repeats,
+    # identity- vs image-level CMC differ), coarse distances (ties).
+    num_query = int(rng.integers(1, 60))
+    num_gallery = int(rng.integers(1, 45))
+    args = _random_case(rng, num_query, num_gallery, int(rng.integers(1, 15)),
+                        decimals=int(rng.integers(1, 3)))
+    chunk = int(rng.integers(1, 20))
+    try:
+      want = numpy_reference.rank_metrics_loop(*args, protocol=protocol, max_rank=20)
+    except ValueError:
+      with pytest.raises(ValueError, match='no query has a true match'):
+        ranking.rank_metrics(*args, protocol=protocol, chunk_size=chunk)
+      continue
+    _assert_same(ranking.rank_metrics(*args, protocol=protocol, max_rank=20,
+                                      chunk_size=chunk), want)
 
 
-def test_hand_computed_single_query():
-  # Gallery ranked: [B, A, A, C, A] for query id A.
-  distmat = np.array([[0.2, 0.1, 0.3, 0.4, 0.9]])
-  g_ids = np.array([7, 3, 7, 5, 7])
-  got = ranking.rank_metrics(distmat, np.array([7]), g_ids, max_rank=5)
-  np.testing.assert_allclose(got['cmc'], [0, 1, 1, 1, 1])
-  np.testing.assert_allclose(got['mAP'], (1 / 2 + 2 / 3 + 3 / 5) / 3)
-  np.testing.assert_allclose(got['mINP'], 3 / 5)
+def test_kernel_matches_numpy_loop_on_sysu_shaped_gallery():
+  # Multi-shot-like: 10 images per (id, camera), so each query has many matches.
+  rng = np.random.default_rng(1)
+  ids = np.arange(30)
+  g_ids = np.repeat(ids, 40)
+  g_cams = np.tile(np.repeat([1, 2, 4, 5], 10), 30)
+  q_ids = rng.choice(ids, 200)
+  q_cams = rng.choice([3, 6], 200)
+  distmat = rng.random((200, len(g_ids))).astype(np.float32)
+  for protocol in ('sysu', 'regdb'):
+    want = numpy_reference.rank_metrics_loop(
+        distmat, q_ids, g_ids, q_cams, g_cams, protocol=protocol, max_rank=20)
+    _assert_same(ranking.rank_metrics(distmat, q_ids, g_ids, q_cams, g_cams,
+                                      protocol=protocol), want)
 
 
-def test_no_valid_query_raises():
+def test_hand_computed_sysu_and_regdb():
+  # One cam-3 query of id 1. Gallery (distance, id, cam):
+  #   0.1 id1 cam2 | 0.2 id2 cam1 | 0.3 id2 cam4 | 0.4 id1 cam4 | 0.5 id3 cam5 | 0.6 id1 cam5
+  distmat = np.array([[0.1, 0.2, 0.3, 0.4, 0.5, 0.6]])
+  g_ids, g_cams = [1, 2, 2, 1, 3, 1], [2, 1, 4, 4, 5, 5]
+  sysu = ranking.rank_metrics(distmat, [1], g_ids, [3], g_cams, protocol='sysu',
+                              max_rank=4)
+  # SYSU: the cam-2 image goes. Kept: id2 id2 id1 id3 id1 -> distinct ids
+  # id2, id1, id3: the true id comes second. Matches at kept ranks 3 and 5.
+  np.testing.assert_allclose(sysu['cmc'], [0, 1, 1, 1])
+  np.testing.assert_allclose(sysu['mAP'], (1 / 3 + 2 / 5) / 2, rtol=1e-6)
+  np.testing.assert_allclose(sysu['mINP'], 2 / 5, rtol=1e-6)
+  # A cam-6 query keeps everything: the first image is a hit.
+  cam6 = ranking.rank_metrics(distmat, [1], g_ids, [6], g_cams, protocol='sysu',
+                              max_rank=4)
+  np.testing.assert_allclose(cam6['cmc'], [1, 1, 1, 1])
+  np.testing.assert_allclose(cam6['mAP'], (1 / 1 + 2 / 4 + 3 / 6) / 3, rtol=1e-6)
+  # RegDB: nothing removed, image-level CMC: matches at ranks 1, 4, 6.
+  regdb = ranking.rank_metrics(distmat, [1], g_ids, [3], g_cams, protocol='regdb',
+                               max_rank=4)
+  np.testing.assert_allclose(regdb['cmc'], [1, 1, 1, 1])
+  np.testing.assert_allclose(regdb['mAP'], 2 / 3, rtol=1e-6)
+  np.testing.assert_allclose(regdb['mINP'], 3 / 6, rtol=1e-6)
+
+
+def test_image_vs_identity_cmc_and_short_gallery():
+  # Ranked: id5 id5 id5 id7 (query id 7): image rank 4, identity rank 2.
+  distmat = np.array([[0.1, 0.2, 0.3, 0.4]])
+  args = (distmat, [7], [5, 5, 5, 7], [6], [1, 1, 1, 1])
+  np.testing.assert_allclose(
+      ranking.rank_metrics(*args, protocol='sysu', max_rank=6)['cmc'],
+      [0, 1, 1, 1, 1, 1])       # curve keeps its last value past the gallery
+  np.testing.assert_allclose(
+      ranking.rank_metrics(*args, protocol='regdb', max_rank=6)['cmc'],
+      [0, 0, 0, 1, 1, 1])
+
+
+def test_ties_follow_gallery_order():
+  # Equal distances: the earlier gallery image ranks first.
+  first_wrong = ranking.rank_metrics([[0.5, 0.5]], [1], [2, 1], [6], [1, 1],
+                                     protocol='regdb', max_rank=2)
+  first_right = ranking.rank_metrics([[0.5, 0.5]], [1], [1, 2], [6], [1, 1],
+                                     protocol='regdb', max_rank=2)
+  np.testing.assert_allclose(first_wrong['cmc'], [0, 1])
+  np.testing.assert_allclose(first_wrong['mAP'], 0.5)
+  np.testing.assert_allclose(first_right['cmc'], [1, 1])
+
+
+def test_cam3_query_whose_only_match_is_in_cam2_is_not_valid():
+  args = ([[0.1, 0.2], [0.1, 0.2]], [1, 1], [1, 2], [3, 6], [2, 4])
+  got = ranking.rank_metrics(*args, protocol='sysu', max_rank=2)
+  assert got['num_valid_queries'] == 1           # only the cam-6 query
   with pytest.raises(ValueError, match='no query has a true match'):
-    ranking.rank_metrics(np.zeros((2, 3)), np.array([1, 2]), np.array([3, 3, 4]))
+    ranking.rank_metrics([[0.1, 0.2]], [1], [1, 2], [3], [2, 4], protocol='sysu')
 
 
-def test_unsupported_protocol_raises():
-  with pytest.raises(NotImplementedError, match='sysu'):
-    ranking.rank_metrics(np.zeros((1, 1)), [1], [1], protocol='sysu')
+def test_bad_input_raises_clear_errors():
+  with pytest.raises(ValueError, match='protocol'):
+    ranking.rank_metrics([[0.0]], [1], [1], [3], [1], protocol='market')
+  with pytest.raises(ValueError, match='NaN or infinite'):
+    ranking.rank_metrics([[np.nan, 0.0]], [1], [1, 2], [3], [1, 1])
+  with pytest.raises(ValueError, match='distmat is 1x2'):
+    ranking.rank_metrics([[0.0, 1.0]], [1], [1], [3], [1])

@@ -64,6 +64,35 @@ def test_process_slices_partition_the_global_batch():
     b.process_slice(0, 5)
 
 
+def test_rgb_mono_draws_are_deterministic_with_the_configured_rates():
+  rgb, ir = _labels()
+  sampler = sampler_lib.PKSampler(rgb, ir, ids_per_batch=4, instances_per_id=2,
+                                  seed=0, rgb_grey_prob=0.25, rgb_channel_prob=0.5)
+  mono = np.concatenate([sampler(s).rgb_mono for s in range(400)])
+  np.testing.assert_array_equal(sampler(7).rgb_mono, sampler(7).rgb_mono)
+  assert set(np.unique(mono)) == {-1, 0, 1, 2, 3}
+  rates = [np.mean(mono == -1), np.mean(mono == 3), np.mean((mono >= 0) & (mono < 3))]
+  np.testing.assert_allclose(rates, [0.25, 0.25, 0.5], atol=0.04)
+  off = sampler_lib.PKSampler(rgb, ir, ids_per_batch=4, instances_per_id=2, seed=0)
+  assert (off(3).rgb_mono == -1).all()
+  with pytest.raises(ValueError, match='sum to at most 1'):
+    sampler_lib.PKSampler(rgb, ir, ids_per_batch=4, instances_per_id=2, seed=0,
+                          rgb_grey_prob=0.6, rgb_channel_prob=0.6)
+
+
+def test_mono_preprocessing_replicates_the_chosen_channel(tiny_records):
+  from aligngan_jax import input_pipeline
+  train, _ = tiny_records
+  encoded = train.images[int(np.flatnonzero(train.modality == 0)[0])]
+  colour = input_pipeline._preprocess(encoded, False, 16).numpy()
+  # Luma weights sum to 1, so luma commutes with the [-1, 1] scaling.
+  for mono, want in [(0, colour[..., 0]), (2, colour[..., 2]),
+                     (3, colour @ np.array([0.299, 0.587, 0.114]))]:
+    got = input_pipeline._preprocess(encoded, False, 16, mono).numpy()
+    for c in range(3):
+      np.testing.assert_allclose(got[..., c], want, atol=1e-5)
+
+
 def test_too_few_identities_is_a_clear_error():
   rgb, ir = _labels()
   with pytest.raises(ValueError, match='ids_per_batch=20'):

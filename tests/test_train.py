@@ -122,3 +122,28 @@ def test_config_errors_name_the_key_or_path(config, tmp_path):
     bad = config.copy_and_resolve_references()
     bad.eval_batch_size = 3
     train_lib.validate_config(bad, num_devices=2)
+
+
+def test_joint_forward_shares_batchnorm_statistics(config, models):
+  """Joint and separate forwards agree exactly when RGB and IR batches are the
+  same images (each modality's batch statistics then equal the joint ones),
+  and differ otherwise."""
+  mesh = sharding.create_mesh()
+
+  def losses(joint, batch):
+    cfg = config.copy_and_resolve_references()
+    cfg.joint_modality_forward = joint
+    cfg.model.dropout_rate = 0.0
+    nets = train_lib.create_models(cfg, NUM_CLASSES)
+    state = train_lib.create_train_state(cfg, nets, mesh)
+    _, metrics = train_lib.make_train_step(nets, cfg, mesh)(
+        state, sharding.shard_batch(batch, mesh))
+    return {k: float(metrics[k]) for k in ('ce_rgb', 'ce_ir', 'triplet')}
+
+  same = _batch(config)
+  same['ir'] = same['rgb']
+  a, b = losses(True, same), losses(False, same)
+  for k in a:
+    np.testing.assert_allclose(a[k], b[k], rtol=1e-5)
+  c, d = losses(True, _batch(config)), losses(False, _batch(config))
+  assert abs(c['ce_rgb'] - d['ce_rgb']) > 1e-4

@@ -1,0 +1,223 @@
+"""Every requested protocol setting, every trial, from one set of features.
+
+``evaluate_features(features, records, settings)`` takes unit-norm test
+features (one row per record) and returns, per setting, the mean and
+standard deviation over trials of Rank-1/5/10/20, mAP and mINP, plus the
+chance Rank-1 (what a random ranking scores) and, when re-ranking is on, the
+same numbers re-ranked, kept apart. ``format_report`` prints it, naming the
+protocol variant next to the numbers. TensorFlow-free.
+"""
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+
+from aligngan_jax.evaluation import protocols
+from aligngan_jax.evaluation import ranking
+from aligngan_jax.evaluation import rerank as rerank_lib
+
+CMC_RANKS = (1, 5, 10, 20)
+METRICS = tuple(f'rank{r}' for r in CMC_RANKS) + ('mAP', 'mINP')
+_TITLES = {'sysu': 'SYSU-MM01', 'regdb': 'RegDB'}
+_SAMPLING_NAMES = {
+    'seeded': "seeded: AGW's random.seed(trial) draws (multi-shot: "
+              'np.random.RandomState(trial))',
+    'official': "official: rand_perm_cam.mat of the SYSU-MM01 kit"}
+_CMC_NAMES = {'sysu': "identity-level CMC (AGW eval_sysu); cam-3 queries skip cam 2",
+              'regdb': "image-level CMC (AGW eval_regdb); nothing removed"}
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+  """What to evaluate (``config.eval`` holds the same fields)."""
+  protocol: str = 'sysu'                       # 'sysu' | 'regdb'
+  sysu_modes: tuple[str, ...] = ('all', 'indoor')
+  sysu_shots: tuple[str, ...] = ('single', 'multi')
+  sampling: str = 'seeded'                     # 'seeded' | 'official'
+  rand_perm_path: str | None = None
+  num_trials: int = protocols.NUM_TRIALS
+  regdb_trial: int = 1
+  regdb_directions: tuple[str, ...] = ('v2t', 't2v')
+  max_rank: int = 20
+  rerank: bool = False
+  rerank_k1: int = 20
+  rerank_k2: int = 6
+  rerank_lambda: float = 0.3
+
+  @classmethod
+  def from_config(cls, eval_config, **overrides) -> 'EvalSettings':
+    fields = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in dict(eval_config).items() if k in fields}
+    values.update(overrides)
+    for key in ('sysu_modes', 'sysu_shots', 'regdb_directions'):
+      if key in values:
+        values[key] = tuple(values[key])
+    return cls(**values)
+
+
+def splits(records, settings: EvalSettings) -> dict[str, list[protocols.Split]]:
+  """{setting name: one Split per trial} for the configured protocol."""
+  if settings.protocol == 'regdb':
+    return {f'regdb {d}': [protocols.regdb_protocol(settings.regdb_trial, d)
+                           .split(records)]
+            for d in settings.regdb_directions}
+  if settings.protocol != 'sysu':
+    raise ValueError(f'config.eval.protocol={settings.protocol!r}: expected '
+                     "'sysu' or 'regdb'.")
+  rand_perm = None
+  if settings.sampling == 'official':
+    if not settings.rand_perm_path:
+      raise ValueError("config.eval.sampling='official' needs "
+                       'config.eval.rand_perm_path (rand_perm_cam.mat of the '
+                       'official SYSU-MM01 evaluation kit).')
+    rand_perm = protocols.load_rand_perm(settings.rand_perm_path)
+  return {f'sysu {mode} {shot}': [
+      protocols.sysu_protocol(records, mode=mode, shot=shot, trial=t,
+                              sampling=settings.sampling, rand_perm=rand_perm)
+      for t in range(settings.num_trials)]
+          for mode in settings.sysu_modes for shot in settings.sysu_shots}
+
+
+class _Skip(Exception):
+  """A setting that cannot be scored on this data."""
+
+
+def chance_rank1(query_ids, gallery_ids, query_cams, gallery_cams,
+                 protocol: str) -> float:
+  """Expected Rank-1 of a random ranking: per valid query, the fraction of
+  its kept gallery that shows its identity (identity-level CMC gives the
+  same expectation), averaged."""
+  query_ids, gallery_ids = np.asarray(query_ids), np.asarray(gallery_ids)
+  skips = (np.asarray(query_cams) == 3) & (protocol == 'sysu')
+  skipped = np.asarray(gallery_cams) == 2
+  ids = np.unique(np.concatenate([query_ids, gallery_ids]))
+  per_id = np.bincount(np.searchsorted(ids, gallery_ids), minlength=len(ids))
+  per_id_skipped = np.bincount(np.searchsorted(ids, gallery_ids[skipped]),
+                               minlength=len(ids))
+  slot = np.searchsorted(ids, query_ids)
+  matches = per_id[slot] - skips * per_id_skipped[slot]
+  kept = len(gallery_ids) - skips * skipped.sum()
+  valid = matches > 0
+  return float(np.mean(matches[valid] / kept[valid])) if valid.any() else 0.0
+
+
+def _score(distmat, split, ids, cams, max_rank):
+  q, g = split.query, split.gallery
+  result = ranking.rank_metrics(distmat, ids[q], ids[g], cams[q], cams[g],
+                                protocol=split.protocol, max_rank=max_rank)
+  for r in CMC_RANKS:
+    result[f'rank{r}'] = float(result['cmc'][min(r, max_rank) - 1])
+  return result
+
+
+def _summarise(trials: list[dict]) -> dict:
+  out = {}
+  for key in METRICS + ('chance_rank1',):
+    values = np.array([t[key] for t in trials], np.float64)
+    out[key] = {'mean': float(values.mean()), 'std': float(values.std())}
+  out['cmc'] = np.mean([t['cmc'] for t in trials], axis=0).tolist()
+  for key in ('num_query', 'num_gallery', 'num_valid_queries'):
+    out[key] = float(np.mean([t[key] for t in trials]))
+  out['num_trials'] = len(trials)
+  return out
+
+
+def evaluate_features(features, records, settings: EvalSettings) -> dict:
+  """Scores ``features`` ([len(records), D], unit rows) on every setting."""
+  features = jnp.asarray(features, jnp.float32)
+  ids = np.asarray(records.person_id)
+  cams = np.asarray(records.camera)
+  plain, reranked = {}, {}
+  for name, trial_splits in splits(records, settings).items():
+    trials, trials_rr = [], []
+    try:
+      for split in trial_splits:
+        if not len(split.query) or not len(split.gallery):
+          raise _Skip(f'empty {"query set" if not len(split.query) else "gallery"}')
+        q, g = features[split.query], features[split.gallery]
+        chance = chance_rank1(ids[split.query], ids[split.gallery],
+                              cams[split.query], cams[split.gallery], split.protocol)
+        if chance == 0.0:
+          raise _Skip('no query has a true match in the gallery')
+        extra = {'chance_rank1': chance, 'num_query': len(split.query),
+                 'num_gallery': len(split.gallery)}
+        trials.append({**_score(-(q @ g.T), split, ids, cams, settings.max_rank),
+                       **extra})
+        if settings.rerank:
+          dist = rerank_lib.k_reciprocal_rerank(
+              q, g, k1=settings.rerank_k1, k2=settings.rerank_k2,
+              lambda_value=settings.rerank_lambda)
+          trials_rr.append({**_score(dist, split, ids, cams, settings.max_rank),
+                            **extra})
+    except _Skip as skip:
+      # A dataset may lack a setting's cameras (e.g. a tiny test split with
+      # no indoor RGB images): report why instead of failing the run.
+      plain[name] = {'skipped': f'trial {split.trial}: {skip}'}
+      if settings.rerank:
+        reranked[name] = plain[name]
+      continue
+    plain[name] = _summarise(trials)
+    if settings.rerank:
+      reranked[name] = _summarise(trials_rr)
+  result = {'protocol': settings.protocol,
+            'variant': {'cmc': _CMC_NAMES[settings.protocol],
+                        'ties': 'stable sort: gallery order',
+                        'similarity': 'cosine of L2-normalised features'},
+            'results': plain}
+  if settings.protocol == 'sysu':
+    result['variant']['sampling'] = _SAMPLING_NAMES[settings.sampling]
+  else:
+    result['variant']['trial'] = settings.regdb_trial
+  if settings.rerank:
+    result['reranked'] = reranked
+    result['variant']['rerank'] = (
+        f'k-reciprocal (Zhong et al. 2017), k1={settings.rerank_k1}, '
+        f'k2={settings.rerank_k2}, lambda={settings.rerank_lambda}')
+  return result
+
+
+def _setting_title(name: str) -> str:
+  parts = name.split()
+  if parts[0] == 'sysu':
+    return f'{parts[1]}-search {parts[2]}-shot'
+  return {'v2t': 'visible -> thermal', 't2v': 'thermal -> visible'}[parts[1]]
+
+
+def format_report(result: dict) -> str:
+  """The console table: mean +- std over trials, in %."""
+  title = _TITLES[result['protocol']]
+  lines = [f'{title} evaluation (mean ± std over trials, in %)']
+  lines += [f'  {k}: {v}' for k, v in result['variant'].items()]
+  blocks = [('', result['results'])]
+  if 'reranked' in result:
+    blocks = [('plain', result['results']), ('RE-RANKED', result['reranked'])]
+  head = (f'{"setting":<28}' + ''.join(f'{m:>14}' for m in METRICS)
+          + f'{"chance R1":>11}{"trials":>7}{"query":>7}{"gallery":>8}')
+  for label, table in blocks:
+    if label:
+      lines.append(f'-- {label} --')
+    lines.append(head)
+    for name, row in table.items():
+      if 'skipped' in row:
+        lines.append(f'{_setting_title(name):<28}n/a ({row["skipped"]})')
+        continue
+      cells = ''.join(
+          f'{100 * row[m]["mean"]:>8.2f}±{100 * row[m]["std"]:<5.2f}' for m in METRICS)
+      lines.append(f'{_setting_title(name):<28}{cells}'
+                   f'{100 * row["chance_rank1"]["mean"]:>11.2f}'
+                   f'{row["num_trials"]:>7d}{row["num_query"]:>7.0f}'
+                   f'{row["num_gallery"]:>8.0f}')
+  return '\n'.join(lines)
+
+
+def scalars(result: dict) -> dict[str, float]:
+  """TensorBoard scalars: eval/<setting>/<metric> (re-ranked: eval_rerank/)."""
+  out = {}
+  for prefix, key in (('eval', 'results'), ('eval_rerank', 'reranked')):
+    for name, row in result.get(key, {}).items():
+      if 'skipped' in row:
+        continue
+      for metric in METRICS + ('chance_rank1',):
+        out[f'{prefix}/{name.replace(" ", "_")}/{metric}'] = row[metric]['mean']
+  return out
