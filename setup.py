@@ -26,8 +26,13 @@ setuptools.setup(
         'clu>=0.0.12',
         'numpy>=2.0',
         'pillow>=10.0',
+        'scipy>=1.10',                  # rand_perm_cam.mat (official SYSU galleries)
     ],
     extras_require={
-        'test': ['pytest>=8.0'],
+        # Reading PyTorch .pth/.pkl weights (aligngan_jax.convert).
+        'torch': ['torch>=2.0'],
+        # The tests compare every network with a PyTorch twin and write
+        # safetensors files with the reference implementation.
+        'test': ['pytest>=8.0', 'torch>=2.0', 'safetensors>=0.4'],
     },
 )

@@ -22,7 +22,9 @@ import numpy as np
 import optax
 
 from aligngan_jax import checkpointing
+from aligngan_jax import convert
 from aligngan_jax import losses
+from aligngan_jax import pretrained
 from aligngan_jax import reporting
 from aligngan_jax import sampler as sampler_lib
 from aligngan_jax import sharding
@@ -30,6 +32,7 @@ from aligngan_jax import train_state as train_state_lib
 from aligngan_jax.evaluation import features as features_lib
 from aligngan_jax.evaluation import engine
 from aligngan_jax.models import embedder as embedder_lib
+from aligngan_jax.models import gan
 from aligngan_jax.models import resnet
 
 FEATURE_NETS = ('encoder', 'embedder')
@@ -68,6 +71,21 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int):
   if grey < 0 or channel < 0 or grey + channel > 1:
     raise ConfigError(f'config.rgb_grey_prob={grey} and config.rgb_channel_prob='
                       f'{channel} must be >= 0 and sum to at most 1.')
+  if config.mode == 'train' and (problem := pretrained.check_backbone_config(config)):
+    raise ConfigError(problem)
+  if config.mode == 'eval' and config.init_from:
+    missing = [f'model-{i}_{config.init_from_step}.pkl' for i in range(8)
+               if not os.path.isfile(os.path.join(
+                   config.init_from, f'model-{i}_{config.init_from_step}.pkl'))]
+    if missing:
+      raise ConfigError(
+          f'config.init_from={config.init_from!r} lacks {", ".join(missing)}: '
+          'it must hold the official AlignGAN release files model-{0..7}_'
+          f'{config.init_from_step}.pkl (config.init_from_step).')
+  if config.model.gan_norm_scale_init not in gan.NORM_SCALE_INITS:
+    raise ConfigError(
+        f'config.model.gan_norm_scale_init={config.model.gan_norm_scale_init!r} '
+        f'is not one of {tuple(gan.NORM_SCALE_INITS)}.')
   if config.optimizer not in _OPTIMIZERS:
     raise ConfigError(f'config.optimizer={config.optimizer!r} is not one of '
                       f'{_OPTIMIZERS}.')
@@ -222,16 +240,17 @@ def feature_train_step(state: train_state_lib.TrainState, batch: dict, *,
     if config.joint_modality_forward:
       # One forward of [RGB; IR]: BatchNorm statistics shared by the two
       # modalities, as the running statistics used at test time are.
-      (_, _, logits, emb), stats = forward(
-          params, state.batch_stats,
-          jnp.concatenate([batch['rgb'], batch['ir']]), dropout_rgb)
-      logits_rgb, logits_ir = jnp.split(logits, 2)
-      emb_rgb, emb_ir = jnp.split(emb, 2)
+      out, stats = forward(params, state.batch_stats,
+                           jnp.concatenate([batch['rgb'], batch['ir']]),
+                           dropout_rgb)
+      logits_rgb, logits_ir = jnp.split(out['logits'], 2)
+      emb_rgb, emb_ir = jnp.split(out['embedding'], 2)
     else:
-      (_, _, logits_rgb, emb_rgb), stats = forward(
-          params, state.batch_stats, batch['rgb'], dropout_rgb)
-      (_, _, logits_ir, emb_ir), stats = forward(params, stats, batch['ir'],
-                                                 dropout_ir)
+      out_rgb, stats = forward(params, state.batch_stats, batch['rgb'],
+                               dropout_rgb)
+      out_ir, stats = forward(params, stats, batch['ir'], dropout_ir)
+      logits_rgb, emb_rgb = out_rgb['logits'], out_rgb['embedding']
+      logits_ir, emb_ir = out_ir['logits'], out_ir['embedding']
     ce_rgb = losses.cross_entropy(logits_rgb, labels)
     ce_ir = losses.cross_entropy(logits_ir, labels)
     tri = functools.partial(losses.cross_modal_triplet, margin=config.triplet_margin)
@@ -289,8 +308,9 @@ def eval_settings(config) -> engine.EvalSettings:
                                          regdb_trial=config.get('trial', 1))
 
 
-def extract_features(state, extract, records, config, mesh) -> np.ndarray:
-  """Unit-norm test features of every record, in record order, with progress."""
+def extract_features(extract, records, config, mesh) -> np.ndarray:
+  """Unit-norm features (``extract``: sharded images -> features) of every
+  record, in record order, with a progress line."""
   from aligngan_jax import input_pipeline  # TensorFlow: only when evaluating data.
   batches = input_pipeline.create_eval_iterator(
       records, image_size=config.image_size, batch_size=config.eval_batch_size)
@@ -299,7 +319,7 @@ def extract_features(state, extract, records, config, mesh) -> np.ndarray:
                                 images_per_step=config.eval_batch_size)
   feats = []
   for i, batch in enumerate(batches, start=1):
-    feats.append(np.asarray(extract(state, sharding.shard_batch(batch['image'], mesh))))
+    feats.append(np.asarray(extract(sharding.shard_batch(batch['image'], mesh))))
     if i % max(1, num_batches // 5) == 0 or i == num_batches:
       logging.info('features: %s', progress.short_line(i, progress.update(i)))
   return np.concatenate(feats)[:len(records)]
@@ -307,7 +327,26 @@ def extract_features(state, extract, records, config, mesh) -> np.ndarray:
 
 def evaluate(state, extract, test_records, config, mesh) -> dict:
   """Features once, then every configured protocol setting and trial."""
-  feats = extract_features(state, extract, test_records, config, mesh)
+  feats = extract_features(lambda images: extract(state, images), test_records,
+                           config, mesh)
+  return engine.evaluate_features(feats, test_records, eval_settings(config))
+
+
+def evaluate_official(config, test_records, mesh) -> dict:
+  """The converted official release (``config.init_from``), spec §5: RGB
+  images translated by G_rgb2ir, then the same protocols."""
+  from aligngan_jax import input_pipeline
+  variables = convert.load_official_checkpoint(config.init_from,
+                                               step=config.init_from_step)
+  extractors = pretrained.official_extractors(variables, config, mesh)
+  is_rgb = test_records.modality == input_pipeline.RGB
+  feats = None
+  for modality, mask in (('rgb', is_rgb), ('ir', ~is_rgb)):
+    part = extract_features(extractors[modality], test_records.select(mask),
+                            config, mesh)
+    if feats is None:
+      feats = np.zeros((len(test_records), part.shape[1]), np.float32)
+    feats[mask] = part
   return engine.evaluate_features(feats, test_records, eval_settings(config))
 
 
@@ -366,6 +405,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if restored is not None:
     state = restored
     logging.info('Resumed from %s at step %d.', manager.directory, int(state.step))
+  elif config.pretrained_backbone:
+    state = pretrained.load_backbone(state, config, mesh)
+    logging.info('Trunk initialised from %s.', config.pretrained_backbone)
   start_step = int(state.step)
 
   writer = _writer(workdir)
@@ -423,10 +465,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """``config.mode='eval'``: evaluates the newest checkpoint in ``workdir``."""
+  """``config.mode='eval'``: evaluates the newest checkpoint in ``workdir``,
+  or the official release in ``config.init_from``."""
   validate_config(config, num_devices=jax.device_count())
   mesh = sharding.create_mesh()
   train, test = _load_data(config)
+  if config.init_from:
+    ensure_writable(workdir)
+    writer = _writer(workdir)
+    result = evaluate_official(config, test, mesh)
+    _write_eval(workdir, writer, 0, result)
+    writer.flush()
+    return result
   models = create_models(config, int(train.label.max()) + 1)
   template = create_train_state(config, models, mesh)
   manager = checkpointing.create_manager(

@@ -38,6 +38,13 @@ def get_config(arg=None):
   # the shared running statistics used at test time.
   config.joint_modality_forward = False
 
+  # Weights made with PyTorch (aligngan_jax/pretrained.py): ImageNet
+  # ResNet-50 for the trunk of a new run ('' = from scratch), and the
+  # official release to evaluate (config.mode='eval').
+  config.pretrained_backbone = ''
+  config.init_from = ''
+  config.init_from_step = 250
+
   # Feature module: ResNet trunk + heads (§1.4, §1.5).
   config.model = ml_collections.ConfigDict()
   config.model.depth = 50
@@ -47,6 +54,10 @@ def get_config(arg=None):
   config.model.embed_dim = 256
   config.model.dropout_rate = 0.5
   config.model.embed_bn = False      # not official; see docs/decisions.md
+  # Pixel module (§1.1): the generators' InstanceNorm scales start U(0, 1)
+  # as under PyTorch 1.1, which the official runs used ('uniform'), or at
+  # 1 as under PyTorch >= 1.2 ('ones').
+  config.model.gan_norm_scale_init = 'uniform'
 
   # Optimisation of the feature module (§3): SGD nesterov, trunk lr = 0.1 x
   # head lr, weight decay on every parameter, x0.1 decays at milestones.
@@ -101,6 +112,7 @@ def apply_arg(config, arg):
   if arg != 'tiny':
     raise ValueError(f"Unknown config argument {arg!r}: expected 'tiny' or none "
                      "(e.g. --config=configs/sysu.py:tiny).")
+  config.pretrained_backbone = ''
   config.image_size = 32
   config.encoder_input_size = (32, 16)
   config.ids_per_batch = 4

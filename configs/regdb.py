@@ -8,4 +8,7 @@ def get_config(arg=None):
   config.dataset = 'regdb'
   config.trial = 1
   config.eval.protocol = 'regdb'
+  # The official starting point: torchvision's ImageNet ResNet-50
+  # (README, "Pretrained weights"). Override with the file's real location.
+  config.pretrained_backbone = 'weights/resnet50-0676ba61.pth'
   return default.apply_arg(config, arg)

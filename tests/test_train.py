@@ -147,3 +147,17 @@ def test_joint_forward_shares_batchnorm_statistics(config, models):
     np.testing.assert_allclose(a[k], b[k], rtol=1e-5)
   c, d = losses(True, _batch(config)), losses(False, _batch(config))
   assert abs(c['ce_rgb'] - d['ce_rgb']) > 1e-4
+
+
+def test_pretrained_backbone_errors_name_the_key(config, tmp_path):
+  bad = config.copy_and_resolve_references()
+  bad.pretrained_backbone = str(tmp_path / 'resnet50.pth')
+  with pytest.raises(train_lib.ConfigError, match='config.model.depth=18'):
+    train_lib.validate_config(bad, num_devices=2)
+  bad.model.depth, bad.model.width = 50, 64
+  with pytest.raises(train_lib.ConfigError,
+                     match=r'pretrained_backbone=.*does not exist.*resnet50-0676ba61'):
+    train_lib.validate_config(bad, num_devices=2)
+  bad.mode, bad.init_from = 'eval', str(tmp_path)
+  with pytest.raises(train_lib.ConfigError, match='model-0_250.pkl'):
+    train_lib.validate_config(bad, num_devices=2)

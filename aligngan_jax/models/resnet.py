@@ -12,6 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from aligngan_jax.models import layers
+
 # torchvision's init for ResNet convs: kaiming_normal(fan_out, relu).
 _conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 
@@ -45,31 +47,34 @@ class _Block(nn.Module):
   strides: int
   bottleneck: bool
   conv: Any
-  norm: Any
+  batch_norm: Any
+  train: bool
 
   @nn.compact
   def __call__(self, x):
+    def norm(name):
+      return functools.partial(self.batch_norm(name=name), train=self.train)
     residual = x
     if self.bottleneck:
-      y = nn.relu(self.norm(name='bn1')(self.conv(self.features, (1, 1), name='conv1')(x)))
+      y = nn.relu(norm(name='bn1')(self.conv(self.features, (1, 1), name='conv1')(x)))
       # v1.5: the stride sits in the 3x3 conv.
       y = self.conv(self.features, (3, 3), self.strides, padding=((1, 1), (1, 1)),
                     name='conv2')(y)
-      y = nn.relu(self.norm(name='bn2')(y))
+      y = nn.relu(norm(name='bn2')(y))
       y = self.conv(self.features * 4, (1, 1), name='conv3')(y)
-      y = self.norm(name='bn3')(y)
+      y = norm(name='bn3')(y)
       out_features = self.features * 4
     else:
       y = self.conv(self.features, (3, 3), self.strides, padding=((1, 1), (1, 1)),
                     name='conv1')(x)
-      y = nn.relu(self.norm(name='bn1')(y))
+      y = nn.relu(norm(name='bn1')(y))
       y = self.conv(self.features, (3, 3), padding=((1, 1), (1, 1)), name='conv2')(y)
-      y = self.norm(name='bn2')(y)
+      y = norm(name='bn2')(y)
       out_features = self.features
     if self.strides != 1 or x.shape[-1] != out_features:
       residual = self.conv(out_features, (1, 1), self.strides,
                            name='downsample_conv')(x)
-      residual = self.norm(name='downsample_bn')(residual)
+      residual = norm(name='downsample_bn')(residual)
     return nn.relu(y + residual)
 
 
@@ -103,12 +108,12 @@ class ResNetEncoder(nn.Module):
                        f'got {self.depth}.')
     conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype,
                              kernel_init=_conv_init, padding='VALID')
-    # PyTorch BN: momentum 0.1 (flax 0.9), eps 1e-5, batch stats in training.
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train,
-                             momentum=0.9, epsilon=1e-5, dtype=self.dtype)
+    # PyTorch BN: momentum 0.1, eps 1e-5, batch statistics in training and
+    # the unbiased variance in the running average.
+    batch_norm = functools.partial(layers.BatchNorm, dtype=self.dtype)
     x = x.astype(self.dtype)
     x = conv(self.width, (7, 7), (2, 2), padding=((3, 3), (3, 3)), name='conv1')(x)
-    x = nn.relu(norm(name='bn1')(x))
+    x = nn.relu(batch_norm(name='bn1')(x, train=train))
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     bottleneck = self.depth >= 50
     for stage, num_blocks in enumerate(_STAGES[self.depth]):
@@ -116,6 +121,7 @@ class ResNetEncoder(nn.Module):
       for block in range(num_blocks):
         x = _Block(features=self.width * 2 ** stage,
                    strides=stage_stride if block == 0 else 1,
-                   bottleneck=bottleneck, conv=conv, norm=norm,
+                   bottleneck=bottleneck, conv=conv, batch_norm=batch_norm,
+                   train=train,
                    name=f'layer{stage + 1}_{block}')(x)
     return x

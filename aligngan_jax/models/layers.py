@@ -1,0 +1,153 @@
+"""Layers with PyTorch's exact semantics, shared by the AlignGAN networks.
+
+Flax's own BatchNorm updates its running variance with the *biased* batch
+variance; PyTorch uses the unbiased one. The official networks also need an
+InstanceNorm that tracks running statistics (the generators), a transposed
+convolution laid out like PyTorch's, and PyTorch's default bias init. All
+inputs are NHWC.
+"""
+
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Initializer = Callable[..., jax.Array]
+
+# Every conv weight of the pixel module: N(0, 0.02) (weights_init_normal).
+gan_conv_init = nn.initializers.normal(0.02)
+
+
+def torch_bias_init(fan_in: int) -> Initializer:
+  """PyTorch's default Conv/Linear bias init: U(+-1/sqrt(fan_in))."""
+  bound = 1.0 / fan_in ** 0.5
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+  return init
+
+
+def normal_around_one(stddev: float) -> Initializer:
+  def init(key, shape, dtype=jnp.float32):
+    return 1.0 + stddev * jax.random.normal(key, shape, dtype)
+  return init
+
+
+def uniform_unit(key, shape, dtype=jnp.float32):
+  """U(0, 1): PyTorch 1.1's init of affine norm scales (spec §0)."""
+  return jax.random.uniform(key, shape, dtype)
+
+
+def _update(variable, new, momentum):
+  variable.value = (1.0 - momentum) * variable.value + momentum * new
+
+
+class BatchNorm(nn.Module):
+  """``torch.nn.BatchNorm{1,2}d``: batch statistics over every axis but the
+  last in training (biased variance to normalise, unbiased to update the
+  running variance, ``momentum`` as PyTorch counts it); running statistics
+  in eval. Variables: params ``scale``, ``bias``; batch_stats ``mean``,
+  ``var`` (flax's names, so flax BatchNorm checkpoints interchange)."""
+  momentum: float = 0.1
+  epsilon: float = 1e-5
+  scale_init: Initializer = nn.initializers.ones
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    features = x.shape[-1]
+    scale = self.param('scale', self.scale_init, (features,))
+    bias = self.param('bias', nn.initializers.zeros, (features,))
+    ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, (features,))
+    ra_var = self.variable('batch_stats', 'var', jnp.ones, (features,))
+    axes = tuple(range(x.ndim - 1))
+    if train:
+      x32 = x.astype(jnp.float32)
+      mean = x32.mean(axes)
+      # Two-pass variance, as PyTorch: E[x^2] - E[x]^2 loses digits when
+      # the batch is small and the mean large.
+      var = jnp.square(x32 - mean).mean(axes)
+      if not self.is_initializing():
+        n = x.size // features
+        _update(ra_mean, mean, self.momentum)
+        _update(ra_var, var * n / max(n - 1, 1), self.momentum)
+    else:
+      mean, var = ra_mean.value, ra_var.value
+    y = (x - mean) * (scale * jax.lax.rsqrt(var + self.epsilon)) + bias
+    return y.astype(self.dtype or x.dtype)
+
+
+class InstanceNorm(nn.Module):
+  """``torch.nn.InstanceNorm2d(affine, track_running_stats)``.
+
+  Training (or no running statistics): per-instance, per-channel statistics
+  over H, W (biased variance). With ``track_running_stats`` a training call
+  also updates the running mean and the running *unbiased* variance,
+  averaged over the batch, with ``momentum`` (PyTorch's instance_norm); eval
+  then normalises with the running statistics. PyTorch 1.1 initialised the
+  affine scale U(0, 1) (the default here); ``scale_init=ones`` gives >= 1.2.
+  """
+  affine: bool = True
+  track_running_stats: bool = True
+  momentum: float = 0.1
+  epsilon: float = 1e-5
+  scale_init: Initializer = uniform_unit
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    features = x.shape[-1]
+    use_running = self.track_running_stats and not train
+    if self.track_running_stats:
+      ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, (features,))
+      ra_var = self.variable('batch_stats', 'var', jnp.ones, (features,))
+    if use_running:
+      mean, var = ra_mean.value, ra_var.value
+    else:
+      mean = x.mean((1, 2), keepdims=True)
+      var = jnp.square(x - mean).mean((1, 2), keepdims=True)
+      if self.track_running_stats and not self.is_initializing():
+        n = x.shape[1] * x.shape[2]
+        _update(ra_mean, mean.mean((0, 1, 2)), self.momentum)
+        _update(ra_var, (var * n / max(n - 1, 1)).mean((0, 1, 2)), self.momentum)
+    y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
+    if self.affine:
+      y = (y * self.param('scale', self.scale_init, (features,))
+           + self.param('bias', nn.initializers.zeros, (features,)))
+    return y
+
+
+def conv(features: int, kernel: int, stride: int = 1, padding: int = 0, *,
+         use_bias: bool, in_features: int, name: str,
+         kernel_init: Initializer = gan_conv_init) -> nn.Conv:
+  """``torch.nn.Conv2d`` with zero padding and PyTorch's default bias init."""
+  return nn.Conv(features, (kernel, kernel), (stride, stride),
+                 padding=((padding, padding), (padding, padding)),
+                 use_bias=use_bias, kernel_init=kernel_init,
+                 bias_init=torch_bias_init(in_features * kernel * kernel),
+                 name=name)
+
+
+class ConvTranspose(nn.Module):
+  """``torch.nn.ConvTranspose2d(in, out, k, stride, padding, bias=False)``.
+
+  ``kernel`` is [k, k, in, out] (PyTorch's [in, out, k, k] transposed); the
+  op is a stride-dilated convolution with the spatially flipped kernel and
+  padding k - 1 - padding, which is what PyTorch computes.
+  """
+  features: int
+  kernel_size: int = 4
+  strides: int = 2
+  padding: int = 1
+  kernel_init: Initializer = gan_conv_init
+
+  @nn.compact
+  def __call__(self, x):
+    k = self.kernel_size
+    kernel = self.param('kernel', self.kernel_init,
+                        (k, k, x.shape[-1], self.features))
+    pad = k - 1 - self.padding
+    return jax.lax.conv_general_dilated(
+        x, kernel[::-1, ::-1].astype(x.dtype), window_strides=(1, 1),
+        padding=((pad, pad), (pad, pad)), lhs_dilation=(self.strides,) * 2,
+        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
