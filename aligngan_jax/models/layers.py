@@ -65,9 +65,9 @@ class BatchNorm(nn.Module):
     if train:
       x32 = x.astype(jnp.float32)
       mean = x32.mean(axes)
-      # Two-pass variance, as PyTorch: E[x^2] - E[x]^2 loses digits when
-      # the batch is small and the mean large.
-      var = jnp.square(x32 - mean).mean(axes)
+      # One pass, E[x^2] - E[x]^2, as flax computes it (PyTorch uses two
+      # passes; the difference is float32 rounding, see docs/decisions.md).
+      var = jnp.maximum(jnp.square(x32).mean(axes) - jnp.square(mean), 0.0)
       if not self.is_initializing():
         n = x.size // features
         _update(ra_mean, mean, self.momentum)
