@@ -24,6 +24,7 @@ import optax
 from aligngan_jax import checkpointing
 from aligngan_jax import convert
 from aligngan_jax import losses
+from aligngan_jax import players
 from aligngan_jax import pretrained
 from aligngan_jax import reporting
 from aligngan_jax import sampler as sampler_lib
@@ -31,12 +32,12 @@ from aligngan_jax import sharding
 from aligngan_jax import train_state as train_state_lib
 from aligngan_jax.evaluation import features as features_lib
 from aligngan_jax.evaluation import engine
-from aligngan_jax.models import embedder as embedder_lib
 from aligngan_jax.models import gan
 from aligngan_jax.models import resnet
 
 FEATURE_NETS = ('encoder', 'embedder')
 _MODES = ('train', 'eval')
+_TRAINERS = ('ide', 'aligngan')
 _OPTIMIZERS = ('sgd', 'adam')
 
 
@@ -48,6 +49,8 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int):
   """Checks the values a run depends on before any work is done."""
   if config.mode not in _MODES:
     raise ConfigError(f'config.mode={config.mode!r} is not one of {_MODES}.')
+  if config.trainer not in _TRAINERS:
+    raise ConfigError(f'config.trainer={config.trainer!r} is not one of {_TRAINERS}.')
   for key in ('image_size', 'ids_per_batch', 'instances_per_id',
               'eval_batch_size', 'num_train_steps', 'log_every_steps',
               'checkpoint_every_steps', 'max_checkpoints_to_keep',
@@ -138,16 +141,7 @@ def ensure_writable(workdir: str):
 
 def create_models(config, num_classes: int) -> dict:
   """The feature module's networks, keyed as in the train state."""
-  m = config.model
-  return {
-      'encoder': resnet.ResNetEncoder(depth=m.depth, width=m.width,
-                                      last_stride=m.last_stride),
-      'embedder': embedder_lib.Embedder(num_classes=num_classes,
-                                        bottle_dim=m.bottle_dim,
-                                        embed_dim=m.embed_dim,
-                                        dropout_rate=m.dropout_rate,
-                                        embed_bn=m.embed_bn),
-  }
+  return players.feature_models(config, num_classes)
 
 
 def learning_rates(config) -> dict:
@@ -335,22 +329,30 @@ def evaluate(state, extract, test_records, config, mesh) -> dict:
 def evaluate_official(config, test_records, mesh) -> dict:
   """The converted official release (``config.init_from``), spec §5: RGB
   images translated by G_rgb2ir, then the same protocols."""
-  from aligngan_jax import input_pipeline
   variables = convert.load_official_checkpoint(config.init_from,
                                                step=config.init_from_step)
   extractors = pretrained.official_extractors(variables, config, mesh)
-  is_rgb = test_records.modality == input_pipeline.RGB
-  feats = None
-  for modality, mask in (('rgb', is_rgb), ('ir', ~is_rgb)):
-    part = extract_features(extractors[modality], test_records.select(mask),
-                            config, mesh)
-    if feats is None:
-      feats = np.zeros((len(test_records), part.shape[1]), np.float32)
-    feats[mask] = part
+  feats = features_by_modality(extractors, test_records, config, mesh)
   return engine.evaluate_features(feats, test_records, eval_settings(config))
 
 
-def _write_eval(workdir, writer, step, result):
+def features_by_modality(extractors: dict, records, config, mesh) -> np.ndarray:
+  """Features of every record: RGB ones by ``extractors['rgb']`` (which may
+  translate them first), IR ones by ``extractors['ir']``, in record order."""
+  from aligngan_jax import input_pipeline
+  is_rgb = records.modality == input_pipeline.RGB
+  feats = None
+  for modality, mask in (('rgb', is_rgb), ('ir', ~is_rgb)):
+    if not mask.any():
+      continue
+    part = extract_features(extractors[modality], records.select(mask), config, mesh)
+    if feats is None:
+      feats = np.zeros((len(records), part.shape[1]), np.float32)
+    feats[mask] = part
+  return feats
+
+
+def write_eval(workdir, writer, step, result):
   logging.info('Evaluation at step %d:\n%s', step, engine.format_report(result))
   writer.write_scalars(step, engine.scalars(result))
   if jax.process_index() == 0:
@@ -365,7 +367,20 @@ def _write_eval(workdir, writer, step, result):
 # The job.
 
 
-def _load_data(config):
+def resume_or_start(config, workdir, fresh):
+  """(checkpoint manager, state, resumed): the newest checkpoint in
+  ``workdir`` restored like ``fresh``, or ``fresh`` itself."""
+  manager = checkpointing.create_manager(
+      workdir, save_every=config.checkpoint_every_steps,
+      max_to_keep=config.max_checkpoints_to_keep)
+  restored = checkpointing.restore_latest(manager, fresh)
+  if restored is None:
+    return manager, fresh, False
+  logging.info('Resumed from %s at step %d.', manager.directory, int(restored.step))
+  return manager, restored, True
+
+
+def load_data(config):
   from aligngan_jax import input_pipeline
   builder = input_pipeline.get_builder(config.dataset, data_dir=config.data_dir,
                                        manual_dir=config.manual_dir)
@@ -374,7 +389,7 @@ def _load_data(config):
   return train, test
 
 
-def _writer(workdir):
+def writer_for(workdir):
   from clu import metric_writers  # imports TensorFlow
   return metric_writers.create_default_writer(
       workdir, just_logging=jax.process_index() > 0, asynchronous=True)
@@ -382,12 +397,17 @@ def _writer(workdir):
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains (resuming from ``workdir`` if it holds a checkpoint) and
-  evaluates; returns the final evaluation result."""
+  evaluates; returns the final evaluation result. ``config.trainer``:
+  'ide' (the feature module alone, below) or 'aligngan' (the three stages,
+  aligngan_train.py)."""
+  if config.trainer == 'aligngan':
+    from aligngan_jax import aligngan_train  # pylint: disable=g-import-not-at-top
+    return aligngan_train.train_and_evaluate(config, workdir)
   from aligngan_jax import input_pipeline
   validate_config(config, num_devices=jax.device_count())
   ensure_writable(workdir)
   mesh = sharding.create_mesh()
-  train, test = _load_data(config)
+  train, test = load_data(config)
   rgb = train.select(train.modality == input_pipeline.RGB)
   ir = train.select(train.modality == input_pipeline.IR)
   num_classes = int(train.label.max()) + 1
@@ -397,20 +417,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       instances_per_id=config.instances_per_id, seed=config.seed,
       rgb_grey_prob=config.rgb_grey_prob, rgb_channel_prob=config.rgb_channel_prob)
 
-  state = create_train_state(config, models, mesh)
-  manager = checkpointing.create_manager(
-      workdir, save_every=config.checkpoint_every_steps,
-      max_to_keep=config.max_checkpoints_to_keep)
-  restored = checkpointing.restore_latest(manager, state)
-  if restored is not None:
-    state = restored
-    logging.info('Resumed from %s at step %d.', manager.directory, int(state.step))
-  elif config.pretrained_backbone:
+  manager, state, resumed = resume_or_start(
+      config, workdir, create_train_state(config, models, mesh))
+  if not resumed and config.pretrained_backbone:
     state = pretrained.load_backbone(state, config, mesh)
     logging.info('Trunk initialised from %s.', config.pretrained_backbone)
   start_step = int(state.step)
 
-  writer = _writer(workdir)
+  writer = writer_for(workdir)
   if start_step == 0:
     writer.write_hparams(_flat(config))
     if jax.process_index() == 0:
@@ -453,10 +467,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         checkpointing.save(manager, state, force=last)
       if done % config.eval_every_steps == 0 or last:
         result = evaluate(state, extract, test, config, mesh)
-        _write_eval(workdir, writer, done, result)
+        write_eval(workdir, writer, done, result)
     if result is None:  # Resumed at the end: evaluate the final state.
       result = evaluate(state, extract, test, config, mesh)
-      _write_eval(workdir, writer, int(state.step), result)
+      write_eval(workdir, writer, int(state.step), result)
   finally:
     manager.wait_until_finished()
     manager.close()
@@ -469,12 +483,12 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   or the official release in ``config.init_from``."""
   validate_config(config, num_devices=jax.device_count())
   mesh = sharding.create_mesh()
-  train, test = _load_data(config)
+  train, test = load_data(config)
   if config.init_from:
     ensure_writable(workdir)
-    writer = _writer(workdir)
+    writer = writer_for(workdir)
     result = evaluate_official(config, test, mesh)
-    _write_eval(workdir, writer, 0, result)
+    write_eval(workdir, writer, 0, result)
     writer.flush()
     return result
   models = create_models(config, int(train.label.max()) + 1)
@@ -489,10 +503,10 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
                       f'({manager.directory} is empty); train first '
                       "(config.mode='train').")
   ensure_writable(workdir)
-  writer = _writer(workdir)
+  writer = writer_for(workdir)
   result = evaluate(state, make_feature_extractor(models, config, mesh), test,
                     config, mesh)
-  _write_eval(workdir, writer, int(state.step), result)
+  write_eval(workdir, writer, int(state.step), result)
   writer.flush()
   return result
 

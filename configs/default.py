@@ -13,6 +13,9 @@ def get_config(arg=None):
   """The default config; ``arg`` may be ``'tiny'`` (see `apply_arg`)."""
   config = ml_collections.ConfigDict()
   config.mode = 'train'              # 'train' | 'eval'
+  # 'ide': the feature module alone (CE + cross-modal triplets, the IDE
+  # baseline); 'aligngan': the three stages of the full model (§2-§3).
+  config.trainer = 'ide'
   config.seed = 0
 
   # Data. `dataset` is a TFDS name (with builder config), read from
@@ -54,6 +57,7 @@ def get_config(arg=None):
   config.model.embed_dim = 256
   config.model.dropout_rate = 0.5
   config.model.embed_bn = False      # not official; see docs/decisions.md
+  config.model.classifier_init_std = 0.001   # official N(0, 0.001)
   # Pixel module (§1.1): the generators' InstanceNorm scales start U(0, 1)
   # as under PyTorch 1.1, which the official runs used ('uniform'), or at
   # 1 as under PyTorch >= 1.2 ('ones').
@@ -72,6 +76,27 @@ def get_config(arg=None):
   config.num_train_steps = 15_100
   config.lr_milestones = (10_000,)
   config.lr_decay_factor = 0.1
+
+  # The pixel module and the three stages (§2-§3; aligngan_jax/stages.py).
+  config.gan = ml_collections.ConfigDict()
+  config.gan.conv_dim = 64
+  config.gan.num_residual = 4
+  config.gan.d_layers = 4
+  config.gan.learning_rate = 2e-4           # Adam, every pixel-module net
+  config.gan.adam_b1 = 0.5
+  config.gan.adam_b2 = 0.999
+  config.gan.lambda_cyc = 10.0
+  config.gan.lambda_idt = 5.0
+  config.gan.lambda_pixel_tri = 0.1
+  config.gan.lambda_pixel_cls = 0.1
+  config.gan.lambda_feature_gan = 0.1
+  config.gan.pixel_ids_per_batch = 4        # pixel batches: 4 x 4 per modality
+  config.gan.pixel_instances_per_id = 4
+  # Iterations of stage 1 (feature warm-up), 2 (pixel warm-up), 3 (joint),
+  # and the global iteration of the x0.1 decay of every optimizer (official
+  # step 200 = 20,000 iterations, 5,000 into stage 3).
+  config.gan.stage_iterations = (5_000, 10_000, 10_100)
+  config.gan.lr_milestones = (20_000,)
 
   # Losses: CE on both modalities + cross-modal batch-hard cosine triplets.
   config.lambda_cls = 1.0
@@ -122,6 +147,13 @@ def apply_arg(config, arg):
   config.model.width = 4
   config.model.bottle_dim = 16
   config.model.embed_dim = 16
+  config.gan.conv_dim = 4
+  config.gan.num_residual = 1
+  config.gan.d_layers = 2
+  config.gan.pixel_ids_per_batch = 2
+  config.gan.pixel_instances_per_id = 2
+  config.gan.stage_iterations = (2, 2, 2)
+  config.gan.lr_milestones = (5,)
   config.num_train_steps = 4
   config.lr_milestones = (2,)
   config.log_every_steps = 1

@@ -1,9 +1,7 @@
 """The jitted train step, sharding, and checkpoint round trips."""
 
-import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

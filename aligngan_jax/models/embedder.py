@@ -33,6 +33,9 @@ class Embedder(nn.Module):
   # Not official: BatchNorm on the pooled feature before the embedding
   # Linear (docs/decisions.md; tried for the from-scratch demo, unused).
   embed_bn: bool = False
+  # Official: N(0, 0.001). From scratch, so small a classifier starves the
+  # trunk of CE gradient for hundreds of steps (docs/decisions.md).
+  classifier_init_std: float = 0.001
 
   @nn.compact
   def __call__(self, feature_map, *, train: bool) -> dict:
@@ -46,7 +49,7 @@ class Embedder(nn.Module):
                          name='bottle_bn')(x, train=train)
     x = nn.leaky_relu(x, negative_slope=0.1)
     logits = nn.Dense(self.num_classes,
-                      kernel_init=nn.initializers.normal(0.001),
+                      kernel_init=nn.initializers.normal(self.classifier_init_std),
                       bias_init=nn.initializers.zeros, name='classifier')(x)
     embed_input = pooled
     if self.embed_bn:

@@ -1,0 +1,155 @@
+"""The AlignGAN training loop (``config.trainer='aligngan'``).
+
+One global iteration counter runs through stage 1 (feature warm-up), stage 2
+(pixel warm-up) and stage 3 (joint) with ``config.gan.stage_iterations``
+iterations each; each stage is one jitted step (``stages.py``) over the data
+mesh, state replicated and donated. Feature batches (P x K =
+``ids_per_batch`` x ``instances_per_id``) and pixel batches
+(``gan.pixel_ids_per_batch`` x ``gan.pixel_instances_per_id``) come from two
+step-indexed samplers, so a resumed run sees exactly the batches an
+uninterrupted one would. Evaluation follows spec §5: RGB test images are
+translated by G_rgb2ir in eval mode first.
+"""
+
+import functools
+
+from absl import logging
+import jax
+
+from aligngan_jax import checkpointing
+from aligngan_jax import players
+from aligngan_jax import reporting
+from aligngan_jax import sampler as sampler_lib
+from aligngan_jax import sharding
+from aligngan_jax import stages
+from aligngan_jax import train_lib
+from aligngan_jax.evaluation import engine
+from aligngan_jax.evaluation import features as features_lib
+
+
+def stage_bounds(config) -> dict[int, tuple[int, int]]:
+  """stage -> [first, end) global iterations."""
+  bounds, start = {}, 0
+  for stage, n in zip((1, 2, 3), config.gan.stage_iterations):
+    bounds[stage] = (start, start + n)
+    start += n
+  return bounds
+
+
+def make_stage_steps(models, config, mesh) -> dict:
+  repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
+  batch_sharding = {1: data, 2: data, 3: {'feature': data, 'pixel': data}}
+  return {stage: jax.jit(functools.partial(fn, models=models, config=config),
+                         in_shardings=(repl, batch_sharding[stage]),
+                         out_shardings=(repl, repl), donate_argnums=0)
+          for stage, fn in stages.STAGES.items()}
+
+
+def make_extractors(models, config, mesh) -> dict:
+  """{'rgb', 'ir'}: jitted (state, images) -> unit-norm test features."""
+  size = tuple(config.encoder_input_size)
+
+  def features(state, images, translate):
+    if translate:
+      images = models['G_rgb2ir'].apply(
+          {'params': state.params['G_rgb2ir'],
+           'batch_stats': state.batch_stats['G_rgb2ir']}, images, train=False)
+    variables = {'params': state.params['encoder'],
+                 'batch_stats': state.batch_stats['encoder']}
+    return features_lib.flip_pooled_features(models['encoder'], variables, images,
+                                             encoder_input_size=size)
+  repl = sharding.replicated(mesh)
+  return {name: jax.jit(functools.partial(features, translate=translate),
+                        in_shardings=(repl, sharding.data_sharded(mesh)),
+                        out_shardings=repl)
+          for name, translate in (('rgb', True), ('ir', False))}
+
+
+def evaluate(state, extractors, records, config, mesh) -> dict:
+  extract = {k: functools.partial(f, state) for k, f in extractors.items()}
+  feats = train_lib.features_by_modality(extract, records, config, mesh)
+  return engine.evaluate_features(feats, records, train_lib.eval_settings(config))
+
+
+def _batches(rgb, ir, config, *, start, end):
+  """Step-indexed iterators: {'feature': ..., 'pixel': ...} per iteration."""
+  from aligngan_jax import input_pipeline  # TensorFlow: only here.
+  samplers = {
+      'feature': sampler_lib.PKSampler(
+          rgb.label, ir.label, ids_per_batch=config.ids_per_batch,
+          instances_per_id=config.instances_per_id, seed=config.seed,
+          rgb_grey_prob=config.rgb_grey_prob, rgb_channel_prob=config.rgb_channel_prob),
+      'pixel': sampler_lib.PKSampler(
+          rgb.label, ir.label, ids_per_batch=config.gan.pixel_ids_per_batch,
+          instances_per_id=config.gan.pixel_instances_per_id, seed=config.seed + 1),
+  }
+  return {name: input_pipeline.create_train_iterator(
+      rgb, ir, s, image_size=config.image_size, start_step=start, num_steps=end)
+          for name, s in samplers.items()}
+
+
+def _stage_batch(stage, iterators, mesh):
+  take = lambda name: sharding.shard_batch(next(iterators[name]), mesh)
+  if stage == 1:
+    return take('feature')
+  if stage == 2:
+    return take('pixel')
+  return {'feature': take('feature'), 'pixel': take('pixel')}
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+  """Trains all three stages (resuming from ``workdir``) and evaluates."""
+  from aligngan_jax import input_pipeline
+  train_lib.validate_config(config, num_devices=jax.device_count())
+  train_lib.ensure_writable(workdir)
+  mesh = sharding.create_mesh()
+  train, test = train_lib.load_data(config)
+  rgb = train.select(train.modality == input_pipeline.RGB)
+  ir = train.select(train.modality == input_pipeline.IR)
+  models = players.create_models(config, int(train.label.max()) + 1)
+  manager, state, _ = train_lib.resume_or_start(
+      config, workdir, players.create_state(config, models, mesh))
+  start = int(state.step)
+  bounds = stage_bounds(config)
+  total = bounds[3][1]
+  writer = train_lib.writer_for(workdir)
+  steps = make_stage_steps(models, config, mesh)
+  extractors = make_extractors(models, config, mesh)
+  progress = reporting.Progress(start_step=start, num_steps=total,
+                                images_per_step=2 * config.ids_per_batch
+                                * config.instances_per_id)
+  result, history, first = None, [], start
+  try:
+    for stage, (lo, hi) in bounds.items():
+      if start >= hi:
+        continue
+      logging.info('Stage %d: iterations %d..%d.', stage, max(lo, start), hi)
+      iterators = _batches(rgb, ir, config, start=max(lo, start), end=hi)
+      for it in range(max(lo, start), hi):
+        state, metrics = steps[stage](state, _stage_batch(stage, iterators, mesh))
+        history.append(metrics)
+        done = it + 1
+        last = done == total
+        save_now = done % config.checkpoint_every_steps == 0 or last or done == hi
+        if done % config.log_every_steps == 0 or save_now:
+          # Checked before any save: a non-finite state is never checkpointed.
+          means = reporting.mean_metrics(history)
+          reporting.check_finite(means, first_step=first, last_step=done)
+          pace = progress.update(done)
+          logging.info('stage %d %s', stage, progress.line(done, means, pace))
+          writer.write_scalars(done, {f'train/{k}': v for k, v in {**means, **pace}.items()})
+          history, first = [], done
+        if save_now:
+          checkpointing.save(manager, state, force=last or done == hi)
+        if done % config.eval_every_steps == 0 or last:
+          result = evaluate(state, extractors, test, config, mesh)
+          train_lib.write_eval(workdir, writer, done, result)
+    if result is None:
+      result = evaluate(state, extractors, test, config, mesh)
+      train_lib.write_eval(workdir, writer, int(state.step), result)
+  finally:
+    manager.wait_until_finished()
+    manager.close()
+    writer.flush()
+  return result
+

@@ -1,0 +1,113 @@
+"""AlignGAN's eight players: modules, optimizers and one train state.
+
+Optimizers follow the official mapping (spec §2-§3): SGD (nesterov, coupled
+weight decay) over the encoder (x ``encoder_lr_multiplier``) and the
+embedder; Adam (lr 2e-4, betas (0.5, 0.999)) for each pixel-module network.
+Every network has its own optimizer state, which is what PyTorch keeps per
+parameter: a network without a gradient in a stage is not stepped at all
+(so D_rgb and D_ir enter stage 3 untouched, as in the official code). The
+learning rate is applied outside the optax chains, from the *global*
+iteration (``lr_at``), so the one x0.1 milestone hits every optimizer at the
+same iteration as the official ``MultiStepLR`` calls do.
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from aligngan_jax import sharding
+from aligngan_jax import train_state as train_state_lib
+from aligngan_jax.models import embedder as embedder_lib
+from aligngan_jax.models import gan
+from aligngan_jax.models import resnet
+
+GENERATORS = ('G_rgb2ir', 'G_ir2rgb')
+DISCRIMINATORS = ('D_rgb', 'D_ir', 'D_rgb_warmup', 'D_ir_warmup')
+FEATURE = ('encoder', 'embedder')
+ALL = GENERATORS + DISCRIMINATORS + FEATURE
+
+
+def feature_models(config, num_classes: int) -> dict:
+  """The feature module: the ResNet trunk and the heads."""
+  m = config.model
+  return {
+      'encoder': resnet.ResNetEncoder(depth=m.depth, width=m.width,
+                                      last_stride=m.last_stride),
+      'embedder': embedder_lib.Embedder(
+          num_classes=num_classes, bottle_dim=m.bottle_dim,
+          embed_dim=m.embed_dim, dropout_rate=m.dropout_rate,
+          embed_bn=m.embed_bn, classifier_init_std=m.classifier_init_std),
+  }
+
+
+def create_models(config, num_classes: int) -> dict:
+  """All eight networks, sized by ``config.model`` and ``config.gan``."""
+  m, g = config.model, config.gan
+  scale_init = gan.NORM_SCALE_INITS[m.gan_norm_scale_init]
+  generator = gan.Generator(conv_dim=g.conv_dim, num_residual=g.num_residual,
+                            norm_scale_init=scale_init)
+  patch = gan.PatchDiscriminator(conv_dim=g.conv_dim, num_layers=g.d_layers)
+  return {
+      'G_rgb2ir': generator, 'G_ir2rgb': generator,
+      'D_rgb': patch, 'D_rgb_warmup': patch, 'D_ir_warmup': patch,
+      'D_ir': gan.JointDiscriminator(conv_dim=g.conv_dim,
+                                     feature_grid=config.image_size // 8),
+      **feature_models(config, num_classes),
+  }
+
+
+def create_optimizers(config) -> dict:
+  """network -> optax transformation *without* the learning rate."""
+  sgd = optax.chain(optax.add_decayed_weights(config.weight_decay),
+                    optax.trace(decay=config.momentum, nesterov=config.nesterov))
+  adam = optax.scale_by_adam(b1=config.gan.adam_b1, b2=config.gan.adam_b2,
+                             eps=1e-8)
+  return {name: (sgd if name in FEATURE else adam) for name in ALL}
+
+
+def lr_at(config, step) -> dict:
+  """network -> learning rate at global iteration ``step`` (traceable)."""
+  decays = sum(jnp.asarray(step >= m, jnp.float32) for m in config.gan.lr_milestones)
+  factor = config.lr_decay_factor ** decays
+  rates = {'encoder': config.learning_rate * config.encoder_lr_multiplier,
+           'embedder': config.learning_rate}
+  return {name: factor * rates.get(name, config.gan.learning_rate) for name in ALL}
+
+
+def apply_updates(state, grads: dict, config) -> train_state_lib.TrainState:
+  """One optimizer step for every network in ``grads`` (others untouched)."""
+  rates = lr_at(config, state.step)
+  params, opt_state = dict(state.params), dict(state.opt_state)
+  for name, grad in grads.items():
+    updates, opt_state[name] = state.tx[name].update(grad, state.opt_state[name],
+                                                     state.params[name])
+    params[name] = jax.tree.map(lambda p, u, r=rates[name]: p - r * u,
+                                state.params[name], updates)
+  return state.replace(params=params, opt_state=opt_state)
+
+
+def create_state(config, models: dict, mesh) -> train_state_lib.TrainState:
+  """A fresh state holding every player, replicated over ``mesh``."""
+  tx = create_optimizers(config)
+  size = config.image_size
+
+  def init():
+    base = jax.random.key(config.seed)
+    keys = dict(zip(ALL, jax.random.split(jax.random.fold_in(base, 0), len(ALL))))
+    image = jnp.zeros((2, size, size, 3))
+    x = resnet.prepare_encoder_input(image, tuple(config.encoder_input_size))
+    variables = {'encoder': models['encoder'].init(keys['encoder'], x, train=False)}
+    fmap = models['encoder'].apply(variables['encoder'], x, train=False)
+    variables['embedder'] = models['embedder'].init(keys['embedder'], fmap, train=False)
+    for name in GENERATORS + ('D_rgb', 'D_rgb_warmup', 'D_ir_warmup'):
+      variables[name] = models[name].init(keys[name], image, train=False)
+    variables['D_ir'] = models['D_ir'].init(keys['D_ir'], image, fmap, train=False)
+    params = {k: v['params'] for k, v in variables.items()}
+    return train_state_lib.TrainState(
+        step=jnp.zeros((), jnp.int32), params=params,
+        batch_stats={k: v['batch_stats'] for k, v in variables.items()
+                     if 'batch_stats' in v},
+        opt_state={k: tx[k].init(params[k]) for k in ALL},
+        rng=jax.random.fold_in(base, 1), tx=tx)
+
+  return jax.jit(init, out_shardings=sharding.replicated(mesh))()
