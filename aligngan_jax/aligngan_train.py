@@ -150,6 +150,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
   finally:
     manager.wait_until_finished()
     manager.close()
-    writer.flush()
+    writer.close()  # flushes, and ends the asynchronous writer's thread
   return result
 

@@ -474,7 +474,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   finally:
     manager.wait_until_finished()
     manager.close()
-    writer.flush()
+    writer.close()  # flushes, and ends the asynchronous writer's thread
   return result
 
 
@@ -489,7 +489,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
     writer = writer_for(workdir)
     result = evaluate_official(config, test, mesh)
     write_eval(workdir, writer, 0, result)
-    writer.flush()
+    writer.close()  # flushes, and ends the asynchronous writer's thread
     return result
   models = create_models(config, int(train.label.max()) + 1)
   template = create_train_state(config, models, mesh)
@@ -507,7 +507,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   result = evaluate(state, make_feature_extractor(models, config, mesh), test,
                     config, mesh)
   write_eval(workdir, writer, int(state.step), result)
-  writer.flush()
+  writer.close()  # flushes, and ends the asynchronous writer's thread
   return result
 
 
