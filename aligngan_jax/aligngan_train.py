@@ -50,14 +50,13 @@ def make_extractors(models, config, mesh) -> dict:
   size = tuple(config.encoder_input_size)
 
   def features(state, images, translate):
-    if translate:
-      images = models['G_rgb2ir'].apply(
-          {'params': state.params['G_rgb2ir'],
-           'batch_stats': state.batch_stats['G_rgb2ir']}, images, train=False)
-    variables = {'params': state.params['encoder'],
-                 'batch_stats': state.batch_stats['encoder']}
-    return features_lib.flip_pooled_features(models['encoder'], variables, images,
-                                             encoder_input_size=size)
+    variables = {name: {'params': state.params[name],
+                        'batch_stats': state.batch_stats[name]}
+                 for name in ('G_rgb2ir', 'encoder')}
+    return features_lib.translated_test_features(
+        models['G_rgb2ir'], variables['G_rgb2ir'], models['encoder'],
+        variables['encoder'], images, translate=translate,
+        encoder_input_size=size)
   repl = sharding.replicated(mesh)
   return {name: jax.jit(functools.partial(features, translate=translate),
                         in_shardings=(repl, sharding.data_sharded(mesh)),

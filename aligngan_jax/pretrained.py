@@ -60,10 +60,9 @@ def official_extractors(variables: dict, config, mesh):
 
   def make(translate):
     def features(v, images):
-      if translate:
-        images = generator.apply(v['G_rgb2ir'], images, train=False)
-      return features_lib.flip_pooled_features(encoder, v['encoder'], images,
-                                               encoder_input_size=size)
+      return features_lib.translated_test_features(
+          generator, v['G_rgb2ir'], encoder, v['encoder'], images,
+          translate=translate, encoder_input_size=size)
     jitted = jax.jit(features, in_shardings=(repl, sharding.data_sharded(mesh)),
                      out_shardings=repl)
     return lambda images: jitted(used, images)

@@ -21,3 +21,14 @@ def flip_pooled_features(encoder, variables, images, *,
 
   feats = pooled(images) + pooled(images[:, :, ::-1])
   return feats / jnp.maximum(jnp.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
+
+
+def translated_test_features(generator, g_variables, encoder, enc_variables,
+                             images, *, translate: bool,
+                             encoder_input_size) -> jax.Array:
+  """Spec §5: RGB images (``translate``) go through G_rgb2ir in eval mode
+  (InstanceNorm running statistics) first; then flip_pooled_features."""
+  if translate:
+    images = generator.apply(g_variables, images, train=False)
+  return flip_pooled_features(encoder, enc_variables, images,
+                              encoder_input_size=encoder_input_size)
