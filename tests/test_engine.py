@@ -106,3 +106,18 @@ def test_regdb_settings_and_missing_cameras_are_reported_not_fatal():
                                     engine.EvalSettings(num_trials=1))
   assert 'empty gallery' in result['results']['sysu indoor single']['skipped']
   assert 'n/a (trial 0: empty gallery)' in engine.format_report(result)
+
+
+def test_shared_distance_table_equals_per_trial_distances(monkeypatch):
+  # One matmul for all trials (the default here) must score exactly like
+  # per-trial matmuls (used when the table would be too large).
+  records = _records()
+  features = _identity_features(records, 1.0)
+  settings = engine.EvalSettings(num_trials=2)
+  shared = engine.evaluate_features(features, records, settings)
+  monkeypatch.setattr(engine, '_MAX_SHARED_DISTANCES', 0)
+  per_trial = engine.evaluate_features(features, records, settings)
+  for name, row in shared['results'].items():
+    for metric in engine.METRICS:
+      assert row[metric]['mean'] == pytest.approx(
+          per_trial['results'][name][metric]['mean'], abs=1e-6)

@@ -12,7 +12,9 @@ def _random_case(rng, num_query, num_gallery, num_ids, decimals):
   g_ids = rng.integers(0, num_ids, size=num_gallery)
   q_cams = rng.choice([3, 6], size=num_query)
   g_cams = rng.choice([1, 2, 4, 5], size=num_gallery)
-  distmat = np.round(rng.random((num_query, num_gallery)), decimals)  # exact ties
+  distmat = rng.random((num_query, num_gallery))
+  if decimals is not None:
+    distmat = np.round(distmat, decimals)           # exact ties: the exact path
   return distmat, q_ids, g_ids, q_cams, g_cams
 
 
@@ -24,16 +26,20 @@ def _assert_same(got, want):
   np.testing.assert_allclose(got['mINP'], want['mINP'], rtol=1e-5)
 
 
+@pytest.mark.parametrize('ties', [True, False])
 @pytest.mark.parametrize('protocol', ['sysu', 'regdb'])
-def test_kernel_matches_numpy_loop_on_many_random_cases(protocol):
+def test_kernel_matches_numpy_loop_on_many_random_cases(protocol, ties):
   rng = np.random.default_rng(0)
-  for case in range(40):
-    # Small galleries (shorter than max_rank), few ids (many per-id repeats,
-    # identity- vs image-level CMC differ), coarse distances (ties).
+  for case in range(30):
+    # Small galleries (shorter than max_rank), few or many ids (per-id
+    # repeats: identity- vs image-level CMC differ; more than 32 ids: several
+    # words of the identity bitmask); coarse distances (ties, exact path) or
+    # continuous ones (the counting sweep).
     num_query = int(rng.integers(1, 60))
-    num_gallery = int(rng.integers(1, 45))
-    args = _random_case(rng, num_query, num_gallery, int(rng.integers(1, 15)),
-                        decimals=int(rng.integers(1, 3)))
+    num_gallery = int(rng.integers(1, 45 if ties else 120))
+    args = _random_case(rng, num_query, num_gallery,
+                        int(rng.integers(1, 15 if case % 2 else 80)),
+                        decimals=int(rng.integers(1, 3)) if ties else None)
     chunk = int(rng.integers(1, 20))
     try:
       want = numpy_reference.rank_metrics_loop(*args, protocol=protocol, max_rank=20)
@@ -59,6 +65,31 @@ def test_kernel_matches_numpy_loop_on_sysu_shaped_gallery():
         distmat, q_ids, g_ids, q_cams, g_cams, protocol=protocol, max_rank=20)
     _assert_same(ranking.rank_metrics(distmat, q_ids, g_ids, q_cams, g_cams,
                                       protocol=protocol), want)
+
+
+def test_counting_sweep_against_numpy_counts():
+  # The fast path's raw counts, checked directly (several words of ids, a
+  # gallery that is not a multiple of the sweep block, cam-3 removals).
+  rng = np.random.default_rng(3)
+  num_query, num_gallery, num_matches = 7, 53, 5
+  dist = rng.random((num_query, num_gallery)).astype(np.float32)
+  thresholds = rng.random((num_query, num_matches)).astype(np.float32)
+  first = thresholds.min(1)
+  query_skips = rng.random(num_query) < 0.5
+  skipped = rng.random(num_gallery) < 0.3
+  slot = rng.integers(0, 70, num_gallery)
+  below, not_above, seen, bad = ranking._sweep(
+      dist, thresholds, first, query_skips, skipped, slot.astype(np.int32),
+      num_words=3, block=10)
+  kept = ~(query_skips[:, None] & skipped[None, :])
+  d = np.where(kept, dist, np.inf)
+  np.testing.assert_array_equal(below, (d[:, None] < thresholds[:, :, None]).sum(2))
+  np.testing.assert_array_equal(not_above, (d[:, None] <= thresholds[:, :, None]).sum(2))
+  for q in range(num_query):
+    want = set(slot[d[q] < first[q]])
+    got = {u for u in range(96) if (int(seen[q, u // 32]) >> (u % 32)) & 1}
+    assert got == want
+  assert not np.asarray(bad).any()
 
 
 def test_hand_computed_sysu_and_regdb():

@@ -10,6 +10,7 @@ protocol variant next to the numbers. TensorFlow-free.
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -123,30 +124,71 @@ def _summarise(trials: list[dict]) -> dict:
   return out
 
 
+# Largest query x gallery distance table computed once for all trials.
+_MAX_SHARED_DISTANCES = 1 << 27
+
+
+def _distance_fn(features, all_splits):
+  """distances(query, gallery) -> cosine distances [len(query), len(gallery)].
+
+  Trials and settings draw their galleries from the same images, so when
+  the table for every query row against every gallery image that any trial
+  uses fits in memory, one matmul serves all trials (SYSU-MM01: 3,803 x
+  about 6,800, instead of 40 matmuls) and each trial gathers its columns.
+  """
+  def direct(query, gallery):
+    return _cosine_distances(features, query, gallery)
+  rows = np.unique(np.concatenate([s.query for t in all_splits for s in t] + [[]])
+                   ).astype(np.int64)
+  cols = np.unique(np.concatenate([s.gallery for t in all_splits for s in t] + [[]])
+                   ).astype(np.int64)
+  if not len(rows) or not len(cols) or len(rows) * len(cols) > _MAX_SHARED_DISTANCES:
+    return direct
+  table = direct(rows, cols)
+
+  def shared(query, gallery):
+    return _gather_block(table, np.searchsorted(rows, query),
+                         np.searchsorted(cols, gallery))
+  return shared
+
+
+# Jitted: eager jnp indexing of a large table costs more than the ranking.
+@jax.jit
+def _cosine_distances(features, query, gallery):
+  return -(features[query] @ features[gallery].T)
+
+
+@jax.jit
+def _gather_block(table, rows, cols):
+  return jnp.take(jnp.take(table, rows, axis=0), cols, axis=1)
+
+
 def evaluate_features(features, records, settings: EvalSettings) -> dict:
   """Scores ``features`` ([len(records), D], unit rows) on every setting."""
   features = jnp.asarray(features, jnp.float32)
   ids = np.asarray(records.person_id)
   cams = np.asarray(records.camera)
   plain, reranked = {}, {}
-  for name, trial_splits in splits(records, settings).items():
+  all_splits = splits(records, settings)
+  distances = _distance_fn(features, list(all_splits.values()))
+  for name, trial_splits in all_splits.items():
     trials, trials_rr = [], []
     try:
       for split in trial_splits:
         if not len(split.query) or not len(split.gallery):
           raise _Skip(f'empty {"query set" if not len(split.query) else "gallery"}')
-        q, g = features[split.query], features[split.gallery]
         chance = chance_rank1(ids[split.query], ids[split.gallery],
                               cams[split.query], cams[split.gallery], split.protocol)
         if chance == 0.0:
           raise _Skip('no query has a true match in the gallery')
         extra = {'chance_rank1': chance, 'num_query': len(split.query),
                  'num_gallery': len(split.gallery)}
-        trials.append({**_score(-(q @ g.T), split, ids, cams, settings.max_rank),
+        trials.append({**_score(distances(split.query, split.gallery), split,
+                                ids, cams, settings.max_rank),
                        **extra})
         if settings.rerank:
           dist = rerank_lib.k_reciprocal_rerank(
-              q, g, k1=settings.rerank_k1, k2=settings.rerank_k2,
+              features[split.query], features[split.gallery], k1=settings.rerank_k1, k2=settings.rerank_k2,
               lambda_value=settings.rerank_lambda)
           trials_rr.append({**_score(dist, split, ids, cams, settings.max_rank),
                             **extra})

@@ -15,14 +15,20 @@ as its per-query loop):
 * Galleries shorter than ``max_rank``: the cumulative curve keeps its last
   value (AGW would return a shorter array).
 
-How it is fast: no sort. A rank is a count, so the rank of each true match
-is the number of kept gallery items with a smaller (distance, index) key,
-and the identity-level rank of a query's first true match is the number of
-other identities owning a kept item ahead of it. Both are compare-and-reduce
-passes over the gallery that XLA fuses, O(matches x gallery) per query
-instead of a comparison sort per query. Queries run in fixed-size chunks
-under ``lax.map`` inside one jitted call, so memory stays bounded and
-there is no Python loop over queries; it runs on CPU, GPU or TPU.
+How it is fast: no sort. A rank is a count: the rank of each true match is
+one plus the number of kept gallery items closer than it, and the
+identity-level rank of a query's first true match is the number of other
+identities owning a kept item closer than it. One jitted sweep over the
+gallery columns (`_sweep`, a `fori_loop` over blocks of columns, vectorised
+across all queries at once) counts both for every query: O(matches x
+gallery) compare-and-adds per query, no per-query Python loop, memory
+O(queries x matches) beyond the matrix.
+
+Ties: the sweep also counts items at *equal* distance. A query where some
+true match shares its distance with another kept item (rare with float32
+features, but it happens at SYSU scale) is recomputed by the exact path,
+which breaks ties by gallery index, in fixed-size chunks under
+``lax.map``. Both paths run on CPU, GPU or TPU.
 """
 
 import functools
@@ -33,14 +39,17 @@ import numpy as np
 
 PROTOCOLS = ('sysu', 'regdb')
 _SYSU_QUERY_CAM, _SYSU_SKIPPED_GALLERY_CAM = 3, 2
-# Elements of one chunk's [queries, matches, gallery] comparison.
+# Elements of one chunk's [queries, matches, gallery] comparison (exact path).
 _CHUNK_ELEMENTS = 1 << 23
+# Gallery columns per step of the counting sweep (fastest on CPU, 2026-11).
+_SWEEP_BLOCK = 14
 
 
 def _gallery_layout(gallery_ids: np.ndarray):
   """Gallery positions grouped by identity.
 
-  Returns (ids [U], layout [U + 1, L]): row u lists, in ascending order, the
+  Returns (ids [U], slot [G]: each item's row in ids, layout [U + 1, L]):
+  row u lists, in ascending order, the
   gallery positions of identity ids[u], padded with G (one past the end);
   the extra last row is all padding, for queries whose id is absent.
   """
@@ -51,48 +60,131 @@ def _gallery_layout(gallery_ids: np.ndarray):
   slot = np.arange(num_gallery) - np.repeat(np.cumsum(counts) - counts, counts)
   layout = np.full((len(ids) + 1, counts.max()), num_gallery, np.int32)
   layout[inverse[order], slot] = order
-  return ids, layout
+  return ids, inverse, layout
 
 
-def _chunk_metrics(dist, query_slot, query_skips, row_valid, gallery_skipped,
-                   layout, *, identity_cmc: bool, max_rank: int):
-  """Sums of CMC / AP / INP and the valid count for one chunk of queries."""
-  num_gallery = dist.shape[1]
-  removed = query_skips[:, None] & gallery_skipped[None, :]
-  dist = jnp.where(removed, jnp.inf, dist)
-  # Column G is the padding target of the layout: never kept, never ahead.
-  dist_pad = jnp.pad(dist, ((0, 0), (0, 1)), constant_values=jnp.inf)
-  kept_pad = jnp.pad(~removed, ((0, 0), (0, 1)))
-  cols = layout[query_slot]                                   # [c, L]
-  match_dist = jnp.take_along_axis(dist_pad, cols, axis=1)
-  is_match = jnp.take_along_axis(kept_pad, cols, axis=1)      # kept true matches
-  # 1-based rank of every true match among kept items. Removed items hold
-  # +inf and distances are finite, so they are never ahead of a kept item.
-  position = jnp.arange(num_gallery)
-  d, m = dist[:, None, :], match_dist[:, :, None]
-  # Two plain compare-and-count passes (fast); the index tie-break only runs
-  # for chunks where some match shares its distance with another item.
-  below = (d < m).sum(axis=2)
-  not_above = (d <= m).sum(axis=2)
-  has_tie = jnp.any(is_match & (not_above - below > 1))
+def _scores(rank, is_match, position_of_hit):
+  """Per-query (position_of_hit, AP, INP, valid) from 1-based match ranks.
 
-  def tie_broken():
-    return (d == m) & (position < cols[:, :, None])
-  ties_ahead = jax.lax.cond(has_tie, lambda: tie_broken().sum(axis=2),
-                            lambda: jnp.zeros_like(below))
-  rank = below + ties_ahead + 1                               # [c, L]
+  rank, is_match: [q, L] (one slot per gallery item of the query's id);
+  position_of_hit: [q], 0-based CMC position of the first true match.
+  """
   num_matches = is_match.sum(axis=1)
-  valid = row_valid & (num_matches > 0)
   # Precision at each match: matches ranked at or before it, over its rank.
   hits = (is_match[:, None, :] & (rank[:, None, :] <= rank[:, :, None])).sum(2)
   ap = jnp.where(is_match, hits / rank, 0.0).sum(1) / jnp.maximum(num_matches, 1)
   last = jnp.where(is_match, rank, 0).max(1)
   inp = num_matches / jnp.maximum(last, 1)
-  big = num_gallery + 1
-  first = jnp.argmin(jnp.where(is_match, rank, big), axis=1)
+  return position_of_hit, ap, inp, num_matches > 0
+
+
+def _match_slots(dist, query_slot, query_skips, gallery_skipped, layout):
+  """Each query's true matches: gallery columns, distances (+inf where
+  absent) and presence, [q, L] each."""
+  num_gallery = dist.shape[1]
+  cols = layout[query_slot]
+  removed = query_skips[:, None] & jnp.pad(gallery_skipped, (0, 1))[cols]
+  is_match = (cols < num_gallery) & ~removed
+  dist_pad = jnp.pad(dist, ((0, 0), (0, 1)), constant_values=jnp.inf)
+  match_dist = jnp.take_along_axis(dist_pad, cols, axis=1)
+  return cols, jnp.where(is_match, match_dist, jnp.inf), is_match
+
+
+def _sweep(dist, match_dist, first_dist, query_skips, gallery_skipped,
+           gallery_slot, *, num_words: int, block: int):
+  """One pass over the gallery columns, counting for every query.
+
+  Returns below / not_above ([q, L]: kept items with distance < / <= each
+  true match's), the identity bitmask ([q, num_words] uint32: bit u set when
+  identity u owns a kept item strictly closer than the first true match) and
+  whether a row holds a non-finite distance ([q]). Columns are read in
+  blocks of `block` (one [q, block] slice per loop step): XLA vectorises
+  this across queries, ~15x faster on CPU than reducing each row along the
+  gallery axis.
+  """
+  num_query, num_gallery = dist.shape
+  # Each column's identity as a bitmask: [G, num_words] uint32.
+  word, bit = gallery_slot // 32, (gallery_slot % 32).astype(jnp.uint32)
+  id_masks = jnp.where(jnp.arange(num_words) == word[:, None],
+                       jnp.left_shift(jnp.uint32(1), bit)[:, None],
+                       jnp.uint32(0))
+  # Both counts share one int32 (low / high 16 bits) when they fit.
+  packed = num_gallery < (1 << 15)
+
+  def update(carry, blk, skipped, masks):
+    below, not_above, seen, bad = carry
+    bad = bad | ~jnp.isfinite(blk).all(axis=1)
+    blk = jnp.where(query_skips[:, None] & skipped[None, :], jnp.inf, blk)
+    for b in range(blk.shape[1]):
+      column = blk[:, b:b + 1]
+      less = (column < match_dist).astype(jnp.int32)
+      less_equal = (column <= match_dist).astype(jnp.int32)
+      if packed:
+        below = below + (less + (less_equal << 16))
+      else:
+        below, not_above = below + less, not_above + less_equal
+      if num_words:
+        seen = seen | jnp.where(column < first_dist[:, None], masks[b],
+                                jnp.uint32(0))
+    return below, not_above, seen, bad
+
+  zeros = jnp.zeros(match_dist.shape, jnp.int32)
+  carry = (zeros, zeros, jnp.zeros((num_query, num_words), jnp.uint32),
+           jnp.zeros((num_query,), bool))
+  num_blocks, tail = divmod(num_gallery, block)
+
+  def body(i, carry):
+    start = i * block
+    return update(carry, jax.lax.dynamic_slice_in_dim(dist, start, block, 1),
+                  jax.lax.dynamic_slice_in_dim(gallery_skipped, start, block),
+                  jax.lax.dynamic_slice_in_dim(id_masks, start, block))
+  carry = jax.lax.fori_loop(0, num_blocks, body, carry)
+  if tail:
+    start = num_blocks * block
+    carry = update(carry, dist[:, start:], gallery_skipped[start:],
+                   id_masks[start:])
+  below, not_above, seen, bad = carry
+  if packed:
+    below, not_above = below & 0xFFFF, below >> 16
+  return below, not_above, seen, bad
+
+
+@functools.partial(jax.jit, static_argnames=('identity_cmc', 'num_words',
+                                             'block'))
+def _fast_kernel(dist, query_slot, query_skips, gallery_skipped, gallery_slot,
+                 layout, *, identity_cmc, num_words, block):
+  """Per-query scores by counting, plus each query's tie and finite flags."""
+  _, match_dist, is_match = _match_slots(dist, query_slot, query_skips,
+                                         gallery_skipped, layout)
+  below, not_above, seen, bad = _sweep(
+      dist, match_dist, match_dist.min(axis=1), query_skips, gallery_skipped,
+      gallery_slot, num_words=num_words if identity_cmc else 0, block=block)
+  tie = jnp.any(is_match & (not_above - below > 1), axis=1)
+  if identity_cmc:
+    position_of_hit = jax.lax.population_count(seen).sum(1).astype(jnp.int32)
+  else:
+    position_of_hit = jnp.where(is_match, below, dist.shape[1]).min(1)
+  return _scores(below + 1, is_match, position_of_hit) + (tie, bad)
+
+
+def _exact_chunk(dist, query_slot, query_skips, gallery_skipped, layout, *,
+                 identity_cmc: bool):
+  """Exact scores for one chunk of queries, ties broken by gallery index:
+  O(matches x gallery) comparisons per query, materialised per chunk."""
+  num_gallery = dist.shape[1]
+  dist = jnp.where(query_skips[:, None] & gallery_skipped[None, :], jnp.inf,
+                   dist)
+  cols, match_dist, is_match = _match_slots(dist, query_slot, query_skips,
+                                            gallery_skipped, layout)
+  # Removed items hold +inf and distances are finite: never ahead of a match.
+  position = jnp.arange(num_gallery)
+  d, m = dist[:, None, :], match_dist[:, :, None]
+  ahead = (d < m) | ((d == m) & (position < cols[:, :, None]))
+  rank = ahead.sum(axis=2) + 1                                # [c, L]
+  first = jnp.argmin(jnp.where(is_match, rank, num_gallery + 1), axis=1)
   if identity_cmc:
     # Identities (other than the query's) with a kept item ahead of its
-    # first true match; removed items are +inf, hence never ahead.
+    # first true match.
     best_d = jnp.take_along_axis(match_dist, first[:, None], 1)
     best_pos = jnp.take_along_axis(cols, first[:, None], 1)
     item_ahead = (dist < best_d) | ((dist == best_d) & (position < best_pos))
@@ -102,23 +194,36 @@ def _chunk_metrics(dist, query_slot, query_skips, row_valid, gallery_skipped,
     position_of_hit = (id_ahead & ~own).sum(1)
   else:
     position_of_hit = jnp.take_along_axis(rank, first[:, None], 1)[:, 0] - 1
-  cmc = valid[:, None] & (position_of_hit[:, None] <= jnp.arange(max_rank))
-  zero = jnp.zeros_like(ap)
-  return (cmc.sum(0), jnp.where(valid, ap, zero).sum(),
-          jnp.where(valid, inp, zero).sum(), valid.sum())
+  return _scores(rank, is_match, position_of_hit)
 
 
-@functools.partial(jax.jit, static_argnames=('identity_cmc', 'max_rank'))
-def _kernel(dist, query_slot, query_skips, row_valid, gallery_skipped, layout,
-            *, identity_cmc, max_rank):
-  """All chunks ([n, c, ...] inputs) in one call; returns summed metrics."""
+@functools.partial(jax.jit, static_argnames=('identity_cmc',))
+def _exact_kernel(dist, query_slot, query_skips, gallery_skipped, layout, *,
+                  identity_cmc):
+  """`_exact_chunk` over [n, c, ...] chunks under ``lax.map``; [n * c] out."""
   def one(args):
-    return _chunk_metrics(*args, gallery_skipped, layout,
-                          identity_cmc=identity_cmc, max_rank=max_rank)
-  cmc, ap, inp, valid = jax.lax.map(
-      one, (dist, query_slot, query_skips, row_valid))
-  finite = jnp.isfinite(dist).all()
-  return cmc.sum(0), ap.sum(), inp.sum(), valid.sum(), finite
+    return _exact_chunk(*args, gallery_skipped, layout,
+                        identity_cmc=identity_cmc)
+  out = jax.lax.map(one, (dist, query_slot, query_skips))
+  return tuple(x.reshape(-1) for x in out)
+
+
+def _exact_rows(rows, dist, query_slot, query_skips, gallery_skipped, layout,
+                *, identity_cmc, chunk):
+  """Exact scores of the given query rows (padded to a power of two, so
+  few shapes compile)."""
+  num_rows = len(rows)
+  padded = max(8, 1 << (num_rows - 1).bit_length())
+  chunk = min(chunk, padded)
+  padded = -(-padded // chunk) * chunk
+  take = jnp.asarray(np.pad(rows, (0, padded - num_rows)))   # pads repeat row 0
+
+  def chunked(x):
+    x = x[take]
+    return x.reshape((padded // chunk, chunk) + x.shape[1:])
+  out = _exact_kernel(chunked(dist), chunked(query_slot), chunked(query_skips),
+                      gallery_skipped, layout, identity_cmc=identity_cmc)
+  return tuple(np.asarray(x)[:num_rows] for x in out)
 
 
 def rank_metrics(distmat, query_ids, gallery_ids, query_cams, gallery_cams, *,
@@ -132,8 +237,8 @@ def rank_metrics(distmat, query_ids, gallery_ids, query_cams, gallery_cams, *,
     query_cams, gallery_cams: camera numbers (the SYSU-MM01 rule uses them).
     protocol: 'sysu' or 'regdb'.
     max_rank: CMC length.
-    chunk_size: queries per chunk; by default sized so that one chunk's
-      comparisons hold about 8M elements.
+    chunk_size: queries per chunk of the exact (tie-breaking) path; by
+      default sized so that one chunk's comparisons hold about 8M elements.
 
   Returns:
     {'cmc': float32 numpy [max_rank], 'mAP': float, 'mINP': float,
@@ -158,7 +263,7 @@ def rank_metrics(distmat, query_ids, gallery_ids, query_cams, gallery_cams, *,
         f'{len(gallery_ids)} gallery ids, {len(gallery_cams)} gallery cams.')
   if num_query == 0 or num_gallery == 0:
     raise ValueError('rank_metrics: empty query set or gallery.')
-  ids, layout = _gallery_layout(gallery_ids)
+  ids, gallery_slot, layout = _gallery_layout(gallery_ids)
   slot = np.searchsorted(ids, query_ids)
   present = (slot < len(ids)) & (ids[np.minimum(slot, len(ids) - 1)] == query_ids)
   slot = np.where(present, slot, len(ids)).astype(np.int32)
@@ -171,27 +276,29 @@ def rank_metrics(distmat, query_ids, gallery_ids, query_cams, gallery_cams, *,
 
   if chunk_size is None:
     chunk_size = max(1, _CHUNK_ELEMENTS // (layout.shape[1] * num_gallery))
-  chunk = min(chunk_size, num_query)
-  num_chunks = -(-num_query // chunk)
-  pad = num_chunks * chunk - num_query
-
-  def chunked(x):
-    x = jnp.asarray(x)
-    x = jnp.pad(x, ((0, pad),) + ((0, 0),) * (x.ndim - 1))
-    return x.reshape((num_chunks, chunk) + x.shape[1:])
-
-  cmc, ap_sum, inp_sum, num_valid, finite = _kernel(
-      chunked(distmat), chunked(slot), chunked(query_skips),
-      chunked(np.ones(num_query, bool)), jnp.asarray(gallery_skipped),
-      jnp.asarray(layout), identity_cmc=protocol == 'sysu', max_rank=max_rank)
-  if not bool(finite):
+  inputs = (jnp.asarray(slot), jnp.asarray(query_skips),
+            jnp.asarray(gallery_skipped))
+  layout = jnp.asarray(layout)
+  identity_cmc = protocol == 'sysu'
+  out = _fast_kernel(distmat, *inputs, jnp.asarray(gallery_slot, jnp.int32),
+                     layout, identity_cmc=identity_cmc,
+                     num_words=-(-len(ids) // 32),
+                     block=min(_SWEEP_BLOCK, num_gallery))
+  position_of_hit, ap, inp, valid, tie, bad = (np.array(x) for x in out)
+  if bad.any():
     raise ValueError('rank_metrics: distmat holds NaN or infinite values.')
-  num_valid = int(num_valid)
+  tied = np.flatnonzero(tie & valid)
+  if len(tied):
+    exact = _exact_rows(tied, distmat, *inputs, layout,
+                        identity_cmc=identity_cmc, chunk=chunk_size)
+    for full, part in zip((position_of_hit, ap, inp), exact):
+      full[tied] = part
+  num_valid = int(valid.sum())
   if num_valid == 0:
     raise ValueError(
         'rank_metrics: no query has a true match in the gallery (after the '
         f'{protocol!r} protocol removals); check that query and gallery share '
         'identities.')
-  return {'cmc': (np.asarray(cmc, np.float64) / num_valid).astype(np.float32),
-          'mAP': float(ap_sum) / num_valid, 'mINP': float(inp_sum) / num_valid,
-          'num_valid_queries': num_valid}
+  cmc = (position_of_hit[valid, None] <= np.arange(max_rank)).mean(0)
+  return {'cmc': cmc.astype(np.float32), 'mAP': float(ap[valid].mean()),
+          'mINP': float(inp[valid].mean()), 'num_valid_queries': num_valid}
