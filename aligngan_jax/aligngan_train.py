@@ -12,9 +12,11 @@ translated by G_rgb2ir in eval mode first.
 """
 
 import functools
+import os
 
 from absl import logging
 import jax
+import numpy as np
 
 from aligngan_jax import checkpointing
 from aligngan_jax import players
@@ -23,6 +25,7 @@ from aligngan_jax import sampler as sampler_lib
 from aligngan_jax import sharding
 from aligngan_jax import stages
 from aligngan_jax import train_lib
+from aligngan_jax import visualize
 from aligngan_jax.evaluation import engine
 from aligngan_jax.evaluation import features as features_lib
 
@@ -64,10 +67,69 @@ def make_extractors(models, config, mesh) -> dict:
           for name, translate in (('rgb', True), ('ir', False))}
 
 
+def grid_pairs(records, num_people: int):
+  """Record indices (rgb [n], ir [n]) of the first RGB and the first IR image
+  of up to ``num_people`` identities seen in both modalities (test split:
+  people the generators never saw), for the translation grid."""
+  from aligngan_jax import input_pipeline
+  rgb, ir = [], []
+  for pid in np.unique(records.person_id):
+    of_id = records.person_id == pid
+    r = np.flatnonzero(of_id & (records.modality == input_pipeline.RGB))
+    i = np.flatnonzero(of_id & (records.modality == input_pipeline.IR))
+    if len(r) and len(i):
+      rgb.append(r[0])
+      ir.append(i[0])
+    if len(rgb) == num_people:
+      break
+  return np.asarray(rgb, np.int64), np.asarray(ir, np.int64)
+
+
+def load_images(records, config) -> np.ndarray:
+  """All images of ``records`` ([n, S, S, 3] in [-1, 1]) in one batch."""
+  from aligngan_jax import input_pipeline
+  batch = next(input_pipeline.create_eval_iterator(
+      records, image_size=config.image_size, batch_size=len(records),
+      process_index=0, process_count=1))
+  return batch['image']
+
+
+def make_translator(models):
+  """Jitted (state, rgb) -> (fake IR, reconstructed RGB), eval mode: what
+  the generators do at test time."""
+  def translate(state, rgb):
+    apply = lambda name, x: models[name].apply(
+        {'params': state.params[name], 'batch_stats': state.batch_stats[name]},
+        x, train=False)
+    fake_ir = apply('G_rgb2ir', rgb)
+    return fake_ir, apply('G_ir2rgb', fake_ir)
+  return jax.jit(translate)
+
+
+def write_translation_grid(workdir, writer, step, translator, state, images):
+  """Real RGB | fake IR | real IR | reconstructed RGB: TensorBoard image
+  ``translation`` and ``<workdir>/images/translation_<step>.png``."""
+  fake_ir, reconstructed = jax.device_get(translator(state, images['rgb']))
+  picture = visualize.translation_grid(images['rgb'], fake_ir, images['ir'],
+                                       reconstructed)
+  writer.write_images(step, {'translation': picture[None]})
+  if jax.process_index() == 0:
+    visualize.save_png(os.path.join(workdir, 'images',
+                                    f'translation_{step:06d}.png'), picture)
+
+
 def evaluate(state, extractors, records, config, mesh) -> dict:
   extract = {k: functools.partial(f, state) for k, f in extractors.items()}
   feats = train_lib.features_by_modality(extract, records, config, mesh)
   return engine.evaluate_features(feats, records, train_lib.eval_settings(config))
+
+
+def stage_images(config, stage: int) -> int:
+  """Images one iteration of ``stage`` consumes (for images/s): stage 1 the
+  IR half of a feature batch, stage 2 a pixel batch, stage 3 both batches."""
+  feature = config.ids_per_batch * config.instances_per_id
+  pixel = config.gan.pixel_ids_per_batch * config.gan.pixel_instances_per_id
+  return {1: feature, 2: 2 * pixel, 3: 2 * (feature + pixel)}[stage]
 
 
 def _batches(rgb, ir, config, *, start, end):
@@ -112,17 +174,22 @@ def train_and_evaluate(config, workdir: str) -> dict:
   bounds = stage_bounds(config)
   total = bounds[3][1]
   writer = train_lib.writer_for(workdir)
+  if start == 0:
+    train_lib.write_run_config(config, workdir, writer)
   steps = make_stage_steps(models, config, mesh)
   extractors = make_extractors(models, config, mesh)
-  progress = reporting.Progress(start_step=start, num_steps=total,
-                                images_per_step=2 * config.ids_per_batch
-                                * config.instances_per_id)
+  translator = make_translator(models)
+  rgb_rows, ir_rows = grid_pairs(test, config.grid_people)
+  grid_images = {'rgb': load_images(test.select(rgb_rows), config),
+                 'ir': load_images(test.select(ir_rows), config)}
+  progress = reporting.Progress(start_step=start, num_steps=total, images_per_step=0)
   result, history, first = None, [], start
   try:
     for stage, (lo, hi) in bounds.items():
       if start >= hi:
         continue
       logging.info('Stage %d: iterations %d..%d.', stage, max(lo, start), hi)
+      progress.images_per_step = stage_images(config, stage)
       iterators = _batches(rgb, ir, config, start=max(lo, start), end=hi)
       for it in range(max(lo, start), hi):
         state, metrics = steps[stage](state, _stage_batch(stage, iterators, mesh))
@@ -136,8 +203,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
           reporting.check_finite(means, first_step=first, last_step=done)
           pace = progress.update(done)
           logging.info('stage %d %s', stage, progress.line(done, means, pace))
-          writer.write_scalars(done, {f'train/{k}': v for k, v in {**means, **pace}.items()})
+          rates = {f'lr/{k}': float(v) for k, v in players.lr_at(config, it).items()}
+          writer.write_scalars(done, {**{f'train/{k}': v for k, v in {**means, **pace}.items()},
+                                      **rates, 'train/stage': stage})
           history, first = [], done
+        if done % config.image_every_steps == 0 or done == hi:
+          write_translation_grid(workdir, writer, done, translator, state, grid_images)
         if save_now:
           checkpointing.save(manager, state, force=last or done == hi)
         if done % config.eval_every_steps == 0 or last:

@@ -27,12 +27,23 @@ FEATURE = ('encoder', 'embedder')
 ALL = GENERATORS + DISCRIMINATORS + FEATURE
 
 
+COMPUTE_DTYPES = ('float32', 'bfloat16')
+
+
+def compute_dtype(config):
+  """``config.compute_dtype``: what convolutions compute in. Parameters,
+  optimizer states, norm statistics and loss reductions stay float32."""
+  return jnp.dtype(config.compute_dtype)
+
+
 def feature_models(config, num_classes: int) -> dict:
-  """The feature module: the ResNet trunk and the heads."""
+  """The feature module: the ResNet trunk and the heads (the heads always
+  compute in float32)."""
   m = config.model
   return {
       'encoder': resnet.ResNetEncoder(depth=m.depth, width=m.width,
-                                      last_stride=m.last_stride),
+                                      last_stride=m.last_stride,
+                                      dtype=compute_dtype(config)),
       'embedder': embedder_lib.Embedder(
           num_classes=num_classes, bottle_dim=m.bottle_dim,
           embed_dim=m.embed_dim, dropout_rate=m.dropout_rate,
@@ -42,16 +53,18 @@ def feature_models(config, num_classes: int) -> dict:
 
 def create_models(config, num_classes: int) -> dict:
   """All eight networks, sized by ``config.model`` and ``config.gan``."""
-  m, g = config.model, config.gan
+  m, g, dtype = config.model, config.gan, compute_dtype(config)
   scale_init = gan.NORM_SCALE_INITS[m.gan_norm_scale_init]
   generator = gan.Generator(conv_dim=g.conv_dim, num_residual=g.num_residual,
-                            norm_scale_init=scale_init)
-  patch = gan.PatchDiscriminator(conv_dim=g.conv_dim, num_layers=g.d_layers)
+                            norm_scale_init=scale_init, dtype=dtype)
+  patch = gan.PatchDiscriminator(conv_dim=g.conv_dim, num_layers=g.d_layers,
+                                 dtype=dtype)
   return {
       'G_rgb2ir': generator, 'G_ir2rgb': generator,
       'D_rgb': patch, 'D_rgb_warmup': patch, 'D_ir_warmup': patch,
       'D_ir': gan.JointDiscriminator(conv_dim=g.conv_dim,
-                                     feature_grid=config.image_size // 8),
+                                     feature_grid=config.image_size // 8,
+                                     dtype=dtype),
       **feature_models(config, num_classes),
   }
 

@@ -51,10 +51,14 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int):
     raise ConfigError(f'config.mode={config.mode!r} is not one of {_MODES}.')
   if config.trainer not in _TRAINERS:
     raise ConfigError(f'config.trainer={config.trainer!r} is not one of {_TRAINERS}.')
+  if config.compute_dtype not in players.COMPUTE_DTYPES:
+    raise ConfigError(f'config.compute_dtype={config.compute_dtype!r} is not one '
+                      f'of {players.COMPUTE_DTYPES}.')
   for key in ('image_size', 'ids_per_batch', 'instances_per_id',
               'eval_batch_size', 'num_train_steps', 'log_every_steps',
               'checkpoint_every_steps', 'max_checkpoints_to_keep',
-              'eval_every_steps', 'eval.max_rank', 'eval.num_trials'):
+              'eval_every_steps', 'image_every_steps', 'grid_people',
+              'eval.max_rank', 'eval.num_trials'):
     value = config[key.split('.')[0]][key.split('.')[1]] if '.' in key else config[key]
     if not isinstance(value, int) or value <= 0:
       raise ConfigError(f'config.{key}={value!r} must be a positive integer.')
@@ -389,6 +393,14 @@ def load_data(config):
   return train, test
 
 
+def write_run_config(config, workdir, writer):
+  """The run's config: TensorBoard hparams and ``<workdir>/config.json``."""
+  writer.write_hparams(_flat(config))
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+
 def writer_for(workdir):
   from clu import metric_writers  # imports TensorFlow
   return metric_writers.create_default_writer(
@@ -400,6 +412,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   evaluates; returns the final evaluation result. ``config.trainer``:
   'ide' (the feature module alone, below) or 'aligngan' (the three stages,
   aligngan_train.py)."""
+  jax.config.update('jax_debug_nans', bool(config.debug_nans))
   if config.trainer == 'aligngan':
     from aligngan_jax import aligngan_train  # pylint: disable=g-import-not-at-top
     return aligngan_train.train_and_evaluate(config, workdir)
@@ -426,10 +439,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   writer = writer_for(workdir)
   if start_step == 0:
-    writer.write_hparams(_flat(config))
-    if jax.process_index() == 0:
-      with open(os.path.join(workdir, 'config.json'), 'w') as f:
-        f.write(config.to_json_best_effort(indent=2))
+    write_run_config(config, workdir, writer)
   logging.info('Training %s: %d classes, %d RGB + %d IR train images, %d '
                'batches/epoch, steps %d..%d.', config.dataset, num_classes,
                len(rgb), len(ir), sampler.batches_per_epoch, start_step,
@@ -491,8 +501,18 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
     write_eval(workdir, writer, 0, result)
     writer.close()  # flushes, and ends the asynchronous writer's thread
     return result
-  models = create_models(config, int(train.label.max()) + 1)
-  template = create_train_state(config, models, mesh)
+  num_classes = int(train.label.max()) + 1
+  if config.trainer == 'aligngan':
+    from aligngan_jax import aligngan_train  # pylint: disable=g-import-not-at-top
+    models = players.create_models(config, num_classes)
+    template = players.create_state(config, models, mesh)
+    extractors = aligngan_train.make_extractors(models, config, mesh)
+    score = lambda state: aligngan_train.evaluate(state, extractors, test, config, mesh)
+  else:
+    models = create_models(config, num_classes)
+    template = create_train_state(config, models, mesh)
+    extract = make_feature_extractor(models, config, mesh)
+    score = lambda state: evaluate(state, extract, test, config, mesh)
   manager = checkpointing.create_manager(
       workdir, save_every=config.checkpoint_every_steps,
       max_to_keep=config.max_checkpoints_to_keep)
@@ -504,8 +524,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
                       "(config.mode='train').")
   ensure_writable(workdir)
   writer = writer_for(workdir)
-  result = evaluate(state, make_feature_extractor(models, config, mesh), test,
-                    config, mesh)
+  result = score(state)
   write_eval(workdir, writer, int(state.step), result)
   writer.close()  # flushes, and ends the asynchronous writer's thread
   return result

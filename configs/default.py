@@ -17,6 +17,11 @@ def get_config(arg=None):
   # baseline); 'aligngan': the three stages of the full model (§2-§3).
   config.trainer = 'ide'
   config.seed = 0
+  # What convolutions compute in: 'float32' (official) or 'bfloat16'
+  # (parameters, optimizer states, norm statistics and losses stay float32).
+  config.compute_dtype = 'float32'
+  # jax_debug_nans: stop at the first operation that makes a NaN (slow).
+  config.debug_nans = False
 
   # Data. `dataset` is a TFDS name (with builder config), read from
   # `data_dir` (TFDS default when unset); license-gated datasets read the
@@ -108,6 +113,10 @@ def get_config(arg=None):
   config.checkpoint_every_steps = 1_000
   config.max_checkpoints_to_keep = 2
   config.eval_every_steps = 5_000          # and always at the end
+  # AlignGAN runs: the translation grid (real RGB | fake IR | real IR |
+  # reconstructed RGB of test people) in TensorBoard and workdir/images/.
+  config.image_every_steps = 1_000         # and at the end of every stage
+  config.grid_people = 8
 
   # Evaluation protocols (docs/evaluation.md). SYSU-MM01: all/indoor search x
   # single/multi shot, 10 trials of gallery draws; RegDB: both directions of

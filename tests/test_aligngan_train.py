@@ -46,6 +46,11 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tfds_data_dir, tmp
   for step in ('4', '5', '6'):
     shutil.rmtree(os.path.join(broken, 'checkpoints', step))
   aligngan_train.train_and_evaluate(config, broken)
+  # Translation grids at the end of each stage: 4 columns of 64 px tiles.
+  from PIL import Image
+  for step in (2, 4, 6):
+    png = Image.open(os.path.join(straight, 'images', f'translation_{step:06d}.png'))
+    assert png.size[0] == 4 * 66 - 2 and (png.size[1] + 2) % 66 == 0
   a, b = _final_state(config, straight), _final_state(config, broken)
   assert int(a.step) == int(b.step) == 6
   for x, y in zip(jax.tree.leaves((a.params, a.batch_stats, a.opt_state)),

@@ -17,7 +17,7 @@ def _main(*args, timeout=600):
 
 def test_trains_two_steps_evaluates_and_resumes(tfds_data_dir, tmp_path):
   workdir = str(tmp_path / 'run')
-  common = ['--config=configs/synthetic.py:tiny', f'--workdir={workdir}',
+  common = ['--config=configs/synthetic.py:ide,tiny', f'--workdir={workdir}',
             f'--config.data_dir={tfds_data_dir}', '--config.checkpoint_every_steps=1']
   first = _main(*common, '--config.num_train_steps=2')
   assert first.returncode == 0, first.stderr[-3000:]
@@ -61,3 +61,23 @@ def test_unwritable_workdir_names_the_path(tmp_path):
   run = _main('--config=configs/synthetic.py:tiny', f'--workdir={blocker}/run')
   assert run.returncode != 0
   assert f'--workdir={blocker}/run is not writable' in run.stderr.strip().splitlines()[-1]
+
+
+def test_demo_config_trains_aligngan_and_evaluates_its_checkpoint(tfds_data_dir, tmp_path):
+  # The demo's default trainer is the full model: three stages, translation
+  # grids, then config.mode=eval on the trained workdir.
+  workdir = str(tmp_path / 'run')
+  common = ['--config=configs/synthetic.py:tiny', f'--workdir={workdir}',
+            f'--config.data_dir={tfds_data_dir}', '--config.image_size=64']
+  train = _main(*common)
+  assert train.returncode == 0, train.stderr[-3000:]
+  for stage in (1, 2, 3):
+    assert f'Stage {stage}:' in train.stderr
+  assert 'step 6/6' in train.stderr
+  assert sorted(os.listdir(os.path.join(workdir, 'images'))) == [
+      'translation_000002.png', 'translation_000004.png', 'translation_000006.png']
+  evaluate = _main(*common, '--config.mode=eval')
+  assert evaluate.returncode == 0, evaluate.stderr[-3000:]
+  assert 'all-search single-shot' in evaluate.stderr
+  with open(os.path.join(workdir, 'eval', 'latest.json')) as f:
+    assert json.load(f)['step'] == 6

@@ -72,3 +72,22 @@ def test_prepare_encoder_input_resizes_and_normalises():
   row = jnp.array([[[[-1.0] * 3], [[1.0] * 3]]]).reshape(1, 1, 2, 3)
   up = prepare_encoder_input(row, (1, 4))[0, 0, :, 0] * 0.229 + 0.485
   np.testing.assert_allclose(up, [0.0, 0.25, 0.75, 1.0], atol=1e-6)
+
+
+@pytest.mark.parametrize('k,s,p', [(4, 2, 1), (3, 1, 1), (6, 2, 2), (5, 3, 1), (3, 2, 1)])
+def test_conv_transpose_equals_the_input_dilated_convolution(k, s, p):
+  # The sub-pixel form (k - 2p == s) and the fallback must both equal
+  # PyTorch's definition: an input-dilated conv with the flipped kernel.
+  from aligngan_jax.models import layers
+  rng = np.random.default_rng(k * 10 + s)
+  x = jnp.asarray(rng.normal(size=(2, 5, 7, 3)), jnp.float32)
+  layer = layers.ConvTranspose(4, kernel_size=k, strides=s, padding=p)
+  variables = layer.init(jax.random.key(0), x)
+  kernel = variables['params']['kernel']
+  want = jax.lax.conv_general_dilated(
+      x, kernel[::-1, ::-1], (1, 1), [(k - 1 - p, k - 1 - p)] * 2,
+      lhs_dilation=(s, s), dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+      precision='highest')
+  got = layer.apply(variables, x)
+  assert got.shape == want.shape == (2, (5 - 1) * s - 2 * p + k, (7 - 1) * s - 2 * p + k, 4)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

@@ -419,7 +419,7 @@ def test_main_evaluates_the_official_release(official, tfds_data_dir, tmp_path):
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', JAX_PLATFORMS='cpu')
   run = subprocess.run(
-      [sys.executable, 'main.py', '--config=configs/synthetic.py:tiny',
+      [sys.executable, 'main.py', '--config=configs/synthetic.py:ide,tiny',
        f'--workdir={tmp_path}', f'--config.data_dir={tfds_data_dir}',
        '--config.mode=eval', f'--config.init_from={directory}'],
       cwd=root, env=env, capture_output=True, text=True, timeout=600)

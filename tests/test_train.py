@@ -15,7 +15,7 @@ NUM_CLASSES = 6
 
 @pytest.fixture(scope='module')
 def config():
-  return synthetic.get_config('tiny')
+  return synthetic.get_config('ide,tiny')
 
 
 @pytest.fixture(scope='module')

@@ -12,6 +12,7 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Initializer = Callable[..., jax.Array]
 
@@ -101,6 +102,7 @@ class InstanceNorm(nn.Module):
     if self.track_running_stats:
       ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, (features,))
       ra_var = self.variable('batch_stats', 'var', jnp.ones, (features,))
+    out_dtype, x = x.dtype, x.astype(jnp.float32)   # statistics in float32
     if use_running:
       mean, var = ra_mean.value, ra_var.value
     else:
@@ -114,40 +116,88 @@ class InstanceNorm(nn.Module):
     if self.affine:
       y = (y * self.param('scale', self.scale_init, (features,))
            + self.param('bias', nn.initializers.zeros, (features,)))
-    return y
+    return y.astype(out_dtype)
 
 
 def conv(features: int, kernel: int, stride: int = 1, padding: int = 0, *,
          use_bias: bool, in_features: int, name: str,
-         kernel_init: Initializer = gan_conv_init) -> nn.Conv:
-  """``torch.nn.Conv2d`` with zero padding and PyTorch's default bias init."""
+         kernel_init: Initializer = gan_conv_init, dtype: Any = None) -> nn.Conv:
+  """``torch.nn.Conv2d`` with zero padding and PyTorch's default bias init;
+  ``dtype`` is the computation dtype (parameters stay float32)."""
   return nn.Conv(features, (kernel, kernel), (stride, stride),
                  padding=((padding, padding), (padding, padding)),
                  use_bias=use_bias, kernel_init=kernel_init,
                  bias_init=torch_bias_init(in_features * kernel * kernel),
-                 name=name)
+                 dtype=dtype, name=name)
 
 
 class ConvTranspose(nn.Module):
   """``torch.nn.ConvTranspose2d(in, out, k, stride, padding, bias=False)``.
 
-  ``kernel`` is [k, k, in, out] (PyTorch's [in, out, k, k] transposed); the
-  op is a stride-dilated convolution with the spatially flipped kernel and
-  padding k - 1 - padding, which is what PyTorch computes.
+  ``kernel`` is [k, k, in, out] (PyTorch's [in, out, k, k] transposed).
+  When k - 2 * padding == stride (the generator's k=4, s=2, p=1) the op runs
+  as its sub-pixel form: one stride-1 convolution whose s*s*out channels are
+  the s x s output phases, then depth-to-space. That is exactly the
+  transposed convolution (the same products, none with inserted zeros), 4x
+  fewer FLOPs, and much faster to differentiate on CPU than the
+  input-dilated convolution used otherwise.
   """
   features: int
   kernel_size: int = 4
   strides: int = 2
   padding: int = 1
   kernel_init: Initializer = gan_conv_init
+  dtype: Any = None          # computation dtype; the kernel stays float32
 
   @nn.compact
   def __call__(self, x):
-    k = self.kernel_size
+    k, s, p = self.kernel_size, self.strides, self.padding
     kernel = self.param('kernel', self.kernel_init,
                         (k, k, x.shape[-1], self.features))
-    pad = k - 1 - self.padding
+    if self.dtype is not None:
+      x = x.astype(self.dtype)
+    if k - 2 * p == s:
+      return _sub_pixel_conv_transpose(x, kernel.astype(x.dtype), s, p)
+    pad = k - 1 - p
     return jax.lax.conv_general_dilated(
         x, kernel[::-1, ::-1].astype(x.dtype), window_strides=(1, 1),
-        padding=((pad, pad), (pad, pad)), lhs_dilation=(self.strides,) * 2,
+        padding=((pad, pad), (pad, pad)), lhs_dilation=(s, s),
         dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+def _phase_taps(k: int, s: int, p: int):
+  """Kernel index of window tap j for output phase a ([window, s]; -1: no
+  tap) and the input padding (low, high), per spatial axis.
+
+  Output o = s * i + a receives input m through kernel index
+  s * (i - m) + a + p, so phase a reads inputs m = i - d for the offsets d
+  with that index in [0, k); window tap j stands for d = low - j.
+  """
+  offsets = [d for a in range(s) for d in range(-k, k + 1) if 0 <= s * d + a + p < k]
+  low, high = max(offsets), -min(offsets)
+  taps = np.full((low + high + 1, s), -1)
+  for j in range(low + high + 1):
+    for a in range(s):
+      index = s * (low - j) + a + p
+      if 0 <= index < k:
+        taps[j, a] = index
+  return taps, (low, high)
+
+
+def _sub_pixel_conv_transpose(x, kernel, s: int, p: int):
+  k, _, c_in, c_out = kernel.shape
+  taps, padding = _phase_taps(k, s, p)
+  window = len(taps)
+  valid = (taps >= 0).astype(np.float32)
+  index = np.maximum(taps, 0)
+  # [window, window, c_in, s, s, c_out]: tap (jh, jw) of phase (ah, aw).
+  w = kernel[index[:, None, :, None], index[None, :, None, :]]   # [j,j,a,a,in,out]
+  w = w * jnp.asarray(valid[:, None, :, None] * valid[None, :, None, :],
+                      kernel.dtype)[..., None, None]
+  w = jnp.transpose(w, (0, 1, 4, 2, 3, 5)).reshape(window, window, c_in, s * s * c_out)
+  y = jax.lax.conv_general_dilated(
+      x, w, window_strides=(1, 1), padding=(padding, padding),
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  n, h, wd, _ = y.shape
+  y = y.reshape(n, h, wd, s, s, c_out).transpose(0, 1, 3, 2, 4, 5)
+  return y.reshape(n, h * s, wd * s, c_out)
