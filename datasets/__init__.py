@@ -6,3 +6,4 @@ installed as a top-level ``datasets`` package, which would shadow the
 Hugging Face ``datasets`` library in users' environments.
 """
 from datasets import synthetic_vireid  # noqa: F401  (registers the builder)
+from datasets import sysu_mm01  # noqa: F401  (registers the builder)

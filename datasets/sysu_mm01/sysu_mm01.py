@@ -1,0 +1,154 @@
+"""TFDS builder for SYSU-MM01, read from the user's download (``manual_dir``).
+
+The dataset is license-gated: its authors send it on request. Expected
+layout under ``manual_dir`` (the official archive, unpacked)::
+
+  cam1/ ... cam6/<4-digit person id>/<4-digit>.jpg
+  exp/train_id.txt  exp/val_id.txt  exp/test_id.txt   (one line: 1,2,3,...)
+
+Splits (spec §4): ``train`` holds the train + val identities (395 classes on
+the real data), labels re-indexed 0..N-1 by ascending person id, as the
+official code; ``test`` holds the test identities (96), all six cameras,
+label -1. RGB cameras 1, 2, 4, 5; IR cameras 3, 6. ``index`` is an image's
+position in ascending file-name order within its (camera, id) folder: what
+the official evaluation kit's ``rand_perm_cam.mat`` permutations index.
+"""
+
+import io
+import os
+
+from absl import logging
+import numpy as np
+import tensorflow_datasets as tfds
+
+from datasets import errors
+
+RGB_CAMERAS, IR_CAMERAS = (1, 2, 4, 5), (3, 6)
+CAMERAS = (1, 2, 3, 4, 5, 6)
+SPLIT_FILES = {'train': ('train_id.txt', 'val_id.txt'), 'test': ('test_id.txt',)}
+# Counts of the real dataset, checked at build time (a mismatch warns).
+EXPECTED = {('train', 'rgb'): 22_258, ('train', 'ir'): 11_909, ('test', 'ir'): 3_803}
+
+HOW_TO_GET = """\
+SYSU-MM01 is distributed by its authors on request (Wu et al., ICCV 2017;
+see https://github.com/wuancong/SYSU-MM01 for the request procedure and the
+license). Unpack the archive and pass its folder as
+--config.manual_dir=/path/to/SYSU-MM01, which must hold:
+  cam1/ .. cam6/<4-digit person id>/<4-digit>.jpg
+  exp/train_id.txt, exp/val_id.txt, exp/test_id.txt"""
+
+
+class SysuMm01Error(errors.DatasetError):
+  """The manual download is missing, incomplete or holds a bad file."""
+
+
+def read_ids(path: str) -> list[int]:
+  """Person ids of an official split file: comma-separated on one line."""
+  if not os.path.isfile(path):
+    raise SysuMm01Error(f'SYSU-MM01: split file {path} is missing.\n{HOW_TO_GET}')
+  with open(path) as f:
+    text = f.read().strip()
+  try:
+    return sorted(int(x) for x in text.replace('\n', ',').split(',') if x.strip())
+  except ValueError as e:
+    raise SysuMm01Error(f'SYSU-MM01: {path} should hold comma-separated person '
+                        f'ids; could not read it ({e}).') from e
+
+
+def check_manual_dir(root) -> str:
+  root = os.fspath(root) if root else ''
+  if not root or not os.path.isdir(root) or not os.listdir(root):
+    raise SysuMm01Error(
+        f'SYSU-MM01: manual_dir {root or "(not set)"!s} is missing or empty.\n{HOW_TO_GET}')
+  for cam in CAMERAS:
+    if not os.path.isdir(os.path.join(root, f'cam{cam}')):
+      raise SysuMm01Error(f'SYSU-MM01: camera folder {os.path.join(root, f"cam{cam}")} '
+                          f'is missing.\n{HOW_TO_GET}')
+  return root
+
+
+def list_images(root: str, cam: int, pid: int) -> list[str]:
+  """File names of one (camera, id) folder in ascending order (none if the
+  person was not seen by that camera)."""
+  folder = os.path.join(root, f'cam{cam}', f'{pid:04d}')
+  if not os.path.isdir(folder):
+    return []
+  return sorted(f for f in os.listdir(folder) if f.lower().endswith('.jpg'))
+
+
+def _read_image(path: str) -> io.BytesIO:
+  """The file's bytes (stored as they are), after checking that they decode."""
+  from PIL import Image
+  with open(path, 'rb') as f:
+    data = f.read()
+  try:
+    with Image.open(io.BytesIO(data)) as im:
+      im.load()
+  except Exception as e:  # PIL raises several types for bad files
+    raise SysuMm01Error(f'SYSU-MM01: image {path} cannot be decoded ({e}); '
+                        're-extract it from the archive.') from e
+  return io.BytesIO(data)
+
+
+class SysuMm01(tfds.core.GeneratorBasedBuilder):
+  """SYSU-MM01 visible-infrared person re-identification (manual download)."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'First release.'}
+  MANUAL_DOWNLOAD_INSTRUCTIONS = HOW_TO_GET
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description='SYSU-MM01: 491 identities, 4 RGB and 2 IR cameras.',
+        features=tfds.features.FeaturesDict({
+            'image': tfds.features.Image(shape=(None, None, 3), encoding_format='jpeg'),
+            'person_id': np.int32,
+            'label': np.int32,       # 0..N-1 on train; -1 on test
+            'camera': np.int32,      # 1..6
+            'modality': tfds.features.ClassLabel(names=['rgb', 'ir']),
+            'index': np.int32,       # position in its (camera, id) folder
+            'path': tfds.features.Text(),
+        }),
+        supervised_keys=None,
+        homepage='https://github.com/wuancong/SYSU-MM01',
+    )
+
+  def _split_generators(self, dl_manager):
+    try:
+      root = dl_manager.manual_dir
+    except AssertionError:   # TFDS asserts on a missing or empty folder
+      root = getattr(dl_manager, '_manual_dir', None)
+    root = check_manual_dir(root)
+    splits = {}
+    for split, files in SPLIT_FILES.items():
+      ids = sorted(set(i for f in files for i in read_ids(os.path.join(root, 'exp', f))))
+      self._check_counts(root, split, ids)
+      splits[split] = self._generate_examples(root, ids, labelled=split == 'train')
+    return splits
+
+  def _check_counts(self, root, split, ids):
+    for modality, cams in (('rgb', RGB_CAMERAS), ('ir', IR_CAMERAS)):
+      expected = EXPECTED.get((split, modality))
+      if expected is None:
+        continue
+      found = sum(len(list_images(root, c, i)) for c in cams for i in ids)
+      if found != expected:
+        logging.warning('SYSU-MM01 %s split: %d %s images found, the official '
+                        'dataset has %d. Check %s against the original archive.',
+                        split, found, modality.upper(), expected, root)
+
+  def _generate_examples(self, root, ids, *, labelled):
+    for label, pid in enumerate(ids):
+      for cam in CAMERAS:
+        for index, name in enumerate(list_images(root, cam, pid)):
+          path = f'cam{cam}/{pid:04d}/{name}'
+          yield path, {
+              'image': _read_image(os.path.join(root, path)),
+              'person_id': pid,
+              'label': label if labelled else -1,
+              'camera': cam,
+              'modality': 'ir' if cam in IR_CAMERAS else 'rgb',
+              'index': index,
+              'path': path,
+          }

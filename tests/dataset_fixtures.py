@@ -1,0 +1,35 @@
+"""Writers of small dataset trees in the real on-disk layouts (for tests)."""
+
+import os
+
+import numpy as np
+from PIL import Image
+
+
+def write_jpeg(path: str, seed: int, size=(8, 4)):
+  """A small, valid 3-channel JPEG whose pixels depend on ``seed``."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  rng = np.random.default_rng(seed)
+  pixels = rng.integers(0, 256, (size[0], size[1], 3), dtype=np.uint8)
+  Image.fromarray(pixels).save(path, format='JPEG')
+
+
+def write_sysu_tree(root: str, *, train_ids, val_ids, test_ids, images) -> dict:
+  """SYSU-MM01's layout: cam{c}/{pid:04d}/{name}.jpg and exp/*_id.txt.
+
+  ``images``: {(camera, pid): [file names]} (names need not be contiguous,
+  e.g. '0003.jpg', '0010.jpg'). Returns {(camera, pid): sorted names}.
+  """
+  os.makedirs(os.path.join(root, 'exp'), exist_ok=True)
+  for name, ids in (('train_id', train_ids), ('val_id', val_ids), ('test_id', test_ids)):
+    with open(os.path.join(root, 'exp', f'{name}.txt'), 'w') as f:
+      f.write(','.join(str(i) for i in ids) + '\n')
+  for cam in range(1, 7):
+    os.makedirs(os.path.join(root, f'cam{cam}'), exist_ok=True)
+  written = {}
+  for (cam, pid), names in images.items():
+    for name in names:
+      write_jpeg(os.path.join(root, f'cam{cam}', f'{pid:04d}', name),
+                 seed=cam * 10_000 + pid * 10 + len(written))
+    written[(cam, pid)] = sorted(names)
+  return written
