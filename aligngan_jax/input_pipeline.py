@@ -20,7 +20,7 @@ from aligngan_jax import sampler as sampler_lib
 RGB, IR = 0, 1  # values of the `modality` feature
 
 # Real datasets whose TFDS builders are planned but not written yet.
-_PLANNED_DATASETS = {'regdb': 'RegDB', 'llcm': 'LLCM'}
+_PLANNED_DATASETS = {'llcm': 'LLCM'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +60,7 @@ def get_builder(dataset: str, *, data_dir=None, manual_dir=None):
     raise ValueError(
         f'config.dataset={dataset!r} is not a registered TFDS dataset. The '
         "project's builders register on `import datasets`; known here: "
-        'synthetic_vireid/{tiny,demo}, sysu_mm01.') from e
+        'synthetic_vireid/{tiny,demo}, sysu_mm01, regdb/trial{1..10}.') from e
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   return builder

@@ -384,9 +384,17 @@ def resume_or_start(config, workdir, fresh):
   return manager, restored, True
 
 
+def dataset_name(config) -> str:
+  """The TFDS name to build: RegDB has one builder config per trial
+  (``--config.trial=N`` picks ``regdb/trialN``)."""
+  if config.dataset == 'regdb':
+    return f'regdb/trial{config.get("trial", 1)}'
+  return config.dataset
+
+
 def load_data(config):
   from aligngan_jax import input_pipeline
-  builder = input_pipeline.get_builder(config.dataset, data_dir=config.data_dir,
+  builder = input_pipeline.get_builder(dataset_name(config), data_dir=config.data_dir,
                                        manual_dir=config.manual_dir)
   train = input_pipeline.load_split(builder, 'train')
   test = input_pipeline.load_split(builder, 'test')

@@ -33,3 +33,33 @@ def write_sysu_tree(root: str, *, train_ids, val_ids, test_ids, images) -> dict:
                  seed=cam * 10_000 + pid * 10 + len(written))
     written[(cam, pid)] = sorted(names)
   return written
+
+
+def write_regdb_tree(root: str, *, splits: dict, images_per_id: int = 2) -> dict:
+  """RegDB's layout: Visible/ and Thermal/ BMP images plus AGW-style lists
+  idx/{train,test}_{visible,thermal}_{trial}.txt ("relative/path label").
+
+  ``splits``: {trial: {'train': [ids], 'test': [ids]}}. Every id gets
+  ``images_per_id`` images per modality (listed in reverse name order, so the
+  index must come from sorting). Returns {(trial, split, modality): lines}.
+  """
+  from PIL import Image
+  os.makedirs(os.path.join(root, 'idx'), exist_ok=True)
+  all_ids = sorted({i for s in splits.values() for ids in s.values() for i in ids})
+  for pid in all_ids:
+    for folder in ('Visible', 'Thermal'):
+      for k in range(images_per_id):
+        path = os.path.join(root, folder, str(pid), f'{folder[0]}_{pid}_{k}.bmp')
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        rng = np.random.default_rng(pid * 100 + k + (folder == 'Thermal'))
+        Image.fromarray(rng.integers(0, 256, (8, 4, 3), dtype=np.uint8)).save(path)
+  written = {}
+  for trial, by_split in splits.items():
+    for split, ids in by_split.items():
+      for modality, folder in (('visible', 'Visible'), ('thermal', 'Thermal')):
+        lines = [(f'{folder}/{pid}/{folder[0]}_{pid}_{k}.bmp', pid)
+                 for pid in ids for k in reversed(range(images_per_id))]
+        with open(os.path.join(root, 'idx', f'{split}_{modality}_{trial}.txt'), 'w') as f:
+          f.writelines(f'{p} {label}\n' for p, label in lines)
+        written[(trial, split, modality)] = lines
+  return written

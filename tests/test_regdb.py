@@ -1,0 +1,66 @@
+"""The RegDB builder (one config per trial) on a small tree in its layout."""
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import dataset_fixtures
+import datasets  # noqa: F401  (registers the builders)
+from datasets.regdb import regdb
+
+SPLITS = {1: {'train': [4, 1], 'test': [7, 9, 2]}, 2: {'train': [7, 2], 'test': [1, 4, 9]}}
+
+
+def _load(manual_dir, data_dir, trial):
+  from aligngan_jax import input_pipeline
+  builder = input_pipeline.get_builder(f'regdb/trial{trial}', data_dir=str(data_dir),
+                                       manual_dir=str(manual_dir))
+  return (input_pipeline.load_split(builder, 'train'),
+          input_pipeline.load_split(builder, 'test'))
+
+
+def test_each_trial_builds_its_own_split(tmp_path):
+  root = tmp_path / 'RegDB'
+  written = dataset_fixtures.write_regdb_tree(str(root), splits=SPLITS)
+  for trial in (1, 2):
+    train, test = _load(root, tmp_path / 'tfds', trial)
+    for split, records in (('train', train), ('test', test)):
+      ids = sorted(SPLITS[trial][split])
+      assert sorted(set(records.person_id)) == ids
+      for modality, (mod, cam) in regdb.MODALITIES.items():
+        lines = written[(trial, split, modality)]
+        rows = records.modality == (0 if mod == 'rgb' else 1)
+        assert sorted(records.path[rows]) == sorted(p for p, _ in lines)
+        assert (records.camera[rows] == cam).all()
+      # index: ascending path order within (modality, person).
+      for m in (0, 1):
+        for pid in ids:
+          rows = (records.modality == m) & (records.person_id == pid)
+          order = np.argsort(records.path[rows])
+          np.testing.assert_array_equal(records.index[rows][order], np.arange(rows.sum()))
+    np.testing.assert_array_equal(
+        train.label, np.searchsorted(sorted(SPLITS[trial]['train']), train.person_id))
+    assert (test.label == -1).all()
+  # Lossless: the stored PNG decodes to the BMP's pixels.
+  import io
+  stored = np.asarray(Image.open(io.BytesIO(train.images[0])))
+  np.testing.assert_array_equal(stored, np.asarray(Image.open(root / train.path[0])))
+
+
+def test_errors_name_the_folder_list_or_image(tmp_path):
+  with pytest.raises(regdb.RegdbError, match=r'(?s)missing or empty.*on request.*idx/'):
+    _load(tmp_path / 'nowhere', tmp_path / 'tfds', 1)
+  root = tmp_path / 'RegDB'
+  written = dataset_fixtures.write_regdb_tree(str(root), splits=SPLITS)
+  os.remove(root / 'idx' / 'test_thermal_2.txt')
+  with pytest.raises(regdb.RegdbError, match=rf'{root}/idx/test_thermal_2.txt is missing'):
+    _load(root, tmp_path / 'tfds', 2)
+  first = written[(1, 'train', 'visible')][0][0]
+  (root / first).write_bytes(b'not an image')
+  with pytest.raises(Exception, match=rf'image {root / first} cannot be decoded'):
+    _load(root, tmp_path / 'tfds', 1)
+  os.remove(root / first)
+  with pytest.raises(Exception, match=rf'image {root / first} \(named in the index lists\) is missing'):
+    _load(root, tmp_path / 'tfds', 1)
