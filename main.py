@@ -50,7 +50,7 @@ def main(argv):
   if FLAGS.jax_distributed:
     jax.distributed.initialize()
   import datasets  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
-  from datasets import errors as dataset_errors  # pylint: disable=g-import-not-at-top
+  from datasets import common as dataset_common  # pylint: disable=g-import-not-at-top
   from aligngan_jax import train_lib  # pylint: disable=g-import-not-at-top
 
   logging.info('JAX process %d / %d; local devices: %s; global device count %d.',
@@ -66,7 +66,7 @@ def main(argv):
     else:
       raise train_lib.ConfigError(
           f"config.mode={config.mode!r} is not one of ('train', 'eval').")
-  except (train_lib.ConfigError, NotImplementedError, dataset_errors.DatasetError) as e:
+  except (train_lib.ConfigError, NotImplementedError, dataset_common.DatasetError) as e:
     sys.exit(f'error: {e}')
 
 

@@ -18,14 +18,13 @@ stored as PNG (lossless; the originals are BMP).
 """
 
 import dataclasses
-import io
 import os
 
 from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
-from datasets import errors
+from datasets import common
 
 MODALITIES = {'visible': ('rgb', 1), 'thermal': ('ir', 2)}
 # Per trial and split: 206 ids x 10 images per modality on the real data.
@@ -42,7 +41,7 @@ dataset page). The trial lists are those of the AGW baseline
   idx/{train,test}_{visible,thermal}_{1..10}.txt, lines "relative/path label\""""
 
 
-class RegdbError(errors.DatasetError):
+class RegdbError(common.DatasetError):
   """The manual download is missing, incomplete or holds a bad file."""
 
 
@@ -94,25 +93,13 @@ class Regdb(tfds.core.GeneratorBasedBuilder):
     return tfds.core.DatasetInfo(
         builder=self,
         description='RegDB: 412 identities, 10 visible + 10 thermal images each.',
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Image(shape=(None, None, 3), encoding_format='png'),
-            'person_id': np.int32,
-            'label': np.int32,       # 0..N-1 on train; -1 on test
-            'camera': np.int32,      # 1 visible, 2 thermal
-            'modality': tfds.features.ClassLabel(names=['rgb', 'ir']),
-            'index': np.int32,       # position in its (modality, person) group
-            'path': tfds.features.Text(),
-        }),
+        features=common.reid_features('png'),
         supervised_keys=None,
         homepage='http://dm.dongguk.edu/link.html',
     )
 
   def _split_generators(self, dl_manager):
-    try:
-      root = dl_manager.manual_dir
-    except AssertionError:   # TFDS asserts on a missing or empty folder
-      root = getattr(dl_manager, '_manual_dir', None)
-    root = os.fspath(root) if root else ''
+    root = common.manual_dir(dl_manager)
     if not root or not os.path.isdir(root) or not os.listdir(root):
       raise RegdbError(f'RegDB: manual_dir {root or "(not set)"} is missing or '
                        f'empty.\n{HOW_TO_GET}')

@@ -9,9 +9,9 @@ recorded in the ``path`` feature.
 
 import dataclasses
 
-import numpy as np
 import tensorflow_datasets as tfds
 
+from datasets import common
 from datasets.synthetic_vireid import render
 
 _DESCRIPTION = """
@@ -53,16 +53,7 @@ class SyntheticVireid(tfds.core.GeneratorBasedBuilder):
     return tfds.core.DatasetInfo(
         builder=self,
         description=_DESCRIPTION,
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Image(shape=(None, None, 3),
-                                         encoding_format='jpeg'),
-            'person_id': np.int32,
-            'label': np.int32,       # 0..num_train_ids-1 on train; -1 on test
-            'camera': np.int32,      # 1..6
-            'modality': tfds.features.ClassLabel(names=['rgb', 'ir']),
-            'index': np.int32,       # position in its (camera, id) folder
-            'path': tfds.features.Text(),
-        }),
+        features=common.reid_features('jpeg'),
         supervised_keys=None,
         homepage='https://github.com/aligngan-jax',
     )

@@ -18,10 +18,9 @@ import io
 import os
 
 from absl import logging
-import numpy as np
 import tensorflow_datasets as tfds
 
-from datasets import errors
+from datasets import common
 
 RGB_CAMERAS, IR_CAMERAS = (1, 2, 4, 5), (3, 6)
 CAMERAS = (1, 2, 3, 4, 5, 6)
@@ -38,7 +37,7 @@ license). Unpack the archive and pass its folder as
   exp/train_id.txt, exp/val_id.txt, exp/test_id.txt"""
 
 
-class SysuMm01Error(errors.DatasetError):
+class SysuMm01Error(common.DatasetError):
   """The manual download is missing, incomplete or holds a bad file."""
 
 
@@ -101,25 +100,13 @@ class SysuMm01(tfds.core.GeneratorBasedBuilder):
     return tfds.core.DatasetInfo(
         builder=self,
         description='SYSU-MM01: 491 identities, 4 RGB and 2 IR cameras.',
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Image(shape=(None, None, 3), encoding_format='jpeg'),
-            'person_id': np.int32,
-            'label': np.int32,       # 0..N-1 on train; -1 on test
-            'camera': np.int32,      # 1..6
-            'modality': tfds.features.ClassLabel(names=['rgb', 'ir']),
-            'index': np.int32,       # position in its (camera, id) folder
-            'path': tfds.features.Text(),
-        }),
+        features=common.reid_features('jpeg'),
         supervised_keys=None,
         homepage='https://github.com/wuancong/SYSU-MM01',
     )
 
   def _split_generators(self, dl_manager):
-    try:
-      root = dl_manager.manual_dir
-    except AssertionError:   # TFDS asserts on a missing or empty folder
-      root = getattr(dl_manager, '_manual_dir', None)
-    root = check_manual_dir(root)
+    root = check_manual_dir(common.manual_dir(dl_manager))
     splits = {}
     for split, files in SPLIT_FILES.items():
       ids = sorted(set(i for f in files for i in read_ids(os.path.join(root, 'exp', f))))
