@@ -106,8 +106,7 @@ def _child(stage: int, dtype: str) -> dict:
                  config.image_size, rng)
   batch = {1: feature, 2: pixel, 3: {'feature': feature, 'pixel': pixel}}[stage]
   batch = sharding.shard_batch(batch, mesh)
-  images = {1: len(feature['ir']), 2: 2 * len(pixel['ir']),
-            3: 2 * (len(feature['ir']) + len(pixel['ir']))}[stage]
+  images = aligngan_train.stage_images(config, stage)   # the training loop's images/s
   start = time.perf_counter()
   compiled = step.lower(state, batch).compile()
   compile_s = time.perf_counter() - start
