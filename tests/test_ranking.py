@@ -26,9 +26,15 @@ def _assert_same(got, want):
   np.testing.assert_allclose(got['mINP'], want['mINP'], rtol=1e-5)
 
 
+@pytest.mark.parametrize('block', [None, 4])
 @pytest.mark.parametrize('ties', [True, False])
 @pytest.mark.parametrize('protocol', ['sysu', 'regdb'])
-def test_kernel_matches_numpy_loop_on_many_random_cases(protocol, ties):
+def test_kernel_matches_numpy_loop_on_many_random_cases(protocol, ties, block,
+                                                        monkeypatch):
+  # block=4: galleries span many sweep blocks, so ties are broken by the
+  # sweep's thresholds as well as by the exact path.
+  if block:
+    monkeypatch.setattr(ranking, '_SWEEP_BLOCK', block)
   rng = np.random.default_rng(0)
   for case in range(30):
     # Small galleries (shorter than max_rank), few or many ids (per-id
@@ -68,28 +74,49 @@ def test_kernel_matches_numpy_loop_on_sysu_shaped_gallery():
 
 
 def test_counting_sweep_against_numpy_counts():
-  # The fast path's raw counts, checked directly (several words of ids, a
-  # gallery that is not a multiple of the sweep block, cam-3 removals).
+  # The fast path's raw counts, checked directly against the stable order
+  # (distance, then index) on distances with many exact ties, several words
+  # of ids, cam-3 removals and a gallery that is not a multiple of the block
+  # (the last block is shifted back). By design the sweep misses only equal
+  # items that precede a match inside its own block; `_own_block_ties` must
+  # flag exactly the rows where that happens.
   rng = np.random.default_rng(3)
-  num_query, num_gallery, num_matches = 7, 53, 5
-  dist = rng.random((num_query, num_gallery)).astype(np.float32)
-  thresholds = rng.random((num_query, num_matches)).astype(np.float32)
-  first = thresholds.min(1)
+  num_query, num_gallery, num_matches, block = 9, 53, 5, 10
+  dist = np.round(rng.random((num_query, num_gallery)), 1).astype(np.float32)
   query_skips = rng.random(num_query) < 0.5
   skipped = rng.random(num_gallery) < 0.3
   slot = rng.integers(0, 70, num_gallery)
-  below, not_above, seen, bad = ranking._sweep(
-      dist, thresholds, first, query_skips, skipped, slot.astype(np.int32),
-      num_words=3, block=10)
   kept = ~(query_skips[:, None] & skipped[None, :])
+  cols = np.stack([np.sort(rng.choice(np.flatnonzero(k), num_matches, replace=False))
+                   for k in kept])
+  match_dist = np.take_along_axis(dist, cols, 1)
+  first = np.argmin(match_dist, 1)            # earliest column among equal minima
+  first_dist, first_col = match_dist[np.arange(num_query), first], cols[np.arange(num_query), first]
+  ahead, seen, finite = ranking._sweep(
+      dist, match_dist, cols, first_dist, first_col, query_skips, skipped,
+      slot.astype(np.int32), num_words=3, block=block)
+  tie = ranking._own_block_ties(dist, cols, match_dist, np.ones_like(cols, bool), block)
+
+  position = np.arange(num_gallery)
   d = np.where(kept, dist, np.inf)
-  np.testing.assert_array_equal(below, (d[:, None] < thresholds[:, :, None]).sum(2))
-  np.testing.assert_array_equal(not_above, (d[:, None] <= thresholds[:, :, None]).sum(2))
+
+  def stable_ahead(q, m, c):
+    exact = (d[q] < m) | ((d[q] == m) & (position < c))
+    own = (d[q] == m) & (position >= c // block * block) & (position < c)
+    return exact, own
+
+  want_tie = np.zeros(num_query, bool)
   for q in range(num_query):
-    want = set(slot[d[q] < first[q]])
+    for j in range(num_matches):
+      exact, own = stable_ahead(q, match_dist[q, j], cols[q, j])
+      assert int(ahead[q, j]) == exact.sum() - own.sum()
+      want_tie[q] |= own.any()
+    exact, own = stable_ahead(q, first_dist[q], first_col[q])
     got = {u for u in range(96) if (int(seen[q, u // 32]) >> (u % 32)) & 1}
-    assert got == want
-  assert not np.asarray(bad).any()
+    assert got == set(slot[exact & ~own])
+  np.testing.assert_array_equal(tie, want_tie)
+  assert want_tie.any() and not want_tie.all()   # the case exercises both
+  assert np.asarray(finite).all()
 
 
 def test_hand_computed_sysu_and_regdb():
@@ -153,5 +180,12 @@ def test_bad_input_raises_clear_errors():
     ranking.rank_metrics([[0.0]], [1], [1], [3], [1], protocol='market')
   with pytest.raises(ValueError, match='NaN or infinite'):
     ranking.rank_metrics([[np.nan, 0.0]], [1], [1, 2], [3], [1, 1])
+  # Anywhere in a wide gallery, also in a removed (cam-2) column.
+  for col, value in ((0, np.inf), (70, -np.inf), (129, np.nan), (5, np.nan)):
+    distmat = np.zeros((2, 130))
+    distmat[1, col] = value
+    cams = np.where(np.arange(130) == 5, 2, 1)
+    with pytest.raises(ValueError, match='NaN or infinite'):
+      ranking.rank_metrics(distmat, [1, 1], np.arange(130) % 3, [3, 3], cams)
   with pytest.raises(ValueError, match='distmat is 1x2'):
     ranking.rank_metrics([[0.0, 1.0]], [1], [1], [3], [1])

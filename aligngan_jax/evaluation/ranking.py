@@ -24,11 +24,12 @@ across all queries at once) counts both for every query: O(matches x
 gallery) compare-and-adds per query, no per-query Python loop, memory
 O(queries x matches) beyond the matrix.
 
-Ties: the sweep also counts items at *equal* distance. A query where some
-true match shares its distance with another kept item (rare with float32
-features, but it happens at SYSU scale) is recomputed by the exact path,
-which breaks ties by gallery index, in fixed-size chunks under
-``lax.map``. Both paths run on CPU, GPU or TPU.
+Ties are broken by gallery index inside the sweep: an item in an earlier
+block than the match is compared with <=, one in the match's block or later
+with <. A query where a true match shares its distance with an earlier item
+of its own block (rare with float32 features) is recomputed by the exact
+path, which breaks ties by gallery index item by item, in fixed-size chunks
+under ``lax.map``. Both paths run on CPU, GPU or TPU.
 """
 
 import functools
@@ -41,8 +42,9 @@ PROTOCOLS = ('sysu', 'regdb')
 _SYSU_QUERY_CAM, _SYSU_SKIPPED_GALLERY_CAM = 3, 2
 # Elements of one chunk's [queries, matches, gallery] comparison (exact path).
 _CHUNK_ELEMENTS = 1 << 23
-# Gallery columns per step of the counting sweep (fastest on CPU, 2026-11).
-_SWEEP_BLOCK = 14
+# Gallery columns per step of the counting sweep (fastest on CPU, 2026-11:
+# below ~40 XLA's CPU fusion of the unrolled block slows down 1.5x).
+_SWEEP_BLOCK = 64
 
 
 def _gallery_layout(gallery_ids: np.ndarray):
@@ -78,6 +80,18 @@ def _scores(rank, is_match, position_of_hit):
   return position_of_hit, ap, inp, num_matches > 0
 
 
+def _order_keys(x):
+  """int32 keys in the order of the float32 distances (IEEE order on every
+  finite value; -0 and +0 are one key). Integer comparisons stay exact where
+  XLA's float ones flush denormals to zero, and "<=" is "< key + 1"."""
+  bits = jax.lax.bitcast_convert_type(x + 0.0, jnp.int32)   # + 0.0: -0 -> +0
+  return bits ^ ((bits >> 31) & 0x7FFFFFFF)
+
+
+# Key of removed items: after every finite distance (and +inf's key).
+_REMOVED_KEY = np.iinfo(np.int32).max
+
+
 def _match_slots(dist, query_slot, query_skips, gallery_skipped, layout):
   """Each query's true matches: gallery columns, distances (+inf where
   absent) and presence, [q, L] each."""
@@ -90,17 +104,25 @@ def _match_slots(dist, query_slot, query_skips, gallery_skipped, layout):
   return cols, jnp.where(is_match, match_dist, jnp.inf), is_match
 
 
-def _sweep(dist, match_dist, first_dist, query_skips, gallery_skipped,
-           gallery_slot, *, num_words: int, block: int):
+def _sweep(dist, match_dist, match_cols, first_dist, first_col, query_skips,
+           gallery_skipped, gallery_slot, *, num_words: int, block: int):
   """One pass over the gallery columns, counting for every query.
 
-  Returns below / not_above ([q, L]: kept items with distance < / <= each
-  true match's), the identity bitmask ([q, num_words] uint32: bit u set when
-  identity u owns a kept item strictly closer than the first true match) and
-  whether a row holds a non-finite distance ([q]). Columns are read in
-  blocks of `block` (one [q, block] slice per loop step): XLA vectorises
-  this across queries, ~15x faster on CPU than reducing each row along the
-  gallery axis.
+  Returns `ahead` ([q, L]: kept items before each true match in the stable
+  order), the identity bitmask ([q, num_words] uint32: bit u set when
+  identity u owns a kept item before the first true match) and a [q, block]
+  mask that is False where the matrix holds NaN or +-inf (accumulated per
+  element: cheaper than a separate pass or a per-block reduction).
+
+  The stable order (distance, then gallery index) needs one comparison per
+  (item, match): an item in a block wholly before the match's block is
+  ahead when its distance is <= the match's (a strict < against the key one
+  up), an item in the match's block or after it when its distance is <. Only equal distances inside the match's own block are miscounted;
+  `_own_block_ties` flags those rows for the exact path.
+
+  Columns are read in blocks of `block` (one [q, block] slice per loop
+  step): XLA vectorises this across queries, ~15x faster on CPU than
+  reducing each row along the gallery axis.
   """
   num_query, num_gallery = dist.shape
   # Each column's identity as a bitmask: [G, num_words] uint32.
@@ -108,63 +130,83 @@ def _sweep(dist, match_dist, first_dist, query_skips, gallery_skipped,
   id_masks = jnp.where(jnp.arange(num_words) == word[:, None],
                        jnp.left_shift(jnp.uint32(1), bit)[:, None],
                        jnp.uint32(0))
-  # Both counts share one int32 (low / high 16 bits) when they fit.
-  packed = num_gallery < (1 << 15)
-
-  def update(carry, blk, skipped, masks):
-    below, not_above, seen, bad = carry
-    bad = bad | ~jnp.isfinite(blk).all(axis=1)
-    blk = jnp.where(query_skips[:, None] & skipped[None, :], jnp.inf, blk)
-    for b in range(blk.shape[1]):
-      column = blk[:, b:b + 1]
-      less = (column < match_dist).astype(jnp.int32)
-      less_equal = (column <= match_dist).astype(jnp.int32)
-      if packed:
-        below = below + (less + (less_equal << 16))
-      else:
-        below, not_above = below + less, not_above + less_equal
-      if num_words:
-        seen = seen | jnp.where(column < first_dist[:, None], masks[b],
-                                jnp.uint32(0))
-    return below, not_above, seen, bad
-
-  zeros = jnp.zeros(match_dist.shape, jnp.int32)
-  carry = (zeros, zeros, jnp.zeros((num_query, num_words), jnp.uint32),
-           jnp.zeros((num_query,), bool))
-  num_blocks, tail = divmod(num_gallery, block)
+  match_key, first_key = _order_keys(match_dist), _order_keys(first_dist)[:, None]
+  first_col = first_col[:, None]
 
   def body(i, carry):
-    start = i * block
-    return update(carry, jax.lax.dynamic_slice_in_dim(dist, start, block, 1),
-                  jax.lax.dynamic_slice_in_dim(gallery_skipped, start, block),
-                  jax.lax.dynamic_slice_in_dim(id_masks, start, block))
-  carry = jax.lax.fori_loop(0, num_blocks, body, carry)
-  if tail:
-    start = num_blocks * block
-    carry = update(carry, dist[:, start:], gallery_skipped[start:],
-                   id_masks[start:])
-  below, not_above, seen, bad = carry
-  if packed:
-    below, not_above = below & 0xFFFF, below >> 16
-  return below, not_above, seen, bad
+    ahead, seen, finite = carry
+    # The last block is shifted left to end at the gallery's end (one shape
+    # for every step); its columns already counted are masked out.
+    start = jnp.minimum(i * block, num_gallery - block)
+    end = start + block
+    blk = jax.lax.dynamic_slice_in_dim(dist, start, block, 1)
+    masks = jax.lax.dynamic_slice_in_dim(id_masks, start, block)
+    removed = (jax.lax.dynamic_slice_in_dim(gallery_skipped, start, block)
+               & query_skips[:, None]) | (start + jnp.arange(block) < i * block)
+    finite = finite & (jnp.abs(blk) < jnp.inf)
+    blk = jnp.where(removed, _REMOVED_KEY, _order_keys(blk))
+    threshold = match_key + (match_cols >= end)
+    first_threshold = first_key + (first_col >= end)
+    for b in range(block):
+      column = blk[:, b:b + 1]
+      ahead = ahead + (column < threshold).astype(jnp.int32)
+      if num_words:
+        seen = seen | jnp.where(column < first_threshold, masks[b],
+                                jnp.uint32(0))
+    return ahead, seen, finite
+
+  carry = (jnp.zeros(match_dist.shape, jnp.int32),
+           jnp.zeros((num_query, num_words), jnp.uint32),
+           jnp.ones((num_query, block), bool))
+  return jax.lax.fori_loop(0, -(-num_gallery // block), body, carry)
+
+
+def _own_block_ties(dist, match_cols, match_dist, is_match, block):
+  """[q]: does a true match share its distance with an item of its own
+  sweep block that precedes it (the one case `_sweep` miscounts)?
+
+  The last sweep block is shifted back, but the items it skips were counted
+  by the block before, so the own region is always [c // block * block, c).
+  Float equality may also flag two denormals that differ (flushed to zero):
+  a false alarm only costs the exact path."""
+  num_gallery = dist.shape[1]
+  width = min(block, num_gallery)
+  block_start = match_cols // block * block
+  # dynamic_slice clamps a window that would run past the end; positions
+  # follow the clamped start.
+  start = jnp.minimum(block_start, num_gallery - width)
+  window = jax.vmap(jax.vmap(
+      lambda row, s: jax.lax.dynamic_slice_in_dim(row, s, width),
+      in_axes=(None, 0)))(dist, start)                        # [q, L, width]
+  position = start[:, :, None] + jnp.arange(width)
+  before = ((position >= block_start[:, :, None]) &
+            (position < match_cols[:, :, None]))
+  return jnp.any(is_match[:, :, None] & before &
+                 (window == match_dist[:, :, None]), axis=(1, 2))
 
 
 @functools.partial(jax.jit, static_argnames=('identity_cmc', 'num_words',
                                              'block'))
 def _fast_kernel(dist, query_slot, query_skips, gallery_skipped, gallery_slot,
                  layout, *, identity_cmc, num_words, block):
-  """Per-query scores by counting, plus each query's tie and finite flags."""
-  _, match_dist, is_match = _match_slots(dist, query_slot, query_skips,
-                                         gallery_skipped, layout)
-  below, not_above, seen, bad = _sweep(
-      dist, match_dist, match_dist.min(axis=1), query_skips, gallery_skipped,
-      gallery_slot, num_words=num_words if identity_cmc else 0, block=block)
-  tie = jnp.any(is_match & (not_above - below > 1), axis=1)
+  """Per-query scores by counting, each query's tie flag, and whether every
+  distance is finite."""
+  cols, match_dist, is_match = _match_slots(dist, query_slot, query_skips,
+                                            gallery_skipped, layout)
+  first = jnp.argmin(match_dist, axis=1)[:, None]
+  first_dist = jnp.take_along_axis(match_dist, first, 1)[:, 0]
+  first_col = jnp.take_along_axis(cols, first, 1)[:, 0]
+  ahead, seen, finite = _sweep(
+      dist, match_dist, cols, first_dist, first_col, query_skips,
+      gallery_skipped, gallery_slot,
+      num_words=num_words if identity_cmc else 0, block=block)
+  tie = _own_block_ties(dist, cols, match_dist, is_match, block)
   if identity_cmc:
     position_of_hit = jax.lax.population_count(seen).sum(1).astype(jnp.int32)
   else:
-    position_of_hit = jnp.where(is_match, below, dist.shape[1]).min(1)
-  return _scores(below + 1, is_match, position_of_hit) + (tie, bad)
+    position_of_hit = jnp.where(is_match, ahead, dist.shape[1]).min(1)
+  finite = finite.all()
+  return _scores(ahead + 1, is_match, position_of_hit) + (tie, finite)
 
 
 def _exact_chunk(dist, query_slot, query_skips, gallery_skipped, layout, *,
@@ -177,6 +219,8 @@ def _exact_chunk(dist, query_slot, query_skips, gallery_skipped, layout, *,
   cols, match_dist, is_match = _match_slots(dist, query_slot, query_skips,
                                             gallery_skipped, layout)
   # Removed items hold +inf and distances are finite: never ahead of a match.
+  # Compared as order keys, like the sweep (exact on denormals too).
+  dist, match_dist = _order_keys(dist), _order_keys(match_dist)
   position = jnp.arange(num_gallery)
   d, m = dist[:, None, :], match_dist[:, :, None]
   ahead = (d < m) | ((d == m) & (position < cols[:, :, None]))
@@ -284,8 +328,8 @@ def rank_metrics(distmat, query_ids, gallery_ids, query_cams, gallery_cams, *,
                      layout, identity_cmc=identity_cmc,
                      num_words=-(-len(ids) // 32),
                      block=min(_SWEEP_BLOCK, num_gallery))
-  position_of_hit, ap, inp, valid, tie, bad = (np.array(x) for x in out)
-  if bad.any():
+  position_of_hit, ap, inp, valid, tie, finite = (np.array(x) for x in out)
+  if not finite:
     raise ValueError('rank_metrics: distmat holds NaN or infinite values.')
   tied = np.flatnonzero(tie & valid)
   if len(tied):
