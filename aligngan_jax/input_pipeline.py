@@ -19,10 +19,6 @@ from aligngan_jax import sampler as sampler_lib
 
 RGB, IR = 0, 1  # values of the `modality` feature
 
-# Real datasets whose TFDS builders are planned but not written yet.
-_PLANNED_DATASETS = {'llcm': 'LLCM'}
-
-
 @dataclasses.dataclass(frozen=True)
 class Records:
   """One split held in memory: encoded images plus their metadata, sorted by
@@ -48,19 +44,13 @@ def get_builder(dataset: str, *, data_dir=None, manual_dir=None):
   The project's builders must be registered first (``import datasets`` from
   the repository root, as main.py and the tests do).
   """
-  name = dataset.split('/')[0]
   try:
     builder = tfds.builder(dataset, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError as e:
-    if name in _PLANNED_DATASETS:
-      raise NotImplementedError(
-          f'config.dataset={dataset!r}: the {_PLANNED_DATASETS[name]} TFDS '
-          f'builder (datasets/{name}/) is not implemented yet. Use '
-          f'configs/synthetic.py until it lands.') from e
     raise ValueError(
         f'config.dataset={dataset!r} is not a registered TFDS dataset. The '
         "project's builders register on `import datasets`; known here: "
-        'synthetic_vireid/{tiny,demo}, sysu_mm01, regdb/trial{1..10}.') from e
+        'synthetic_vireid/{tiny,demo}, sysu_mm01, regdb/trial{1..10}, llcm.') from e
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   return builder
@@ -81,7 +71,9 @@ def load_split(builder, split: str) -> Records:
                                for p in arrays['path']])
   if not len(arrays['person_id']):
     raise ValueError(f'Split {split!r} of {builder.info.full_name} is empty.')
-  order = np.lexsort((arrays['index'], arrays['person_id'], arrays['camera']))
+  # Modality last: LLCM's cameras record both (elsewhere it follows camera).
+  order = np.lexsort((arrays['modality'], arrays['index'], arrays['person_id'],
+                      arrays['camera']))
   return Records(**{k: v[order] for k, v in arrays.items()})
 
 

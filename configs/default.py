@@ -122,13 +122,14 @@ def get_config(arg=None):
   # single/multi shot, 10 trials of gallery draws; RegDB: both directions of
   # `config.trial`'s split.
   config.eval = ml_collections.ConfigDict()
-  config.eval.protocol = 'sysu'            # 'sysu' | 'regdb'
+  config.eval.protocol = 'sysu'            # 'sysu' | 'regdb' | 'llcm'
   config.eval.sysu_modes = ('all', 'indoor')
   config.eval.sysu_shots = ('single', 'multi')
   config.eval.sampling = 'seeded'          # 'seeded' (AGW) | 'official' (.mat)
   config.eval.rand_perm_path = config_dict.placeholder(str)
   config.eval.num_trials = 10
   config.eval.regdb_directions = ('v2t', 't2v')
+  config.eval.llcm_directions = ('i2v', 'v2i')    # DEEN's IR->VIS, VIS->IR
   config.eval.max_rank = 20
   # k-reciprocal re-ranking; when on, reports show plain and re-ranked rows.
   config.eval.rerank = False

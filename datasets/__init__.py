@@ -8,3 +8,4 @@ Hugging Face ``datasets`` library in users' environments.
 from datasets import synthetic_vireid  # noqa: F401  (registers the builder)
 from datasets import sysu_mm01  # noqa: F401  (registers the builder)
 from datasets import regdb  # noqa: F401  (registers the builder)
+from datasets import llcm  # noqa: F401  (registers the builder)

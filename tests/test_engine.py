@@ -68,9 +68,13 @@ def test_setting_sizes_follow_the_protocol():
 def test_chance_rank1_matches_brute_force():
   rng = np.random.default_rng(0)
   q_ids, g_ids = rng.integers(0, 6, 30), rng.integers(0, 6, 40)
-  q_cams, g_cams = rng.choice([3, 6], 30), rng.choice([1, 2, 4, 5], 40)
-  for protocol in ('sysu', 'regdb'):
-    keep = ~((q_cams[:, None] == 3) & (g_cams[None, :] == 2) & (protocol == 'sysu'))
+  for protocol in ('sysu', 'regdb', 'llcm'):
+    if protocol == 'llcm':   # cameras shared by query and gallery
+      q_cams, g_cams = rng.integers(1, 4, 30), rng.integers(1, 4, 40)
+      keep = ~((q_ids[:, None] == g_ids[None, :]) & (q_cams[:, None] == g_cams[None, :]))
+    else:
+      q_cams, g_cams = rng.choice([3, 6], 30), rng.choice([1, 2, 4, 5], 40)
+      keep = ~((q_cams[:, None] == 3) & (g_cams[None, :] == 2) & (protocol == 'sysu'))
     match = (q_ids[:, None] == g_ids[None, :]) & keep
     valid = match.any(1)
     want = (match.sum(1) / keep.sum(1))[valid].mean()
@@ -121,3 +125,27 @@ def test_shared_distance_table_equals_per_trial_distances(monkeypatch):
     for metric in engine.METRICS:
       assert row[metric]['mean'] == pytest.approx(
           per_trial['results'][name][metric]['mean'], abs=1e-6)
+
+
+def test_llcm_settings_sizes_and_report():
+  # Both modalities on cameras 1..3; queries lose their own camera's images.
+  rows = [(pid, cam, m, f'{"vn"[m]}/{pid}/{pid:04d}_c{cam:02d}_{k}.jpg')
+          for pid in range(1, 9) for m in (0, 1) for cam in (1, 2, 3)
+          for k in range(1 + (pid + cam + m) % 3)]
+  pid, cam, modality, path = map(np.array, zip(*rows))
+  records = types.SimpleNamespace(person_id=pid, camera=cam, modality=modality,
+                                  path=path, index=np.zeros(len(pid), int))
+  settings = engine.EvalSettings(protocol='llcm', num_trials=2)
+  perfect = engine.evaluate_features(_identity_features(records, 0.0), records, settings)
+  assert set(perfect['results']) == {'llcm i2v', 'llcm v2i'}
+  for name, query_modality in (('llcm i2v', 1), ('llcm v2i', 0)):
+    row = perfect['results'][name]
+    assert row['rank1']['mean'] == pytest.approx(1.0)
+    assert row['num_query'] == (modality == query_modality).sum()
+    assert row['num_gallery'] == 8 * 3             # one per (id, camera)
+    # Each query drops 1 of 24 images (its id, its camera) and keeps its
+    # id in the 2 other cameras: chance = 2/23.
+    assert row['chance_rank1']['mean'] == pytest.approx(2 / 23)
+  text = engine.format_report(perfect)
+  for phrase in ('LLCM', 'infrared -> visible', 'visible -> infrared', 'DEEN'):
+    assert phrase in text

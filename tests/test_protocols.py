@@ -163,3 +163,57 @@ def test_regdb_directions():
     protocols.regdb_protocol(1, 'sideways')
   with pytest.raises(ValueError, match='1..10'):
     protocols.regdb_protocol(0)
+
+
+def _llcm_records(seed=0):
+  """An LLCM-like test split in the original layout (vis/<id>/..., nir/<id>/...):
+  both modalities share camera numbers; NIR has no camera 3 (as on LLCM)."""
+  rng = np.random.default_rng(seed)
+  rows = []
+  for pid in (5, 12, 31):
+    for modality, name, cams in ((0, 'vis', range(1, 10)), (1, 'nir', (1, 2, 4, 6, 9))):
+      for cam in cams:
+        if rng.random() < 0.3:
+          continue                            # not every camera sees everyone
+        names = [f'{pid:04d}_c{cam:02d}_s{int(s)}_f{int(f)}_{name}.jpg'
+                 for s, f in rng.integers(10_000, 99_999, (int(rng.integers(1, 6)), 2))]
+        rows += [(pid, cam, modality, f'{name}/{pid:04d}/{n}') for n in names]
+  rows = [rows[i] for i in rng.permutation(len(rows))]
+  pid, cam, modality, path = map(np.array, zip(*rows))
+  return types.SimpleNamespace(person_id=pid, camera=cam, modality=modality, path=path,
+                               index=np.zeros(len(pid), int))
+
+
+def _deen_llcm(records, query_modality, trial):
+  """DEEN's process_query_llcm / process_gallery_llcm over the same images:
+  folders test_<modality>/cam<c>/<id>, ids sorted as 4-digit strings, cameras
+  in list order, files sorted, one random.Random(trial).choice per folder."""
+  folders = {}
+  for p, c, m, path in zip(records.person_id, records.camera, records.modality, records.path):
+    folders.setdefault((m, f'cam{c}', f'{p:04d}'), []).append(path)
+  ids = sorted({f'{p:04d}' for p in records.person_id})
+
+  def walk(modality):
+    for pid in ids:
+      for cam in [f'cam{c}' for c in range(1, 10)]:
+        if (modality, cam, pid) in folders:
+          yield sorted(folders[(modality, cam, pid)], key=os.path.basename)
+  rng = random.Random(trial)
+  query = [p for files in walk(query_modality) for p in files]
+  gallery = [rng.choice(files) for files in walk(1 - query_modality)]
+  return query, gallery
+
+
+def test_llcm_sampler_reproduces_deen_draws():
+  records = _llcm_records()
+  for direction, query_modality in (('i2v', 1), ('v2i', 0)):
+    for trial in range(10):
+      split = protocols.llcm_protocol(records, direction=direction, trial=trial)
+      want_query, want_gallery = _deen_llcm(records, query_modality, trial)
+      assert split.protocol == 'llcm'
+      assert list(records.path[split.query]) == want_query
+      assert list(records.path[split.gallery]) == want_gallery
+  draws = {tuple(protocols.llcm_protocol(records, trial=t).gallery) for t in range(10)}
+  assert len(draws) > 1
+  with pytest.raises(ValueError, match='direction'):
+    protocols.llcm_protocol(records, direction='t2v')

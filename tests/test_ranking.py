@@ -26,26 +26,25 @@ def _assert_same(got, want):
   np.testing.assert_allclose(got['mINP'], want['mINP'], rtol=1e-5)
 
 
-@pytest.mark.parametrize('block', [None, 4])
 @pytest.mark.parametrize('ties', [True, False])
-@pytest.mark.parametrize('protocol', ['sysu', 'regdb'])
-def test_kernel_matches_numpy_loop_on_many_random_cases(protocol, ties, block,
-                                                        monkeypatch):
-  # block=4: galleries span many sweep blocks, so ties are broken by the
-  # sweep's thresholds as well as by the exact path.
-  if block:
-    monkeypatch.setattr(ranking, '_SWEEP_BLOCK', block)
+@pytest.mark.parametrize('protocol', ['sysu', 'regdb', 'llcm'])
+def test_kernel_matches_numpy_loop_on_many_random_cases(protocol, ties, monkeypatch):
   rng = np.random.default_rng(0)
   for case in range(30):
     # Small galleries (shorter than max_rank), few or many ids (per-id
     # repeats: identity- vs image-level CMC differ; more than 32 ids: several
-    # words of the identity bitmask); coarse distances (ties, exact path) or
-    # continuous ones (the counting sweep).
+    # words of the identity bitmask); coarse distances (ties) or continuous
+    # ones. Every other case sweeps 4-column blocks, so ties are broken by
+    # the sweep's thresholds as well as by the exact path.
+    monkeypatch.setattr(ranking, '_SWEEP_BLOCK', 4 if case % 2 else 64)
     num_query = int(rng.integers(1, 60))
     num_gallery = int(rng.integers(1, 45 if ties else 120))
     args = _random_case(rng, num_query, num_gallery,
-                        int(rng.integers(1, 15 if case % 2 else 80)),
+                        int(rng.integers(1, 15 if case % 4 < 2 else 80)),
                         decimals=int(rng.integers(1, 3)) if ties else None)
+    if protocol == 'llcm':
+      # Shared camera numbers, so the own-identity-own-camera rule bites.
+      args = args[:3] + (rng.integers(1, 4, num_query), rng.integers(1, 4, num_gallery))
     chunk = int(rng.integers(1, 20))
     try:
       want = numpy_reference.rank_metrics_loop(*args, protocol=protocol, max_rank=20)
@@ -66,7 +65,7 @@ def test_kernel_matches_numpy_loop_on_sysu_shaped_gallery():
   q_ids = rng.choice(ids, 200)
   q_cams = rng.choice([3, 6], 200)
   distmat = rng.random((200, len(g_ids))).astype(np.float32)
-  for protocol in ('sysu', 'regdb'):
+  for protocol in ('sysu', 'regdb', 'llcm'):
     want = numpy_reference.rank_metrics_loop(
         distmat, q_ids, g_ids, q_cams, g_cams, protocol=protocol, max_rank=20)
     _assert_same(ranking.rank_metrics(distmat, q_ids, g_ids, q_cams, g_cams,
@@ -92,9 +91,13 @@ def test_counting_sweep_against_numpy_counts():
   match_dist = np.take_along_axis(dist, cols, 1)
   first = np.argmin(match_dist, 1)            # earliest column among equal minima
   first_dist, first_col = match_dist[np.arange(num_query), first], cols[np.arange(num_query), first]
+  queries = ranking._Queries(np.zeros(num_query, np.int32), np.zeros(num_query, np.int32),
+                             query_skips)
+  gallery = ranking._Gallery(slot.astype(np.int32), np.ones(num_gallery, np.int32),
+                             skipped, None)
   ahead, seen, finite = ranking._sweep(
-      dist, match_dist, cols, first_dist, first_col, query_skips, skipped,
-      slot.astype(np.int32), num_words=3, block=block)
+      dist, match_dist, cols, first_dist, first_col, queries, gallery,
+      own_camera=False, num_words=3, block=block)
   tie = ranking._own_block_ties(dist, cols, match_dist, np.ones_like(cols, bool), block)
 
   position = np.arange(num_gallery)
@@ -142,6 +145,19 @@ def test_hand_computed_sysu_and_regdb():
   np.testing.assert_allclose(regdb['cmc'], [1, 1, 1, 1])
   np.testing.assert_allclose(regdb['mAP'], 2 / 3, rtol=1e-6)
   np.testing.assert_allclose(regdb['mINP'], 3 / 6, rtol=1e-6)
+
+
+def test_hand_computed_llcm():
+  # A cam-2 query of id 1. Gallery (distance, id, cam):
+  #   0.1 id1 cam2 | 0.2 id2 cam1 | 0.3 id1 cam1 | 0.4 id3 cam2 | 0.5 id1 cam3
+  # LLCM drops only id 1 seen by cam 2 (the query's own camera); the cam-2
+  # image of id 3 stays. Kept: id2 id1 id3 id1 -> the true id comes second;
+  # matches at kept ranks 2 and 4.
+  got = ranking.rank_metrics([[0.1, 0.2, 0.3, 0.4, 0.5]], [1], [1, 2, 1, 3, 1], [2],
+                             [2, 1, 1, 2, 3], protocol='llcm', max_rank=3)
+  np.testing.assert_allclose(got['cmc'], [0, 1, 1])
+  np.testing.assert_allclose(got['mAP'], (1 / 2 + 2 / 4) / 2, rtol=1e-6)
+  np.testing.assert_allclose(got['mINP'], 2 / 4, rtol=1e-6)
 
 
 def test_image_vs_identity_cmc_and_short_gallery():

@@ -20,19 +20,21 @@ from aligngan_jax.evaluation import rerank as rerank_lib
 
 CMC_RANKS = (1, 5, 10, 20)
 METRICS = tuple(f'rank{r}' for r in CMC_RANKS) + ('mAP', 'mINP')
-_TITLES = {'sysu': 'SYSU-MM01', 'regdb': 'RegDB'}
+_TITLES = {'sysu': 'SYSU-MM01', 'regdb': 'RegDB', 'llcm': 'LLCM'}
 _SAMPLING_NAMES = {
     'seeded': "seeded: AGW's random.seed(trial) draws (multi-shot: "
               'np.random.RandomState(trial))',
     'official': "official: rand_perm_cam.mat of the SYSU-MM01 kit"}
 _CMC_NAMES = {'sysu': "identity-level CMC (AGW eval_sysu); cam-3 queries skip cam 2",
-              'regdb': "image-level CMC (AGW eval_regdb); nothing removed"}
+              'regdb': "image-level CMC (AGW eval_regdb); nothing removed",
+              'llcm': "identity-level CMC (DEEN eval_llcm); a query's own "
+                      'identity in its own camera removed'}
 
 
 @dataclasses.dataclass(frozen=True)
 class EvalSettings:
   """What to evaluate (``config.eval`` holds the same fields)."""
-  protocol: str = 'sysu'                       # 'sysu' | 'regdb'
+  protocol: str = 'sysu'                       # 'sysu' | 'regdb' | 'llcm'
   sysu_modes: tuple[str, ...] = ('all', 'indoor')
   sysu_shots: tuple[str, ...] = ('single', 'multi')
   sampling: str = 'seeded'                     # 'seeded' | 'official'
@@ -40,6 +42,7 @@ class EvalSettings:
   num_trials: int = protocols.NUM_TRIALS
   regdb_trial: int = 1
   regdb_directions: tuple[str, ...] = ('v2t', 't2v')
+  llcm_directions: tuple[str, ...] = ('i2v', 'v2i')
   max_rank: int = 20
   rerank: bool = False
   rerank_k1: int = 20
@@ -51,7 +54,7 @@ class EvalSettings:
     fields = {f.name for f in dataclasses.fields(cls)}
     values = {k: v for k, v in dict(eval_config).items() if k in fields}
     values.update(overrides)
-    for key in ('sysu_modes', 'sysu_shots', 'regdb_directions'):
+    for key in ('sysu_modes', 'sysu_shots', 'regdb_directions', 'llcm_directions'):
       if key in values:
         values[key] = tuple(values[key])
     return cls(**values)
@@ -63,9 +66,13 @@ def splits(records, settings: EvalSettings) -> dict[str, list[protocols.Split]]:
     return {f'regdb {d}': [protocols.regdb_protocol(settings.regdb_trial, d)
                            .split(records)]
             for d in settings.regdb_directions}
+  if settings.protocol == 'llcm':
+    return {f'llcm {d}': [protocols.llcm_protocol(records, direction=d, trial=t)
+                          for t in range(settings.num_trials)]
+            for d in settings.llcm_directions}
   if settings.protocol != 'sysu':
     raise ValueError(f'config.eval.protocol={settings.protocol!r}: expected '
-                     "'sysu' or 'regdb'.")
+                     "'sysu', 'regdb' or 'llcm'.")
   rand_perm = None
   if settings.sampling == 'official':
     if not settings.rand_perm_path:
@@ -90,15 +97,26 @@ def chance_rank1(query_ids, gallery_ids, query_cams, gallery_cams,
   its kept gallery that shows its identity (identity-level CMC gives the
   same expectation), averaged."""
   query_ids, gallery_ids = np.asarray(query_ids), np.asarray(gallery_ids)
-  skips = (np.asarray(query_cams) == 3) & (protocol == 'sysu')
-  skipped = np.asarray(gallery_cams) == 2
-  ids = np.unique(np.concatenate([query_ids, gallery_ids]))
-  per_id = np.bincount(np.searchsorted(ids, gallery_ids), minlength=len(ids))
-  per_id_skipped = np.bincount(np.searchsorted(ids, gallery_ids[skipped]),
-                               minlength=len(ids))
-  slot = np.searchsorted(ids, query_ids)
-  matches = per_id[slot] - skips * per_id_skipped[slot]
-  kept = len(gallery_ids) - skips * skipped.sum()
+  query_cams, gallery_cams = np.asarray(query_cams), np.asarray(gallery_cams)
+
+  def count(keys, of):   # how many rows of `keys` equal each row of `of`
+    table, inverse = np.unique(np.concatenate([keys, of]), axis=0,
+                               return_inverse=True)
+    counts = np.bincount(inverse.reshape(-1)[:len(keys)], minlength=len(table))
+    return counts[inverse.reshape(-1)[len(keys):]]
+
+  matches = count(gallery_ids[:, None], query_ids[:, None])
+  removed = np.zeros(len(query_ids), np.int64)     # gallery items dropped
+  if protocol == 'sysu':
+    skips = query_cams == 3
+    skipped = gallery_cams == 2
+    removed = skips * skipped.sum()
+    matches = matches - skips * count(gallery_ids[skipped, None], query_ids[:, None])
+  elif protocol == 'llcm':
+    removed = count(np.stack([gallery_ids, gallery_cams], 1),
+                    np.stack([query_ids, query_cams], 1))
+    matches = matches - removed
+  kept = len(gallery_ids) - removed
   valid = matches > 0
   return float(np.mean(matches[valid] / kept[valid])) if valid.any() else 0.0
 
@@ -209,6 +227,9 @@ def evaluate_features(features, records, settings: EvalSettings) -> dict:
             'results': plain}
   if settings.protocol == 'sysu':
     result['variant']['sampling'] = _SAMPLING_NAMES[settings.sampling]
+  elif settings.protocol == 'llcm':
+    result['variant']['sampling'] = ("DEEN's random.Random(trial) draws, one "
+                                     'image per (identity, camera)')
   else:
     result['variant']['trial'] = settings.regdb_trial
   if settings.rerank:
@@ -223,7 +244,8 @@ def _setting_title(name: str) -> str:
   parts = name.split()
   if parts[0] == 'sysu':
     return f'{parts[1]}-search {parts[2]}-shot'
-  return {'v2t': 'visible -> thermal', 't2v': 'thermal -> visible'}[parts[1]]
+  return {'v2t': 'visible -> thermal', 't2v': 'thermal -> visible',
+          'v2i': 'visible -> infrared', 'i2v': 'infrared -> visible'}[parts[1]]
 
 
 def format_report(result: dict) -> str:

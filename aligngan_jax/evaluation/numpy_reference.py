@@ -1,5 +1,6 @@
 """The ranking semantics written as the per-query NumPy loop of the AGW
-baseline (``eval_sysu`` / ``eval_regdb``), with a stable sort.
+baseline (``eval_sysu`` / ``eval_regdb``) and of DEEN's ``eval_llcm``, with a
+stable sort.
 
 This is the readable statement of what :func:`rank_metrics` computes. The
 tests check the jnp kernel against it, and ``bench/eval_bench.py`` times it
@@ -23,6 +24,10 @@ def rank_metrics_loop(distmat, query_ids, gallery_ids, query_cams, gallery_cams,
     if protocol == 'sysu':
       # Cam-3 queries skip every cam-2 gallery image (same room).
       keep = ~((query_cams[q] == 3) & (gallery_cams[order] == 2))
+    elif protocol == 'llcm':
+      # DEEN's eval_llcm: drop the query's identity seen by its own camera.
+      keep = ~((gallery_ids[order] == query_ids[q]) &
+               (gallery_cams[order] == query_cams[q]))
     else:
       keep = np.ones(len(order), bool)
     ranked_ids = gallery_ids[order][keep]
@@ -30,7 +35,7 @@ def rank_metrics_loop(distmat, query_ids, gallery_ids, query_cams, gallery_cams,
     if not matches.any():
       continue
     num_valid += 1
-    if protocol == 'sysu':
+    if protocol in ('sysu', 'llcm'):
       # Identity-level CMC: each identity counts at its first appearance.
       _, first = np.unique(ranked_ids, return_index=True)
       distinct = ranked_ids[np.sort(first)]

@@ -26,6 +26,12 @@ SYSU-MM01 gallery sampling:
 Queries are every infrared image (cameras 3 and 6) in both modes, ordered by
 identity, camera, path. The gallery is ordered by identity, then camera, then
 draw order: ties in distance resolve in that order.
+
+LLCM (DEEN's test code): every image of one modality is a query (VIS -> IR:
+the visible images; IR -> VIS: the infrared ones); the gallery holds one
+image per (identity, camera) of the other modality, drawn exactly like
+SYSU's seeded single shot (``random.Random(trial)``, identities ascending,
+cameras ascending, files sorted by path); trials 0..9.
 """
 
 import dataclasses
@@ -38,6 +44,7 @@ SYSU_GALLERY_CAMERAS = {'all': (1, 2, 4, 5), 'indoor': (1, 2)}
 SYSU_SHOTS = {'single': 1, 'multi': 10}
 SAMPLINGS = ('seeded', 'official')
 REGDB_DIRECTIONS = {'v2t': (0, 1), 't2v': (1, 0)}  # (query, gallery) modality
+LLCM_DIRECTIONS = {'v2i': (0, 1), 'i2v': (1, 0)}
 NUM_TRIALS = 10
 
 
@@ -45,28 +52,39 @@ NUM_TRIALS = 10
 class Split:
   """Query and gallery positions into ``records`` for one trial."""
   name: str          # e.g. 'sysu all single'
-  protocol: str      # the rank_metrics semantics: 'sysu' or 'regdb'
+  protocol: str      # the rank_metrics semantics: 'sysu', 'regdb' or 'llcm'
   trial: int
   query: np.ndarray
   gallery: np.ndarray
 
 
-def _folders(records, cameras):
-  """{(person id, camera): positions sorted by path} for the given cameras."""
+def _folders(records, cameras=None, modality=None):
+  """{(person id, camera): positions sorted by path} for the given cameras
+  (all if None) and modality (both if None)."""
   person_id = np.asarray(records.person_id)
   camera = np.asarray(records.camera)
   path = np.asarray(records.path).astype(str)
+  keep = np.ones(len(camera), bool) if cameras is None else np.isin(camera, cameras)
+  if modality is not None:
+    keep &= np.asarray(records.modality) == modality
   folders = {}
-  for i in np.flatnonzero(np.isin(camera, cameras)):
+  for i in np.flatnonzero(keep):
     folders.setdefault((int(person_id[i]), int(camera[i])), []).append(i)
   return {k: np.array(sorted(v, key=lambda i: path[i]), np.int64)
           for k, v in folders.items()}
 
 
-def _sysu_queries(records) -> np.ndarray:
-  folders = _folders(records, SYSU_QUERY_CAMERAS)
+def _all_of(folders) -> np.ndarray:
+  """Every position, by identity, camera, path."""
   parts = [folders[k] for k in sorted(folders)]
   return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+def _one_per_folder(folders, trial: int) -> list:
+  """AGW's seeded single shot: ``random.Random(trial)``, one ``choice`` per
+  (identity, camera) folder in ascending order, files sorted by path."""
+  rng = random.Random(trial)
+  return [rng.choice(list(folders[k])) for k in sorted(folders)]
 
 
 def load_rand_perm(path: str) -> dict:
@@ -110,19 +128,14 @@ def sysu_protocol(records, *, mode: str = 'all', shot: str = 'single',
   folders = _folders(records, cameras)
   person_ids = sorted({pid for pid, _ in folders})
   gallery = []
-  if sampling == 'seeded':
-    single_rng = random.Random(trial)
+  if sampling == 'seeded' and num_shots == 1:
+    gallery = _one_per_folder(folders, trial)
+  elif sampling == 'seeded':
     multi_rng = np.random.RandomState(trial)
-    for pid in person_ids:
-      for cam in cameras:
-        files = folders.get((pid, cam))
-        if files is None:
-          continue
-        if num_shots == 1:
-          gallery.append(single_rng.choice(list(files)))
-        else:
-          gallery.extend(multi_rng.choice(files, min(num_shots, len(files)),
-                                          replace=False))
+    for key in sorted(folders):
+      files = folders[key]
+      gallery.extend(multi_rng.choice(files, min(num_shots, len(files)),
+                                      replace=False))
   else:
     if rand_perm is None:
       if rand_perm_path is None:
@@ -145,7 +158,7 @@ def sysu_protocol(records, *, mode: str = 'all', shot: str = 'single',
                            f'{cam}, person {pid}, which has {len(files)} images.')
         gallery.extend(files[picks])
   return Split(name=f'sysu {mode} {shot}', protocol='sysu', trial=trial,
-               query=_sysu_queries(records),
+               query=_all_of(_folders(records, SYSU_QUERY_CAMERAS)),
                gallery=np.asarray(gallery, np.int64))
 
 
@@ -179,3 +192,16 @@ def regdb_protocol(trial: int, direction: str = 'v2t') -> RegDBProtocol:
   if not 1 <= trial <= NUM_TRIALS:
     raise ValueError(f'regdb_protocol: trial={trial}; RegDB trials are 1..10.')
   return RegDBProtocol(trial=trial, direction=direction)
+
+
+def llcm_protocol(records, *, direction: str = 'i2v', trial: int = 0) -> Split:
+  """LLCM infrared->visible ('i2v') or visible->infrared ('v2i'), one trial
+  (see the module docstring)."""
+  if direction not in LLCM_DIRECTIONS:
+    raise ValueError(f'llcm_protocol: direction={direction!r}; expected '
+                     f'{sorted(LLCM_DIRECTIONS)}.')
+  query_modality, gallery_modality = LLCM_DIRECTIONS[direction]
+  return Split(name=f'llcm {direction}', protocol='llcm', trial=trial,
+               query=_all_of(_folders(records, modality=query_modality)),
+               gallery=np.asarray(_one_per_folder(
+                   _folders(records, modality=gallery_modality), trial), np.int64))

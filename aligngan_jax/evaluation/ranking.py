@@ -9,6 +9,9 @@ as its per-query loop):
   camera 2 (the same room), whatever its identity; the CMC counts
   *identities* (each at its first appearance in the kept ranking).
   ``protocol='regdb'``: nothing is removed and the CMC counts images.
+  ``protocol='llcm'`` (DEEN's ``eval_llcm``): each query drops the gallery
+  images of its own identity from its own camera (market-style); the CMC
+  counts identities.
 * AP is the mean precision at each true match of the kept ranking, INP =
   matches / rank of the last match. CMC, mAP and mINP are averaged over the
   queries that keep at least one true match.
@@ -33,13 +36,49 @@ under ``lax.map``. Both paths run on CPU, GPU or TPU.
 """
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-PROTOCOLS = ('sysu', 'regdb')
+PROTOCOLS = ('sysu', 'regdb', 'llcm')
 _SYSU_QUERY_CAM, _SYSU_SKIPPED_GALLERY_CAM = 3, 2
+
+
+class _Rules(NamedTuple):
+  """What a protocol removes and how its CMC counts."""
+  identity_cmc: bool       # CMC over identities (else over images)
+  cam3_skips_cam2: bool    # SYSU: cam-3 queries drop every cam-2 item
+  own_camera: bool         # LLCM: drop the query's identity in its camera
+
+
+_PROTOCOL_RULES = {'sysu': _Rules(True, True, False),
+                   'regdb': _Rules(False, False, False),
+                   'llcm': _Rules(True, False, True)}
+
+
+class _Queries(NamedTuple):
+  slot: jax.Array          # [q] row of the query's identity in the layout
+  cam: jax.Array           # [q]
+  skips: jax.Array         # [q] bool: drops the gallery's `skipped` items
+
+
+class _Gallery(NamedTuple):
+  slot: jax.Array          # [G] identity row of each item
+  cam: jax.Array           # [G]
+  skipped: jax.Array       # [G] bool
+  layout: jax.Array        # [U + 1, L] (see `_gallery_layout`)
+
+
+def _removed(queries, slot, cam, skipped, own_camera: bool):
+  """Which gallery items each query does not rank ([q, n]); `slot`, `cam`,
+  `skipped` describe the items, [n] (shared) or [q, n] (per query)."""
+  removed = queries.skips[:, None] & skipped
+  if own_camera:
+    removed = removed | ((slot == queries.slot[:, None]) &
+                         (cam == queries.cam[:, None]))
+  return removed
 # Elements of one chunk's [queries, matches, gallery] comparison (exact path).
 _CHUNK_ELEMENTS = 1 << 23
 # Gallery columns per step of the counting sweep (fastest on CPU, 2026-11:
@@ -92,20 +131,21 @@ def _order_keys(x):
 _REMOVED_KEY = np.iinfo(np.int32).max
 
 
-def _match_slots(dist, query_slot, query_skips, gallery_skipped, layout):
+def _match_slots(dist, queries, gallery, own_camera):
   """Each query's true matches: gallery columns, distances (+inf where
-  absent) and presence, [q, L] each."""
+  absent or removed) and presence, [q, L] each."""
   num_gallery = dist.shape[1]
-  cols = layout[query_slot]
-  removed = query_skips[:, None] & jnp.pad(gallery_skipped, (0, 1))[cols]
+  cols = gallery.layout[queries.slot]
+  at_cols = [jnp.pad(x, (0, 1))[cols] for x in gallery[:3]]
+  removed = _removed(queries, *at_cols, own_camera)
   is_match = (cols < num_gallery) & ~removed
   dist_pad = jnp.pad(dist, ((0, 0), (0, 1)), constant_values=jnp.inf)
   match_dist = jnp.take_along_axis(dist_pad, cols, axis=1)
   return cols, jnp.where(is_match, match_dist, jnp.inf), is_match
 
 
-def _sweep(dist, match_dist, match_cols, first_dist, first_col, query_skips,
-           gallery_skipped, gallery_slot, *, num_words: int, block: int):
+def _sweep(dist, match_dist, match_cols, first_dist, first_col, queries,
+           gallery, *, own_camera: bool, num_words: int, block: int):
   """One pass over the gallery columns, counting for every query.
 
   Returns `ahead` ([q, L]: kept items before each true match in the stable
@@ -126,7 +166,7 @@ def _sweep(dist, match_dist, match_cols, first_dist, first_col, query_skips,
   """
   num_query, num_gallery = dist.shape
   # Each column's identity as a bitmask: [G, num_words] uint32.
-  word, bit = gallery_slot // 32, (gallery_slot % 32).astype(jnp.uint32)
+  word, bit = gallery.slot // 32, (gallery.slot % 32).astype(jnp.uint32)
   id_masks = jnp.where(jnp.arange(num_words) == word[:, None],
                        jnp.left_shift(jnp.uint32(1), bit)[:, None],
                        jnp.uint32(0))
@@ -141,8 +181,9 @@ def _sweep(dist, match_dist, match_cols, first_dist, first_col, query_skips,
     end = start + block
     blk = jax.lax.dynamic_slice_in_dim(dist, start, block, 1)
     masks = jax.lax.dynamic_slice_in_dim(id_masks, start, block)
-    removed = (jax.lax.dynamic_slice_in_dim(gallery_skipped, start, block)
-               & query_skips[:, None]) | (start + jnp.arange(block) < i * block)
+    items = [jax.lax.dynamic_slice_in_dim(x, start, block) for x in gallery[:3]]
+    removed = (_removed(queries, *items, own_camera) |
+               (start + jnp.arange(block) < i * block))
     finite = finite & (jnp.abs(blk) < jnp.inf)
     blk = jnp.where(removed, _REMOVED_KEY, _order_keys(blk))
     threshold = match_key + (match_cols >= end)
@@ -185,23 +226,21 @@ def _own_block_ties(dist, match_cols, match_dist, is_match, block):
                  (window == match_dist[:, :, None]), axis=(1, 2))
 
 
-@functools.partial(jax.jit, static_argnames=('identity_cmc', 'num_words',
-                                             'block'))
-def _fast_kernel(dist, query_slot, query_skips, gallery_skipped, gallery_slot,
-                 layout, *, identity_cmc, num_words, block):
+@functools.partial(jax.jit, static_argnames=('rules', 'num_words', 'block'))
+def _fast_kernel(dist, queries, gallery, *, rules, num_words, block):
   """Per-query scores by counting, each query's tie flag, and whether every
   distance is finite."""
-  cols, match_dist, is_match = _match_slots(dist, query_slot, query_skips,
-                                            gallery_skipped, layout)
+  cols, match_dist, is_match = _match_slots(dist, queries, gallery,
+                                            rules.own_camera)
   first = jnp.argmin(match_dist, axis=1)[:, None]
   first_dist = jnp.take_along_axis(match_dist, first, 1)[:, 0]
   first_col = jnp.take_along_axis(cols, first, 1)[:, 0]
   ahead, seen, finite = _sweep(
-      dist, match_dist, cols, first_dist, first_col, query_skips,
-      gallery_skipped, gallery_slot,
-      num_words=num_words if identity_cmc else 0, block=block)
+      dist, match_dist, cols, first_dist, first_col, queries, gallery,
+      own_camera=rules.own_camera,
+      num_words=num_words if rules.identity_cmc else 0, block=block)
   tie = _own_block_ties(dist, cols, match_dist, is_match, block)
-  if identity_cmc:
+  if rules.identity_cmc:
     position_of_hit = jax.lax.population_count(seen).sum(1).astype(jnp.int32)
   else:
     position_of_hit = jnp.where(is_match, ahead, dist.shape[1]).min(1)
@@ -209,15 +248,14 @@ def _fast_kernel(dist, query_slot, query_skips, gallery_skipped, gallery_slot,
   return _scores(ahead + 1, is_match, position_of_hit) + (tie, finite)
 
 
-def _exact_chunk(dist, query_slot, query_skips, gallery_skipped, layout, *,
-                 identity_cmc: bool):
+def _exact_chunk(dist, queries, gallery, *, rules):
   """Exact scores for one chunk of queries, ties broken by gallery index:
   O(matches x gallery) comparisons per query, materialised per chunk."""
   num_gallery = dist.shape[1]
-  dist = jnp.where(query_skips[:, None] & gallery_skipped[None, :], jnp.inf,
+  dist = jnp.where(_removed(queries, *gallery[:3], rules.own_camera), jnp.inf,
                    dist)
-  cols, match_dist, is_match = _match_slots(dist, query_slot, query_skips,
-                                            gallery_skipped, layout)
+  cols, match_dist, is_match = _match_slots(dist, queries, gallery,
+                                            rules.own_camera)
   # Removed items hold +inf and distances are finite: never ahead of a match.
   # Compared as order keys, like the sweep (exact on denormals too).
   dist, match_dist = _order_keys(dist), _order_keys(match_dist)
@@ -226,34 +264,31 @@ def _exact_chunk(dist, query_slot, query_skips, gallery_skipped, layout, *,
   ahead = (d < m) | ((d == m) & (position < cols[:, :, None]))
   rank = ahead.sum(axis=2) + 1                                # [c, L]
   first = jnp.argmin(jnp.where(is_match, rank, num_gallery + 1), axis=1)
-  if identity_cmc:
+  if rules.identity_cmc:
     # Identities (other than the query's) with a kept item ahead of its
     # first true match.
     best_d = jnp.take_along_axis(match_dist, first[:, None], 1)
     best_pos = jnp.take_along_axis(cols, first[:, None], 1)
     item_ahead = (dist < best_d) | ((dist == best_d) & (position < best_pos))
     item_ahead = jnp.pad(item_ahead, ((0, 0), (0, 1)))
-    id_ahead = item_ahead[:, layout].any(axis=2)              # [c, U + 1]
-    own = jnp.arange(layout.shape[0])[None, :] == query_slot[:, None]
+    id_ahead = item_ahead[:, gallery.layout].any(axis=2)      # [c, U + 1]
+    own = jnp.arange(gallery.layout.shape[0])[None, :] == queries.slot[:, None]
     position_of_hit = (id_ahead & ~own).sum(1)
   else:
     position_of_hit = jnp.take_along_axis(rank, first[:, None], 1)[:, 0] - 1
   return _scores(rank, is_match, position_of_hit)
 
 
-@functools.partial(jax.jit, static_argnames=('identity_cmc',))
-def _exact_kernel(dist, query_slot, query_skips, gallery_skipped, layout, *,
-                  identity_cmc):
+@functools.partial(jax.jit, static_argnames=('rules',))
+def _exact_kernel(dist, queries, gallery, *, rules):
   """`_exact_chunk` over [n, c, ...] chunks under ``lax.map``; [n * c] out."""
   def one(args):
-    return _exact_chunk(*args, gallery_skipped, layout,
-                        identity_cmc=identity_cmc)
-  out = jax.lax.map(one, (dist, query_slot, query_skips))
+    return _exact_chunk(*args, gallery, rules=rules)
+  out = jax.lax.map(one, (dist, queries))
   return tuple(x.reshape(-1) for x in out)
 
 
-def _exact_rows(rows, dist, query_slot, query_skips, gallery_skipped, layout,
-                *, identity_cmc, chunk):
+def _exact_rows(rows, dist, queries, gallery, *, rules, chunk):
   """Exact scores of the given query rows (padded to a power of two, so
   few shapes compile)."""
   num_rows = len(rows)
@@ -265,8 +300,8 @@ def _exact_rows(rows, dist, query_slot, query_skips, gallery_skipped, layout,
   def chunked(x):
     x = x[take]
     return x.reshape((padded // chunk, chunk) + x.shape[1:])
-  out = _exact_kernel(chunked(dist), chunked(query_slot), chunked(query_skips),
-                      gallery_skipped, layout, identity_cmc=identity_cmc)
+  out = _exact_kernel(chunked(dist), _Queries(*map(chunked, queries)), gallery,
+                      rules=rules)
   return tuple(np.asarray(x)[:num_rows] for x in out)
 
 
@@ -278,8 +313,9 @@ def rank_metrics(distmat, query_ids, gallery_ids, query_cams, gallery_cams, *,
   Args:
     distmat: [num_query, num_gallery] finite distances (smaller is closer).
     query_ids, gallery_ids: person ids.
-    query_cams, gallery_cams: camera numbers (the SYSU-MM01 rule uses them).
-    protocol: 'sysu' or 'regdb'.
+    query_cams, gallery_cams: camera numbers (the SYSU-MM01 and LLCM rules
+      use them).
+    protocol: 'sysu', 'regdb' or 'llcm'.
     max_rank: CMC length.
     chunk_size: queries per chunk of the exact (tie-breaking) path; by
       default sized so that one chunk's comparisons hold about 8M elements.
@@ -311,21 +347,17 @@ def rank_metrics(distmat, query_ids, gallery_ids, query_cams, gallery_cams, *,
   slot = np.searchsorted(ids, query_ids)
   present = (slot < len(ids)) & (ids[np.minimum(slot, len(ids) - 1)] == query_ids)
   slot = np.where(present, slot, len(ids)).astype(np.int32)
-  if protocol == 'sysu':
-    query_skips = query_cams == _SYSU_QUERY_CAM
-    gallery_skipped = gallery_cams == _SYSU_SKIPPED_GALLERY_CAM
-  else:
-    query_skips = np.zeros(num_query, bool)
-    gallery_skipped = np.zeros(num_gallery, bool)
-
+  rules = _PROTOCOL_RULES[protocol]
+  cam3_skips_cam2 = rules.cam3_skips_cam2
+  queries = _Queries(jnp.asarray(slot), jnp.asarray(query_cams, jnp.int32),
+                     jnp.asarray(cam3_skips_cam2 & (query_cams == _SYSU_QUERY_CAM)))
+  gallery = _Gallery(
+      jnp.asarray(gallery_slot, jnp.int32), jnp.asarray(gallery_cams, jnp.int32),
+      jnp.asarray(cam3_skips_cam2 & (gallery_cams == _SYSU_SKIPPED_GALLERY_CAM)),
+      jnp.asarray(layout))
   if chunk_size is None:
     chunk_size = max(1, _CHUNK_ELEMENTS // (layout.shape[1] * num_gallery))
-  inputs = (jnp.asarray(slot), jnp.asarray(query_skips),
-            jnp.asarray(gallery_skipped))
-  layout = jnp.asarray(layout)
-  identity_cmc = protocol == 'sysu'
-  out = _fast_kernel(distmat, *inputs, jnp.asarray(gallery_slot, jnp.int32),
-                     layout, identity_cmc=identity_cmc,
+  out = _fast_kernel(distmat, queries, gallery, rules=rules,
                      num_words=-(-len(ids) // 32),
                      block=min(_SWEEP_BLOCK, num_gallery))
   position_of_hit, ap, inp, valid, tie, finite = (np.array(x) for x in out)
@@ -333,8 +365,8 @@ def rank_metrics(distmat, query_ids, gallery_ids, query_cams, gallery_cams, *,
     raise ValueError('rank_metrics: distmat holds NaN or infinite values.')
   tied = np.flatnonzero(tie & valid)
   if len(tied):
-    exact = _exact_rows(tied, distmat, *inputs, layout,
-                        identity_cmc=identity_cmc, chunk=chunk_size)
+    exact = _exact_rows(tied, distmat, queries, gallery, rules=rules,
+                        chunk=chunk_size)
     for full, part in zip((position_of_hit, ap, inp), exact):
       full[tied] = part
   num_valid = int(valid.sum())

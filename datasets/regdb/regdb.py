@@ -47,20 +47,7 @@ class RegdbError(common.DatasetError):
 
 def read_list(path: str) -> list[tuple[str, int]]:
   """(relative path, label) pairs of one index list."""
-  if not os.path.isfile(path):
-    raise RegdbError(f'RegDB: index list {path} is missing.\n{HOW_TO_GET}')
-  pairs = []
-  with open(path) as f:
-    for number, line in enumerate(f, start=1):
-      if not line.strip():
-        continue
-      parts = line.split()
-      try:
-        pairs.append((parts[0], int(parts[1])))
-      except (IndexError, ValueError) as e:
-        raise RegdbError(f'RegDB: {path} line {number} is {line.strip()!r}; '
-                         'expected "relative/path label".') from e
-  return pairs
+  return common.read_list(path, RegdbError, 'RegDB', HOW_TO_GET)
 
 
 def _read_png(path: str) -> np.ndarray:

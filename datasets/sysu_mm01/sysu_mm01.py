@@ -14,7 +14,6 @@ position in ascending file-name order within its (camera, id) folder: what
 the official evaluation kit's ``rand_perm_cam.mat`` permutations index.
 """
 
-import io
 import os
 
 from absl import logging
@@ -75,20 +74,6 @@ def list_images(root: str, cam: int, pid: int) -> list[str]:
   return sorted(f for f in os.listdir(folder) if f.lower().endswith('.jpg'))
 
 
-def _read_image(path: str) -> io.BytesIO:
-  """The file's bytes (stored as they are), after checking that they decode."""
-  from PIL import Image
-  with open(path, 'rb') as f:
-    data = f.read()
-  try:
-    with Image.open(io.BytesIO(data)) as im:
-      im.load()
-  except Exception as e:  # PIL raises several types for bad files
-    raise SysuMm01Error(f'SYSU-MM01: image {path} cannot be decoded ({e}); '
-                        're-extract it from the archive.') from e
-  return io.BytesIO(data)
-
-
 class SysuMm01(tfds.core.GeneratorBasedBuilder):
   """SYSU-MM01 visible-infrared person re-identification (manual download)."""
 
@@ -131,7 +116,8 @@ class SysuMm01(tfds.core.GeneratorBasedBuilder):
         for index, name in enumerate(list_images(root, cam, pid)):
           path = f'cam{cam}/{pid:04d}/{name}'
           yield path, {
-              'image': _read_image(os.path.join(root, path)),
+              'image': common.read_encoded(os.path.join(root, path), SysuMm01Error,
+                                           'SYSU-MM01'),
               'person_id': pid,
               'label': label if labelled else -1,
               'camera': cam,
