@@ -15,11 +15,13 @@ os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 
-import jax  # noqa: E402  (after XLA_FLAGS on purpose)
-import pytest  # noqa: E402
+# Faster compiles for tiny test models; numerics stay exact enough. Set in
+# the environment so that the main.py subprocesses compile the same way
+# (and so share the cache with in-process tests).
+os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', 'true')
 
-# Faster compiles for tiny test models; numerics stay exact enough.
-jax.config.update('jax_disable_most_optimizations', True)
+import jax  # noqa: E402,F401  (after XLA_FLAGS on purpose)
+import pytest  # noqa: E402
 
 
 @pytest.fixture(scope='session')
