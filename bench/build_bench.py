@@ -65,7 +65,11 @@ def _write(name: str, root: str, n: int):
 def main(_):
   import dataset_fixtures as fx
   import datasets  # noqa: F401  (registers the builders)
+  import tensorflow_datasets as tfds
+  from absl import logging
   from aligngan_jax import input_pipeline
+  tfds.disable_progress_bar()
+  logging.set_verbosity(logging.WARNING)
   fx.IMAGE_SIZE = (FLAGS.height, FLAGS.width)
   print(f'# {time.strftime("%Y-%m-%d")} | {platform.machine()} {os.cpu_count()} CPUs | '
         f'{FLAGS.height}x{FLAGS.width} JPEG sources')
