@@ -22,13 +22,14 @@ RGB, IR = 0, 1  # values of the `modality` feature
 @dataclasses.dataclass(frozen=True)
 class Records:
   """One split held in memory: encoded images plus their metadata, sorted by
-  (camera, person id, index) so the order never depends on the TFDS build."""
+  (camera, person id, index, modality) so the order never depends on the
+  TFDS build."""
   images: np.ndarray     # object array of encoded image bytes
   person_id: np.ndarray
   label: np.ndarray
   camera: np.ndarray
   modality: np.ndarray   # RGB (0) or IR (1)
-  index: np.ndarray      # position in its (camera, id) folder
+  index: np.ndarray      # position in its (modality, camera, id) folder
   path: np.ndarray
 
   def __len__(self):

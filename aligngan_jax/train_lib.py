@@ -105,14 +105,17 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int):
 
 
 def _validate_eval(ev):
-  from aligngan_jax.evaluation import protocols  # pylint: disable=g-import-not-at-top
-  choices = {'protocol': ('sysu', 'regdb'), 'sampling': protocols.SAMPLINGS}
+  # pylint: disable=g-import-not-at-top
+  from aligngan_jax.evaluation import protocols
+  from aligngan_jax.evaluation import ranking
+  choices = {'protocol': ranking.PROTOCOLS, 'sampling': protocols.SAMPLINGS}
   for key, allowed in choices.items():
     if ev[key] not in allowed:
       raise ConfigError(f'config.eval.{key}={ev[key]!r} is not one of {allowed}.')
   for key, allowed in (('sysu_modes', protocols.SYSU_GALLERY_CAMERAS),
                        ('sysu_shots', protocols.SYSU_SHOTS),
-                       ('regdb_directions', protocols.REGDB_DIRECTIONS)):
+                       ('regdb_directions', protocols.REGDB_DIRECTIONS),
+                       ('llcm_directions', protocols.LLCM_DIRECTIONS)):
     bad = [v for v in ev[key] if v not in allowed]
     if bad:
       raise ConfigError(f'config.eval.{key} has {bad}; allowed: {tuple(allowed)}.')

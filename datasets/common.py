@@ -27,6 +27,25 @@ def reid_features(encoding_format: str) -> tfds.features.FeaturesDict:
   })
 
 
+def reid_info(builder, *, description: str, homepage: str,
+              encoding_format: str) -> tfds.core.DatasetInfo:
+  """The DatasetInfo of a re-id builder (every builder has the same features)."""
+  return tfds.core.DatasetInfo(builder=builder, description=description,
+                               features=reid_features(encoding_format),
+                               supervised_keys=None, homepage=homepage)
+
+
+def checked_manual_dir(dl_manager, error: type[DatasetError], dataset: str,
+                       how_to_get: str) -> str:
+  """The manual folder, or ``error`` naming it and how to get the data when
+  it is unset, missing or empty."""
+  root = manual_dir(dl_manager)
+  if not root or not os.path.isdir(root) or not os.listdir(root):
+    raise error(f'{dataset}: manual_dir {root or "(not set)"} is missing or '
+                f'empty.\n{how_to_get}')
+  return root
+
+
 def manual_dir(dl_manager) -> str:
   """The manual folder as given ('' if unset), even when TFDS finds it
   missing or empty (it asserts then; the builders explain instead)."""

@@ -74,19 +74,12 @@ class Llcm(tfds.core.GeneratorBasedBuilder):
   MANUAL_DOWNLOAD_INSTRUCTIONS = HOW_TO_GET
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description='LLCM: low-light visible-infrared re-id, 9 cameras, 1,064 identities.',
-        features=common.reid_features('jpeg'),
-        supervised_keys=None,
-        homepage='https://github.com/ZYK100/LLCM',
-    )
+    return common.reid_info(
+        self, description='LLCM: low-light visible-infrared re-id, 9 cameras, 1,064 identities.',
+        homepage='https://github.com/ZYK100/LLCM', encoding_format='jpeg')
 
   def _split_generators(self, dl_manager):
-    root = common.manual_dir(dl_manager)
-    if not root or not os.path.isdir(root) or not os.listdir(root):
-      raise LlcmError(f'LLCM: manual_dir {root or "(not set)"} is missing or '
-                      f'empty.\n{HOW_TO_GET}')
+    root = common.checked_manual_dir(dl_manager, LlcmError, 'LLCM', HOW_TO_GET)
     splits = {}
     for split in SPLITS:
       items = read_split(root, split)

@@ -77,19 +77,12 @@ class Regdb(tfds.core.GeneratorBasedBuilder):
                                  trial=t) for t in range(1, 11)]
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description='RegDB: 412 identities, 10 visible + 10 thermal images each.',
-        features=common.reid_features('png'),
-        supervised_keys=None,
-        homepage='http://dm.dongguk.edu/link.html',
-    )
+    return common.reid_info(
+        self, description='RegDB: 412 identities, 10 visible + 10 thermal images each.',
+        homepage='http://dm.dongguk.edu/link.html', encoding_format='png')
 
   def _split_generators(self, dl_manager):
-    root = common.manual_dir(dl_manager)
-    if not root or not os.path.isdir(root) or not os.listdir(root):
-      raise RegdbError(f'RegDB: manual_dir {root or "(not set)"} is missing or '
-                       f'empty.\n{HOW_TO_GET}')
+    root = common.checked_manual_dir(dl_manager, RegdbError, 'RegDB', HOW_TO_GET)
     trial = self.builder_config.trial
     splits = {}
     for split in ('train', 'test'):

@@ -53,11 +53,7 @@ def read_ids(path: str) -> list[int]:
                         f'ids; could not read it ({e}).') from e
 
 
-def check_manual_dir(root) -> str:
-  root = os.fspath(root) if root else ''
-  if not root or not os.path.isdir(root) or not os.listdir(root):
-    raise SysuMm01Error(
-        f'SYSU-MM01: manual_dir {root or "(not set)"!s} is missing or empty.\n{HOW_TO_GET}')
+def check_camera_folders(root: str) -> str:
   for cam in CAMERAS:
     if not os.path.isdir(os.path.join(root, f'cam{cam}')):
       raise SysuMm01Error(f'SYSU-MM01: camera folder {os.path.join(root, f"cam{cam}")} '
@@ -82,16 +78,13 @@ class SysuMm01(tfds.core.GeneratorBasedBuilder):
   MANUAL_DOWNLOAD_INSTRUCTIONS = HOW_TO_GET
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description='SYSU-MM01: 491 identities, 4 RGB and 2 IR cameras.',
-        features=common.reid_features('jpeg'),
-        supervised_keys=None,
-        homepage='https://github.com/wuancong/SYSU-MM01',
-    )
+    return common.reid_info(
+        self, description='SYSU-MM01: 491 identities, 4 RGB and 2 IR cameras.',
+        homepage='https://github.com/wuancong/SYSU-MM01', encoding_format='jpeg')
 
   def _split_generators(self, dl_manager):
-    root = check_manual_dir(common.manual_dir(dl_manager))
+    root = check_camera_folders(common.checked_manual_dir(
+        dl_manager, SysuMm01Error, 'SYSU-MM01', HOW_TO_GET))
     splits = {}
     for split, files in SPLIT_FILES.items():
       ids = sorted(set(i for f in files for i in read_ids(os.path.join(root, 'exp', f))))
