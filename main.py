@@ -63,9 +63,13 @@ def main(argv):
       train_lib.train_and_evaluate(config, FLAGS.workdir)
     elif config.mode == 'eval':
       train_lib.evaluate_checkpoint(config, FLAGS.workdir)
+    elif config.mode == 'visualize':
+      from aligngan_jax import sheets  # pylint: disable=g-import-not-at-top
+      for name, path in sheets.write_sheets(config, FLAGS.workdir).items():
+        logging.info('Wrote the %s sheet: %s', name, path)
     else:
       raise train_lib.ConfigError(
-          f"config.mode={config.mode!r} is not one of ('train', 'eval').")
+          f"config.mode={config.mode!r} is not one of ('train', 'eval', 'visualize').")
   except (train_lib.ConfigError, NotImplementedError, dataset_common.DatasetError) as e:
     sys.exit(f'error: {e}')
 

@@ -512,31 +512,13 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
     write_eval(workdir, writer, 0, result)
     writer.close()  # flushes, and ends the asynchronous writer's thread
     return result
-  num_classes = int(train.label.max()) + 1
-  if config.trainer == 'aligngan':
-    from aligngan_jax import aligngan_train  # pylint: disable=g-import-not-at-top
-    models = players.create_models(config, num_classes)
-    template = players.create_state(config, models, mesh)
-    extractors = aligngan_train.make_extractors(models, config, mesh)
-    score = lambda state: aligngan_train.evaluate(state, extractors, test, config, mesh)
-  else:
-    models = create_models(config, num_classes)
-    template = create_train_state(config, models, mesh)
-    extract = make_feature_extractor(models, config, mesh)
-    score = lambda state: evaluate(state, extract, test, config, mesh)
-  manager = checkpointing.create_manager(
-      workdir, save_every=config.checkpoint_every_steps,
-      max_to_keep=config.max_checkpoints_to_keep)
-  state = checkpointing.restore_latest(manager, template)
-  manager.close()
-  if state is None:
-    raise ConfigError(f'--workdir={workdir} holds no checkpoint '
-                      f'({manager.directory} is empty); train first '
-                      "(config.mode='train').")
+  from aligngan_jax import trained  # pylint: disable=g-import-not-at-top
+  opened = trained.restore(config, workdir, int(train.label.max()) + 1, mesh)
   ensure_writable(workdir)
   writer = writer_for(workdir)
-  result = score(state)
-  write_eval(workdir, writer, int(state.step), result)
+  feats = features_by_modality(opened.extract, test, config, mesh)
+  result = engine.evaluate_features(feats, test, eval_settings(config))
+  write_eval(workdir, writer, opened.step, result)
   writer.close()  # flushes, and ends the asynchronous writer's thread
   return result
 

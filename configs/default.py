@@ -12,7 +12,7 @@ from ml_collections import config_dict
 def get_config(arg=None):
   """The default config; ``arg`` may be ``'tiny'`` (see `apply_arg`)."""
   config = ml_collections.ConfigDict()
-  config.mode = 'train'              # 'train' | 'eval'
+  config.mode = 'train'              # 'train' | 'eval' | 'visualize'
   # 'ide': the feature module alone (CE + cross-modal triplets, the IDE
   # baseline); 'aligngan': the three stages of the full model (§2-§3).
   config.trainer = 'ide'
@@ -117,6 +117,13 @@ def get_config(arg=None):
   # reconstructed RGB of test people) in TensorBoard and workdir/images/.
   config.image_every_steps = 1_000         # and at the end of every stage
   config.grid_people = 8
+  # config.mode='visualize': retrieval sheet of the first evaluated setting
+  # (trial 0): `queries` seeded random queries plus the `worst` ones by rank
+  # of their first true match, `top_k` gallery images each.
+  config.visualize = ml_collections.ConfigDict()
+  config.visualize.queries = 6
+  config.visualize.worst = 2
+  config.visualize.top_k = 10
 
   # Evaluation protocols (docs/evaluation.md). SYSU-MM01: all/indoor search x
   # single/multi shot, 10 trials of gallery draws; RegDB: both directions of

@@ -35,3 +35,62 @@ def test_grid_rejects_mismatched_images():
   with pytest.raises(ValueError, match='differ'):
     visualize.translation_grid(np.zeros((2, 4, 4, 3)), np.zeros((1, 4, 4, 3)),
                                np.zeros((2, 4, 4, 3)), np.zeros((2, 4, 4, 3)))
+
+
+def _tile(value, h=visualize.TILE[0], w=visualize.TILE[1]):
+  return np.full((h, w, 3), value, np.uint8)
+
+
+def test_retrieval_sheet_borders_say_right_or_wrong_and_mark_the_first_match(tmp_path):
+  correct = [[True, False, False], [False, False, True]]
+  rows = [visualize.RetrievalRow(
+      query=_tile(10 * r), caption=(f'query id {r}', 'cam 3'),
+      hits=tuple(visualize.Hit(_tile(100 + 10 * c), rank=c + 1, distance=0.1 * c,
+                               camera=4, correct=ok) for c, ok in enumerate(row)),
+      # Row 0's first true match is in its top 3; row 1's is below: rank 7.
+      first_match=None if r == 0 else visualize.Hit(_tile(200), 7, 0.9, 5, True))
+      for r, row in enumerate(correct)]
+  image, boxes = visualize.retrieval_sheet(rows)
+  frame_h = visualize.TILE[0] + 2 * visualize.BORDER
+  frame_w = visualize.TILE[1] + 2 * visualize.BORDER
+  gap = visualize.GAP
+  assert image.shape == (gap + 2 * (frame_h + visualize.CAPTION + gap),
+                         gap + 5 * (frame_w + gap) + 2 * gap, 3)
+  path = visualize.save_png(str(tmp_path / 'sheet.png'), image)
+  pixels = np.asarray(Image.open(path))            # read back from the file
+
+  def border(r, c):
+    x0, y0, _, _ = boxes[(r, c)]
+    return tuple(pixels[y0 + 1, x0 + 1])
+
+  def inside(r, c):
+    x0, y0, _, _ = boxes[(r, c)]
+    return tuple(pixels[y0 + visualize.BORDER + 5, x0 + visualize.BORDER + 5])
+
+  for r, row in enumerate(correct):
+    assert border(r, 0) == visualize.BLUE
+    assert inside(r, 0) == (10 * r,) * 3
+    for c, ok in enumerate(row, start=1):
+      assert border(r, c) == (visualize.GREEN if ok else visualize.RED)
+      assert inside(r, c) == (100 + 10 * (c - 1),) * 3
+  assert (1, 4) in boxes and (0, 4) not in boxes
+  assert border(1, 4) == visualize.GREEN and inside(1, 4) == (200,) * 3
+  # The appended match sits after a wider gap than the hits between them.
+  assert boxes[(1, 4)][0] - boxes[(1, 3)][2] > boxes[(1, 3)][0] - boxes[(1, 2)][2]
+  # Unknown identities (search): grey.
+  grey, _ = visualize.retrieval_sheet([visualize.RetrievalRow(
+      _tile(0), ('q', ''), (visualize.Hit(_tile(50), 1, 0.0, None, name='a.jpg'),))])
+  assert tuple(grey[visualize.GAP + 1, boxes[(0, 1)][0] + 1]) == visualize.GREY
+
+
+def test_cmc_plot_draws_each_curve_where_its_values_are():
+  curves = {'all-search single-shot': np.linspace(0.2, 0.9, 20),
+            'indoor-search single-shot': np.linspace(0.5, 1.0, 20)}
+  image, to_pixel = visualize.cmc_plot(curves, title='test', size=(300, 400))
+  assert image.shape == (300, 400, 3)
+  for colour, curve in zip(visualize.CURVE_COLOURS, curves.values()):
+    for rank in (1, 10, 20):
+      x, y = to_pixel(rank, curve[rank - 1])
+      assert tuple(image[y, x]) == colour
+  # Higher CMC is higher on the image.
+  assert to_pixel(1, 0.9)[1] < to_pixel(1, 0.2)[1]

@@ -240,7 +240,8 @@ def evaluate_features(features, records, settings: EvalSettings) -> dict:
   return result
 
 
-def _setting_title(name: str) -> str:
+def setting_title(name: str) -> str:
+  """'sysu all single' -> 'all-search single-shot' (report and plot labels)."""
   parts = name.split()
   if parts[0] == 'sysu':
     return f'{parts[1]}-search {parts[2]}-shot'
@@ -248,9 +249,13 @@ def _setting_title(name: str) -> str:
           'v2i': 'visible -> infrared', 'i2v': 'infrared -> visible'}[parts[1]]
 
 
+def protocol_title(protocol: str) -> str:
+  return _TITLES[protocol]
+
+
 def format_report(result: dict) -> str:
   """The console table: mean +- std over trials, in %."""
-  title = _TITLES[result['protocol']]
+  title = protocol_title(result['protocol'])
   lines = [f'{title} evaluation (mean ± std over trials, in %)']
   lines += [f'  {k}: {v}' for k, v in result['variant'].items()]
   blocks = [('', result['results'])]
@@ -264,11 +269,11 @@ def format_report(result: dict) -> str:
     lines.append(head)
     for name, row in table.items():
       if 'skipped' in row:
-        lines.append(f'{_setting_title(name):<28}n/a ({row["skipped"]})')
+        lines.append(f'{setting_title(name):<28}n/a ({row["skipped"]})')
         continue
       cells = ''.join(
           f'{100 * row[m]["mean"]:>8.2f}±{100 * row[m]["std"]:<5.2f}' for m in METRICS)
-      lines.append(f'{_setting_title(name):<28}{cells}'
+      lines.append(f'{setting_title(name):<28}{cells}'
                    f'{100 * row["chance_rank1"]["mean"]:>11.2f}'
                    f'{row["num_trials"]:>7d}{row["num_query"]:>7.0f}'
                    f'{row["num_gallery"]:>8.0f}')

@@ -1,0 +1,69 @@
+"""Export a trained model's features of a dataset split, for analysis elsewhere.
+
+  python -m aligngan_jax.export --workdir=runs/demo --split=test --out=features.npz
+
+Writes ``features`` [n, D] (unit-norm test features, as the evaluation uses
+them), ``person_id``, ``label``, ``camera``, ``modality`` (0 RGB, 1 IR),
+``index``, ``path`` and ``step`` (the checkpoint's). The dataset is the
+one the run was trained on (its saved config), read from the TFDS
+``data_dir`` (``--data_dir``/``--manual_dir`` override the saved ones).
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+import numpy as np
+
+FLAGS = flags.FLAGS
+
+
+
+def export(workdir: str, split: str, out: str, *, data_dir=None,
+           manual_dir=None) -> str:
+  """Writes the features of ``split`` to ``out`` (.npz); returns the path."""
+  import datasets  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  from aligngan_jax import train_lib  # pylint: disable=g-import-not-at-top
+  from aligngan_jax import trained  # pylint: disable=g-import-not-at-top
+  config = trained.load_config(workdir)
+  for key, value in (('data_dir', data_dir), ('manual_dir', manual_dir)):
+    if value:
+      config[key] = value
+  opened = trained.open_workdir(workdir, config)
+  records = dict(zip(('train', 'test'), train_lib.load_data(config)))[split]
+  feats = train_lib.features_by_modality(opened.extract, records, config, opened.mesh)
+  np.savez(out, features=feats, person_id=records.person_id, label=records.label,
+           camera=records.camera, modality=records.modality, index=records.index,
+           path=records.path, step=opened.step)
+  return out if out.endswith('.npz') else out + '.npz'
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  from aligngan_jax import trained  # pylint: disable=g-import-not-at-top
+  from aligngan_jax import train_lib  # pylint: disable=g-import-not-at-top
+  from datasets import common  # pylint: disable=g-import-not-at-top
+  trained.hide_gpus_from_tensorflow()
+  try:
+    path = export(FLAGS.workdir, FLAGS.split, FLAGS.out, data_dir=FLAGS.data_dir,
+                  manual_dir=FLAGS.manual_dir)
+  except (train_lib.ConfigError, common.DatasetError) as e:
+    sys.exit(f'error: {e}')
+  print(f'Wrote {path}')
+
+
+def define_flags():
+  """The command-line flags (defined only when run as a program, so that
+  importing this module defines no global flags)."""
+  flags.DEFINE_string('workdir', None, 'A trained workdir (main.py --workdir).')
+  flags.DEFINE_enum('split', 'test', ['test', 'train'], 'Dataset split.')
+  flags.DEFINE_string('out', None, 'Output .npz file.')
+  flags.DEFINE_string('data_dir', None, 'TFDS data_dir (default: the run\'s).')
+  flags.DEFINE_string('manual_dir', None, 'Manual download folder (default: the run\'s).')
+
+
+if __name__ == '__main__':
+  define_flags()
+  flags.mark_flags_as_required(['workdir', 'out'])
+  app.run(main)

@@ -1,0 +1,107 @@
+"""``config.mode='visualize'``: the pictures of a trained workdir.
+
+Writes to ``<workdir>/visualize/`` (and as TensorBoard images, at the
+checkpoint's step):
+
+* ``retrieval_<setting>.png``: ranked retrievals of the first evaluated
+  setting, trial 0 (SYSU-MM01: all-search single-shot; RegDB: v2t; LLCM:
+  i2v): seeded random queries, then the worst ones by rank of their first
+  true match;
+* ``translation.png``: real RGB | generated IR | real IR | reconstructed RGB
+  of test people (AlignGAN only);
+* ``cmc.png``: the CMC curve of every evaluated setting (mean over trials).
+"""
+
+import os
+
+import jax
+import numpy as np
+
+from aligngan_jax import sharding
+from aligngan_jax import train_lib
+from aligngan_jax import trained
+from aligngan_jax import visualize
+from aligngan_jax.evaluation import engine
+from aligngan_jax.evaluation import retrieval
+
+
+def _hit(records, position, rank, distance, correct):
+  return visualize.Hit(image=visualize.tile_from_encoded(records.images[position]),
+                       rank=int(rank), distance=float(distance),
+                       camera=int(records.camera[position]), correct=bool(correct))
+
+
+def retrieval_rows(features, records, split, *, queries: int, worst: int,
+                   top_k: int, seed: int) -> list[visualize.RetrievalRow]:
+  """Rows of a retrieval sheet for ``split`` (a protocols.Split): ``queries``
+  random valid queries (seeded), then the ``worst`` valid queries by rank of
+  their first true match. Distances shown are cosine distances, 1 - cos."""
+  q, g = split.query, split.gallery
+  ids, cams = np.asarray(records.person_id), np.asarray(records.camera)
+  distance = 1.0 - np.asarray(features[q], np.float64) @ np.asarray(features[g], np.float64).T
+  ranked = retrieval.rank(distance, ids[q], ids[g], cams[q], cams[g],
+                          protocol=split.protocol, top_k=top_k)
+  valid = np.flatnonzero(ranked.first_rank > 0)
+  worst_rows = valid[np.argsort(-ranked.first_rank[valid], kind='stable')[:worst]]
+  others = np.setdiff1d(valid, worst_rows)
+  picked = np.sort(np.random.default_rng(seed).choice(
+      others, min(queries, len(others)), replace=False))
+  rows = []
+  for i in np.concatenate([picked, worst_rows]).astype(int):
+    hits = tuple(_hit(records, g[pos], k + 1, ranked.top_distance[i, k],
+                      ranked.top_correct[i, k])
+                 for k, pos in enumerate(ranked.top[i]) if pos >= 0)
+    first = None
+    if ranked.first_rank[i] > top_k:
+      pos = ranked.first_position[i]
+      first = _hit(records, g[pos], ranked.first_rank[i], distance[i, pos], True)
+    label = 'worst, ' if i in worst_rows else ''
+    rows.append(visualize.RetrievalRow(
+        query=visualize.tile_from_encoded(records.images[q[i]]),
+        caption=(f'query id {ids[q[i]]}', f'{label}cam {cams[q[i]]}'),
+        hits=hits, first_match=first))
+  return rows
+
+
+def write_sheets(config, workdir: str) -> dict[str, str]:
+  """Writes the sheets of the newest checkpoint in ``workdir``; returns
+  {name: PNG path}."""
+  train_lib.validate_config(config, num_devices=jax.device_count())
+  mesh = sharding.create_mesh()
+  train, test = train_lib.load_data(config)
+  opened = trained.restore(config, workdir, int(train.label.max()) + 1, mesh)
+  features = train_lib.features_by_modality(opened.extract, test, config, mesh)
+  settings = train_lib.eval_settings(config)
+  result = engine.evaluate_features(features, test, settings)
+  scored = [n for n, row in result['results'].items() if 'skipped' not in row]
+  if not scored:
+    raise train_lib.ConfigError('config.mode=visualize: no evaluation setting can '
+                                'be scored on this test split.')
+  pictures = {}
+  curves = {engine.setting_title(n): np.asarray(result['results'][n]['cmc'])
+            for n in scored}
+  pictures['cmc'], _ = visualize.cmc_plot(
+      curves, title=f'{engine.protocol_title(result["protocol"])} CMC, step {opened.step}')
+  split = engine.splits(test, settings)[scored[0]][0]
+  vis = config.visualize
+  rows = retrieval_rows(features, test, split, queries=vis.queries, worst=vis.worst,
+                        top_k=vis.top_k, seed=config.seed)
+  pictures[f'retrieval_{scored[0].replace(" ", "_")}'], _ = visualize.retrieval_sheet(rows)
+  if opened.translate is not None:
+    from aligngan_jax import aligngan_train  # pylint: disable=g-import-not-at-top
+    rgb, ir = aligngan_train.grid_pairs(test, config.grid_people)
+    real_rgb = aligngan_train.load_images(test.select(rgb), config)
+    fake_ir, reconstructed = jax.device_get(opened.translate(real_rgb))
+    pictures['translation'] = visualize.translation_grid(
+        real_rgb, fake_ir, aligngan_train.load_images(test.select(ir), config),
+        reconstructed)
+  train_lib.ensure_writable(workdir)
+  writer = train_lib.writer_for(workdir)
+  writer.write_images(opened.step, {f'visualize/{k}': v[None] for k, v in pictures.items()})
+  writer.close()
+  paths = {}
+  if jax.process_index() == 0:
+    for name, picture in pictures.items():
+      paths[name] = visualize.save_png(
+          os.path.join(workdir, 'visualize', f'{name}.png'), picture)
+  return paths
