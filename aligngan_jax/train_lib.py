@@ -36,7 +36,7 @@ from aligngan_jax.models import gan
 from aligngan_jax.models import resnet
 
 FEATURE_NETS = ('encoder', 'embedder')
-_MODES = ('train', 'eval')
+_MODES = ('train', 'eval', 'visualize')
 _TRAINERS = ('ide', 'aligngan')
 _OPTIMIZERS = ('sgd', 'adam')
 
