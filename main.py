@@ -13,7 +13,16 @@ from ml_collections import config_flags
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and results.')
 flags.DEFINE_bool('jax_distributed', False,
-                  'Call jax.distributed.initialize() first (multi-host runs).')
+                  'Call jax.distributed.initialize() first (multi-host runs; on '
+                  'Cloud TPU and SLURM the cluster is detected).')
+flags.DEFINE_string('coordinator_address', None,
+                    'host:port of process 0 (explicit multi-process runs; implies '
+                    '--jax_distributed).')
+flags.DEFINE_integer('num_processes', None, 'Processes in an explicit multi-process run.')
+flags.DEFINE_integer('process_id', None, 'This process (0..num_processes-1).')
+flags.DEFINE_integer('heartbeat_timeout_seconds', 100,
+                     'Multi-process runs: a process that stops answering for this '
+                     'long makes the others fail instead of hang.')
 config_flags.DEFINE_config_file(
     'config', None, 'Config file, optionally with an argument: '
     'configs/sysu.py or configs/sysu.py:tiny.', lock_config=True)
@@ -47,8 +56,12 @@ def main(argv):
   tf.config.set_visible_devices([], 'GPU')
 
   import jax  # pylint: disable=g-import-not-at-top
-  if FLAGS.jax_distributed:
-    jax.distributed.initialize()
+  if FLAGS.jax_distributed or FLAGS.coordinator_address:
+    from aligngan_jax import distributed  # pylint: disable=g-import-not-at-top
+    distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                           num_processes=FLAGS.num_processes,
+                           process_id=FLAGS.process_id,
+                           heartbeat_timeout_seconds=FLAGS.heartbeat_timeout_seconds)
   import datasets  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   from datasets import common as dataset_common  # pylint: disable=g-import-not-at-top
   from aligngan_jax import train_lib  # pylint: disable=g-import-not-at-top

@@ -396,9 +396,20 @@ def dataset_name(config) -> str:
 
 
 def load_data(config):
-  from aligngan_jax import input_pipeline
-  builder = input_pipeline.get_builder(dataset_name(config), data_dir=config.data_dir,
-                                       manual_dir=config.manual_dir)
+  """(train, test) Records. With several processes, process 0 prepares the
+  TFDS dataset first and the others then read it (no two builds racing in a
+  shared data_dir)."""
+  from aligngan_jax import distributed  # pylint: disable=g-import-not-at-top
+  from aligngan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+
+  def prepare():
+    return input_pipeline.get_builder(dataset_name(config), data_dir=config.data_dir,
+                                      manual_dir=config.manual_dir)
+  if jax.process_index() == 0:
+    builder = prepare()
+  distributed.barrier('dataset prepared')
+  if jax.process_index() != 0:
+    builder = prepare()
   train = input_pipeline.load_split(builder, 'train')
   test = input_pipeline.load_split(builder, 'test')
   return train, test

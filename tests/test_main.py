@@ -81,3 +81,7 @@ def test_demo_config_trains_aligngan_and_evaluates_its_checkpoint(tfds_data_dir,
   assert 'all-search single-shot' in evaluate.stderr
   with open(os.path.join(workdir, 'eval', 'latest.json')) as f:
     assert json.load(f)['step'] == 6
+  pictures = _main(*common, '--config.mode=visualize')
+  assert pictures.returncode == 0, pictures.stderr[-3000:]
+  assert sorted(os.listdir(os.path.join(workdir, 'visualize'))) == [
+      'cmc.png', 'retrieval_sysu_all_single.png', 'translation.png']
