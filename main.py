@@ -3,6 +3,7 @@
 Intentionally thin: everything testable lives in `aligngan_jax.train_lib`.
 """
 
+import os
 import sys
 
 from absl import app
@@ -69,6 +70,8 @@ def main(argv):
   logging.info('JAX process %d / %d; local devices: %s; global device count %d.',
                jax.process_index(), jax.process_count(), jax.local_devices(),
                jax.device_count())
+  if jax.process_index() > 0:
+    logging.set_verbosity(logging.WARNING)   # process 0 reports for the run
   config = FLAGS.config
   logging.info('Config:\n%s', config)
   try:
@@ -85,6 +88,20 @@ def main(argv):
           f"config.mode={config.mode!r} is not one of ('train', 'eval', 'visualize').")
   except (train_lib.ConfigError, NotImplementedError, dataset_common.DatasetError) as e:
     sys.exit(f'error: {e}')
+  except jax.errors.JaxRuntimeError as e:
+    if jax.process_count() == 1:
+      raise
+    # A collective failed: another process has died or hangs. Say so in one
+    # line and leave at once (JAX's exit handler would wait on the dead peer).
+    first = str(e).strip().splitlines()[0]
+    sys.stderr.write(
+        f'error: process {jax.process_index()} of {jax.process_count()}: a '
+        f'collective with the other processes failed ({first}). Another '
+        'process has probably died. Restart all processes with the same '
+        'command: training resumes from the newest checkpoint in '
+        f'{FLAGS.workdir}/checkpoints.\n')
+    sys.stderr.flush()
+    os._exit(1)  # pylint: disable=protected-access
 
 
 if __name__ == '__main__':

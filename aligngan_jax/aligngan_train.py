@@ -26,7 +26,6 @@ from aligngan_jax import sharding
 from aligngan_jax import stages
 from aligngan_jax import train_lib
 from aligngan_jax import visualize
-from aligngan_jax.evaluation import engine
 from aligngan_jax.evaluation import features as features_lib
 
 
@@ -121,7 +120,7 @@ def write_translation_grid(workdir, writer, step, translator, state, images):
 def evaluate(state, extractors, records, config, mesh) -> dict:
   extract = {k: functools.partial(f, state) for k, f in extractors.items()}
   feats = train_lib.features_by_modality(extract, records, config, mesh)
-  return engine.evaluate_features(feats, records, train_lib.eval_settings(config))
+  return train_lib.score(feats, records, config)
 
 
 def stage_images(config, stage: int) -> int:
@@ -184,6 +183,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                  'ir': load_images(test.select(ir_rows), config)}
   progress = reporting.Progress(start_step=start, num_steps=total, images_per_step=0)
   result, history, first = None, [], start
+  evaluated = False
   try:
     for stage, (lo, hi) in bounds.items():
       if start >= hi:
@@ -212,9 +212,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
         if save_now:
           checkpointing.save(manager, state, force=last or done == hi)
         if done % config.eval_every_steps == 0 or last:
-          result = evaluate(state, extractors, test, config, mesh)
+          result, evaluated = evaluate(state, extractors, test, config, mesh), True
           train_lib.write_eval(workdir, writer, done, result)
-    if result is None:
+    if not evaluated:
       result = evaluate(state, extractors, test, config, mesh)
       train_lib.write_eval(workdir, writer, int(state.step), result)
   finally:

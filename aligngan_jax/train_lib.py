@@ -330,7 +330,7 @@ def evaluate(state, extract, test_records, config, mesh) -> dict:
   """Features once, then every configured protocol setting and trial."""
   feats = extract_features(lambda images: extract(state, images), test_records,
                            config, mesh)
-  return engine.evaluate_features(feats, test_records, eval_settings(config))
+  return score(feats, test_records, config)
 
 
 def evaluate_official(config, test_records, mesh) -> dict:
@@ -340,7 +340,7 @@ def evaluate_official(config, test_records, mesh) -> dict:
                                                step=config.init_from_step)
   extractors = pretrained.official_extractors(variables, config, mesh)
   feats = features_by_modality(extractors, test_records, config, mesh)
-  return engine.evaluate_features(feats, test_records, eval_settings(config))
+  return score(feats, test_records, config)
 
 
 def features_by_modality(extractors: dict, records, config, mesh) -> np.ndarray:
@@ -359,7 +359,18 @@ def features_by_modality(extractors: dict, records, config, mesh) -> np.ndarray:
   return feats
 
 
+def score(feats, records, config) -> dict | None:
+  """Every configured setting scored from the features (which every process
+  holds: extraction is sharded, the output replicated). Computed once, by
+  process 0, which alone reports; the other processes get None."""
+  if jax.process_index() != 0:
+    return None
+  return engine.evaluate_features(feats, records, eval_settings(config))
+
+
 def write_eval(workdir, writer, step, result):
+  if result is None:            # not process 0
+    return
   logging.info('Evaluation at step %d:\n%s', step, engine.format_report(result))
   writer.write_scalars(step, engine.scalars(result))
   if jax.process_index() == 0:
@@ -477,7 +488,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                 images_per_step=2 * sampler.batch_size)
   rates = learning_rates(config)
   history, first = [], start_step
-  result = None
+  result, evaluated = None, False
   try:
     for step in range(start_step, config.num_train_steps):
       state, metrics = train_step(state, sharding.shard_batch(next(batches), mesh))
@@ -498,9 +509,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       if checkpoint_now:
         checkpointing.save(manager, state, force=last)
       if done % config.eval_every_steps == 0 or last:
-        result = evaluate(state, extract, test, config, mesh)
+        result, evaluated = evaluate(state, extract, test, config, mesh), True
         write_eval(workdir, writer, done, result)
-    if result is None:  # Resumed at the end: evaluate the final state.
+    if not evaluated:  # Resumed at the end: evaluate the final state.
       result = evaluate(state, extract, test, config, mesh)
       write_eval(workdir, writer, int(state.step), result)
   finally:
@@ -528,7 +539,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   ensure_writable(workdir)
   writer = writer_for(workdir)
   feats = features_by_modality(opened.extract, test, config, mesh)
-  result = engine.evaluate_features(feats, test, eval_settings(config))
+  result = score(feats, test, config)
   write_eval(workdir, writer, opened.step, result)
   writer.close()  # flushes, and ends the asynchronous writer's thread
   return result

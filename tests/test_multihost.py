@@ -1,0 +1,121 @@
+"""Several cooperating processes on one machine (jax.distributed, CPU, gloo):
+the same run as one process with as many devices, resumable by either, and
+a clear failure when a process dies."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def _launch(tmp_path, workdir, data_dir, *, processes, devices, steps, extra=()):
+  """Starts `processes` main.py processes with `devices` CPU devices each;
+  returns [(Popen, stderr path)]."""
+  port = _free_port()
+  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
+             JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='2')
+  launched = []
+  for i in range(processes):
+    args = [sys.executable, 'main.py', '--config=configs/synthetic.py:ide,tiny',
+            f'--workdir={workdir}', f'--config.data_dir={data_dir}',
+            f'--config.num_train_steps={steps}', '--config.checkpoint_every_steps=1',
+            *extra]
+    if processes > 1:
+      args += [f'--coordinator_address=localhost:{port}',
+               f'--num_processes={processes}', f'--process_id={i}']
+    log = tmp_path / f'{os.path.basename(workdir)}_{i}_{time.monotonic_ns()}.log'
+    with open(log, 'w') as f:
+      launched.append((subprocess.Popen(args, cwd=ROOT, env=env, stdout=f, stderr=f), log))
+  return launched
+
+
+def _finish(launched, timeout=600):
+  for proc, log in launched:
+    proc.wait(timeout=timeout)
+    assert proc.returncode == 0, log.read_text()[-3000:]
+  return launched[0][1].read_text()
+
+
+def _restore(workdir, step):
+  """A checkpoint's params, batch_stats and optimizer state as host arrays,
+  whatever topology wrote it."""
+  path = os.path.join(workdir, 'checkpoints', str(step), 'default')
+  checkpointer = ocp.StandardCheckpointer()
+  meta = checkpointer.metadata(path)
+  meta = getattr(meta, 'item_metadata', meta)
+  meta = getattr(meta, 'tree', meta)
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  tree = checkpointer.restore(path, jax.tree.map(
+      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), meta))
+  return jax.device_get({k: tree[k] for k in ('params', 'batch_stats', 'opt_state')})
+
+
+def test_two_processes_equal_one_and_resume_in_one(tfds_data_dir, tmp_path):
+  two, one = str(tmp_path / 'two'), str(tmp_path / 'one')
+  log = _finish(_launch(tmp_path, two, tfds_data_dir, processes=2, devices=2, steps=3))
+  assert 'step 3/3' in log and 'all-search single-shot' in log
+  _finish(_launch(tmp_path, one, tfds_data_dir, processes=1, devices=4, steps=3))
+  # Same global batch on 4 devices either way: same parameters, up to the
+  # order of floating-point sums across processes.
+  for a, b in zip(jax.tree.leaves(_restore(two, 3)), jax.tree.leaves(_restore(one, 3))):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+  with open(os.path.join(two, 'eval', 'latest.json')) as f:
+    got = json.load(f)
+  with open(os.path.join(one, 'eval', 'latest.json')) as f:
+    want = json.load(f)
+  for setting, row in want['results'].items():
+    for metric in ('rank1', 'rank5', 'mAP', 'mINP'):
+      assert got['results'][setting][metric]['mean'] == pytest.approx(
+          row[metric]['mean'], abs=1e-4), (setting, metric)
+  # Process 0 alone wrote the logs' report and the event files.
+  assert len([f for f in os.listdir(two) if f.startswith('events.out')]) == 1
+  # The two-process checkpoint resumes in one process (4 devices).
+  log = _finish(_launch(tmp_path, two, tfds_data_dir, processes=1, devices=4, steps=4))
+  assert 'at step 3' in log and 'step 4/4' in log and 'step 1/4' not in log
+
+
+def test_a_dead_process_fails_the_others_and_a_restart_resumes(tfds_data_dir, tmp_path):
+  workdir = str(tmp_path / 'run')
+  launched = _launch(tmp_path, workdir, tfds_data_dir, processes=2, devices=2, steps=500,
+                     extra=('--heartbeat_timeout_seconds=5',))
+  checkpoints = os.path.join(workdir, 'checkpoints')
+
+  def saved():
+    names = os.listdir(checkpoints) if os.path.isdir(checkpoints) else []
+    return sorted(int(n) for n in names if n.isdigit())
+  deadline = time.monotonic() + 300
+  while len(saved()) < 3 and time.monotonic() < deadline:
+    assert all(p.poll() is None for p, _ in launched), launched[0][1].read_text()[-3000:]
+    time.sleep(0.5)
+  (survivor, survivor_log), (victim, _) = launched
+  victim.send_signal(signal.SIGKILL)
+  start = time.monotonic()
+  survivor.wait(timeout=120)             # fails, does not hang
+  assert survivor.returncode != 0
+  assert time.monotonic() - start < 60
+  # Its last word is one clear line (orbax may log its own failed
+  # checkpoint barrier above it).
+  last_line = survivor_log.read_text().strip().splitlines()[-1]
+  assert last_line.startswith('error: process 0 of 2: a collective')
+  assert 'Another process has probably died' in last_line
+  last = saved()[-1]
+  # Restarting (here as one process) resumes from the newest checkpoint.
+  log = _finish(_launch(tmp_path, workdir, tfds_data_dir, processes=1, devices=2,
+                        steps=last + 2))
+  assert f'at step {last}.' in log and f'step {last + 1}/{last + 2}' in log
