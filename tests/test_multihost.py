@@ -109,11 +109,13 @@ def test_a_dead_process_fails_the_others_and_a_restart_resumes(tfds_data_dir, tm
   survivor.wait(timeout=120)             # fails, does not hang
   assert survivor.returncode != 0
   assert time.monotonic() - start < 60
-  # Its last word is one clear line (orbax may log its own failed
-  # checkpoint barrier above it).
-  last_line = survivor_log.read_text().strip().splitlines()[-1]
-  assert last_line.startswith('error: process 0 of 2: a collective')
-  assert 'Another process has probably died' in last_line
+  # It says why: main.py's one line when the failed collective reaches
+  # Python first, else JAX's own fatal message when its coordination
+  # service notices the dead peer first (a race between the two).
+  text = survivor_log.read_text()
+  assert ('error: process 0 of 2: a collective with the other processes failed'
+          in text and 'Another process has probably died' in text) or (
+              'another task died' in text), text[-3000:]
   last = saved()[-1]
   # Restarting (here as one process) resumes from the newest checkpoint.
   log = _finish(_launch(tmp_path, workdir, tfds_data_dir, processes=1, devices=2,
