@@ -90,8 +90,8 @@ def features(opened, blobs: list[bytes], modality: str) -> np.ndarray:
 
 def _cache_key(opened, workdir: str, folder: str, paths: list[str], modality: str) -> str:
   checkpoint = os.path.join(os.path.abspath(workdir), 'checkpoints', str(opened.step))
-  stats = [(os.path.relpath(p, folder), os.stat(p).st_size, os.stat(p).st_mtime_ns)
-           for p in paths]
+  stats = [(os.path.relpath(p, folder), st.st_size, st.st_mtime_ns)
+           for p, st in ((p, os.stat(p)) for p in paths)]
   payload = {'checkpoint': checkpoint, 'checkpoint_mtime': os.stat(checkpoint).st_mtime_ns,
              'modality': modality, 'image_size': opened.config.image_size,
              'encoder_input_size': list(opened.config.encoder_input_size),

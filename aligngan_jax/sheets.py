@@ -72,7 +72,9 @@ def write_sheets(config, workdir: str) -> dict[str, str]:
   opened = trained.restore(config, workdir, int(train.label.max()) + 1, mesh)
   features = train_lib.features_by_modality(opened.extract, test, config, mesh)
   settings = train_lib.eval_settings(config)
-  result = engine.evaluate_features(features, test, settings)
+  # Galleries drawn once: scored here, and trial 0 of one drawn below.
+  all_splits = engine.splits(test, settings)
+  result = engine.evaluate_features(features, test, settings, all_splits)
   scored = [n for n, row in result['results'].items() if 'skipped' not in row]
   if not scored:
     raise train_lib.ConfigError('config.mode=visualize: no evaluation setting can '
@@ -82,7 +84,7 @@ def write_sheets(config, workdir: str) -> dict[str, str]:
             for n in scored}
   pictures['cmc'], _ = visualize.cmc_plot(
       curves, title=f'{engine.protocol_title(result["protocol"])} CMC, step {opened.step}')
-  split = engine.splits(test, settings)[scored[0]][0]
+  split = all_splits[scored[0]][0]
   vis = config.visualize
   rows = retrieval_rows(features, test, split, queries=vis.queries, worst=vis.worst,
                         top_k=vis.top_k, seed=config.seed)

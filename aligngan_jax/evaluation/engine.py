@@ -181,13 +181,15 @@ def _gather_block(table, rows, cols):
   return jnp.take(jnp.take(table, rows, axis=0), cols, axis=1)
 
 
-def evaluate_features(features, records, settings: EvalSettings) -> dict:
-  """Scores ``features`` ([len(records), D], unit rows) on every setting."""
+def evaluate_features(features, records, settings: EvalSettings,
+                      all_splits: dict | None = None) -> dict:
+  """Scores ``features`` ([len(records), D], unit rows) on every setting;
+  ``all_splits`` (from :func:`splits`) when the caller already drew them."""
   features = jnp.asarray(features, jnp.float32)
   ids = np.asarray(records.person_id)
   cams = np.asarray(records.camera)
   plain, reranked = {}, {}
-  all_splits = splits(records, settings)
+  all_splits = all_splits or splits(records, settings)
   distances = _distance_fn(features, list(all_splits.values()))
   for name, trial_splits in all_splits.items():
     trials, trials_rr = [], []
