@@ -66,9 +66,10 @@ class BatchNorm(nn.Module):
     if train:
       x32 = x.astype(jnp.float32)
       mean = x32.mean(axes)
-      # One pass, E[x^2] - E[x]^2, as flax computes it (PyTorch uses two
-      # passes; the difference is float32 rounding, see docs/decisions.md).
-      var = jnp.maximum(jnp.square(x32).mean(axes) - jnp.square(mean), 0.0)
+      # Two passes, E[(x - E[x])^2], as PyTorch computes it: the one-pass
+      # E[x^2] - E[x]^2 loses float32 digits as (mean/std)^2, and the
+      # embedder's bottleneck sees mean/std near 11 (docs/decisions.md).
+      var = jnp.square(x32 - mean).mean(axes)
       if not self.is_initializing():
         n = x.size // features
         _update(ra_mean, mean, self.momentum)
