@@ -12,6 +12,7 @@ translated by G_rgb2ir in eval mode first.
 """
 
 import functools
+import json
 import os
 
 from absl import logging
@@ -20,12 +21,14 @@ import numpy as np
 
 from aligngan_jax import checkpointing
 from aligngan_jax import players
+from aligngan_jax import pretrained
 from aligngan_jax import reporting
 from aligngan_jax import sampler as sampler_lib
 from aligngan_jax import sharding
 from aligngan_jax import stages
 from aligngan_jax import train_lib
 from aligngan_jax import visualize
+from aligngan_jax.evaluation import diagnostics as diagnostics_lib
 from aligngan_jax.evaluation import features as features_lib
 
 
@@ -63,7 +66,8 @@ def make_extractors(models, config, mesh) -> dict:
   return {name: jax.jit(functools.partial(features, translate=translate),
                         in_shardings=(repl, sharding.data_sharded(mesh)),
                         out_shardings=repl)
-          for name, translate in (('rgb', True), ('ir', False))}
+          for name, translate in (('rgb', bool(config.gan.pixel_alignment)),
+                                  ('ir', False))}
 
 
 def grid_pairs(records, num_people: int):
@@ -117,10 +121,44 @@ def write_translation_grid(workdir, writer, step, translator, state, images):
                                     f'translation_{step:06d}.png'), picture)
 
 
-def evaluate(state, extractors, records, config, mesh) -> dict:
+def evaluate(state, extractors, records, config, mesh):
+  """(protocol result, diagnostics) of ``state`` on the test ``records``:
+  one feature extraction for both (None, None on processes other than 0)."""
   extract = {k: functools.partial(f, state) for k, f in extractors.items()}
   feats = train_lib.features_by_modality(extract, records, config, mesh)
-  return train_lib.score(feats, records, config)
+  result = train_lib.score(feats, records, config)
+  if result is None or not config.eval.diagnostics:
+    return result, None
+  return result, diagnostics_lib.diagnose(feats, records.person_id,
+                                          records.camera, records.modality)
+
+
+class StageReport:
+  """The per-stage diagnostics table (issue 14): one row per evaluation,
+  logged as a console table, kept in ``<workdir>/eval/stages.json`` (rows of
+  an interrupted run are read back on resume) and written to TensorBoard."""
+
+  def __init__(self, workdir, writer, start_step: int):
+    self.path = os.path.join(workdir, 'eval', 'stages.json')
+    self.writer, self.rows = writer, []
+    if os.path.isfile(self.path):
+      with open(self.path) as f:
+        self.rows = [r for r in json.load(f) if r['step'] <= start_step]
+
+  def add(self, stage: int, step: int, result, diagnostics):
+    train_lib.write_eval(os.path.dirname(os.path.dirname(self.path)), self.writer,
+                         step, result, extra={'stage': stage, 'diagnostics': diagnostics})
+    if result is None or diagnostics is None:
+      return
+    self.rows = [r for r in self.rows if r['step'] != step]
+    self.rows.append({'stage': stage, 'step': step,
+                      'protocol': diagnostics_lib.protocol_summary(result),
+                      'diagnostics': diagnostics})
+    self.writer.write_scalars(step, diagnostics_lib.scalars(diagnostics))
+    logging.info('%s', diagnostics_lib.format_table(self.rows))
+    if jax.process_index() == 0:
+      with open(self.path, 'w') as f:
+        json.dump(self.rows, f, indent=2)
 
 
 def stage_images(config, stage: int) -> int:
@@ -167,8 +205,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
   rgb = train.select(train.modality == input_pipeline.RGB)
   ir = train.select(train.modality == input_pipeline.IR)
   models = players.create_models(config, int(train.label.max()) + 1)
-  manager, state, _ = train_lib.resume_or_start(
+  manager, state, resumed = train_lib.resume_or_start(
       config, workdir, players.create_state(config, models, mesh))
+  if not resumed and config.pretrained_backbone:
+    state = pretrained.load_backbone(state, config, mesh)
+    logging.info('Trunk initialised from %s.', config.pretrained_backbone)
   start = int(state.step)
   bounds = stage_bounds(config)
   total = bounds[3][1]
@@ -182,9 +223,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
   grid_images = {'rgb': load_images(test.select(rgb_rows), config),
                  'ir': load_images(test.select(ir_rows), config)}
   progress = reporting.Progress(start_step=start, num_steps=total, images_per_step=0)
+  report = StageReport(workdir, writer, start)
   result, history, first = None, [], start
   evaluated = False
   try:
+    if start == 0 and config.eval.stage_end:
+      # Row "stage 0": the starting point (random or pretrained trunk,
+      # untrained generator), against which each stage's gain is read.
+      report.add(0, 0, *evaluate(state, extractors, test, config, mesh))
     for stage, (lo, hi) in bounds.items():
       if start >= hi:
         continue
@@ -211,12 +257,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
           write_translation_grid(workdir, writer, done, translator, state, grid_images)
         if save_now:
           checkpointing.save(manager, state, force=last or done == hi)
-        if done % config.eval_every_steps == 0 or last:
-          result, evaluated = evaluate(state, extractors, test, config, mesh), True
-          train_lib.write_eval(workdir, writer, done, result)
+        stage_end = done == hi and config.eval.stage_end
+        if done % config.eval_every_steps == 0 or last or stage_end:
+          result, diagnostics = evaluate(state, extractors, test, config, mesh)
+          report.add(stage, done, result, diagnostics)
+          evaluated = True
     if not evaluated:
-      result = evaluate(state, extractors, test, config, mesh)
-      train_lib.write_eval(workdir, writer, int(state.step), result)
+      result, diagnostics = evaluate(state, extractors, test, config, mesh)
+      report.add(3, int(state.step), result, diagnostics)
   finally:
     manager.wait_until_finished()
     manager.close()

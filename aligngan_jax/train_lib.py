@@ -368,14 +368,17 @@ def score(feats, records, config) -> dict | None:
   return engine.evaluate_features(feats, records, eval_settings(config))
 
 
-def write_eval(workdir, writer, step, result):
+def write_eval(workdir, writer, step, result, extra: dict | None = None):
+  """The evaluation table to the console, scalars to TensorBoard, and
+  ``<workdir>/eval/step_<step>.json`` and ``latest.json`` (``result`` plus
+  ``extra``, e.g. the stage and its diagnostics)."""
   if result is None:            # not process 0
     return
   logging.info('Evaluation at step %d:\n%s', step, engine.format_report(result))
   writer.write_scalars(step, engine.scalars(result))
   if jax.process_index() == 0:
     os.makedirs(os.path.join(workdir, 'eval'), exist_ok=True)
-    payload = {'step': step, **result}
+    payload = {'step': step, **(extra or {}), **result}
     for name in (f'step_{step}.json', 'latest.json'):
       with open(os.path.join(workdir, 'eval', name), 'w') as f:
         json.dump(payload, f, indent=2)

@@ -95,6 +95,10 @@ def get_config(arg=None):
   config.gan.lambda_pixel_tri = 0.1
   config.gan.lambda_pixel_cls = 0.1
   config.gan.lambda_feature_gan = 0.1
+  # Ablation switch (official True): False feeds the feature module the real
+  # RGB image instead of G_rgb2ir's fake IR, in the joint feature iteration
+  # and at test time ("AlignGAN without pixel alignment").
+  config.gan.pixel_alignment = True
   config.gan.pixel_ids_per_batch = 4        # pixel batches: 4 x 4 per modality
   config.gan.pixel_instances_per_id = 4
   # Iterations of stage 1 (feature warm-up), 2 (pixel warm-up), 3 (joint),
@@ -138,6 +142,14 @@ def get_config(arg=None):
   config.eval.regdb_directions = ('v2t', 't2v')
   config.eval.llcm_directions = ('i2v', 'v2i')    # DEEN's IR->VIS, VIS->IR
   config.eval.max_rank = 20
+  # AlignGAN runs: evaluate at the end of every stage too (besides every
+  # eval_every_steps and the end), and add the diagnostics of
+  # aligngan_jax/evaluation/diagnostics.py (fake IR -> IR, IR -> IR across
+  # IR cameras, feature cosines) to every evaluation: a console table,
+  # <workdir>/eval/stages.json and TensorBoard. Both reuse the evaluation's
+  # features, so they cost two extra evaluations per run.
+  config.eval.stage_end = True
+  config.eval.diagnostics = True
   # k-reciprocal re-ranking; when on, reports show plain and re-ranked rows.
   config.eval.rerank = False
   config.eval.rerank_k1 = 20
