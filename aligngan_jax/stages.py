@@ -202,9 +202,15 @@ def _feature_iteration(state, batch, key, *, models, config):
   p, tri = state.params, _triplet(config)
   labels = batch['labels']
   nets = _Nets(models, config, state.batch_stats)
-  # No gradient into G; it still runs in training mode (its InstanceNorm
-  # running statistics update, as in the official code).
-  fake_ir = jax.lax.stop_gradient(nets.generator('G_rgb2ir', p['G_rgb2ir'], batch['rgb']))
+  if config.gan.pixel_alignment:
+    # No gradient into G; it still runs in training mode (its InstanceNorm
+    # running statistics update, as in the official code).
+    fake_ir = jax.lax.stop_gradient(nets.generator('G_rgb2ir', p['G_rgb2ir'],
+                                                   batch['rgb']))
+  else:
+    # Ablation (not official): the feature module sees the real RGB image
+    # where AlignGAN feeds its fake IR; test RGB images stay untranslated.
+    fake_ir = batch['rgb']
   stats_after_g = nets.stats
   fake_key, real_key = jax.random.split(key)
 

@@ -278,3 +278,33 @@ def test_bfloat16_convolutions_really_run_in_bfloat16(config):
   assert 'bf16' in text and 'convolution' in text
   out = models['G_rgb2ir'].apply(variables, x, train=False)
   assert out.dtype == jnp.float32
+
+
+def test_without_pixel_alignment_the_feature_iteration_sees_real_rgb(config, setup):
+  """pixel_alignment=False (ablation): the feature losses no longer depend on
+  G_rgb2ir, and equal those of the official iteration fed a generator whose
+  output is the RGB image itself."""
+  mesh, models, state = setup
+  ablation = config.copy_and_resolve_references()
+  ablation.gan.pixel_alignment = False
+  batch = jax.tree.map(lambda x: sharding.shard_batch(x, mesh), _feature_batch(config))
+  key = jax.random.key(3)
+
+  def feature_metrics(cfg, state, models=models):
+    step = jax.jit(functools.partial(stages._feature_iteration, models=models, config=cfg))
+    return {k: float(v) for k, v in step(state, batch, key)[1].items()}
+
+  zeroed = state.replace(params={**state.params, 'G_rgb2ir': jax.tree.map(
+      jnp.zeros_like, state.params['G_rgb2ir'])})
+  assert feature_metrics(ablation, state) == feature_metrics(ablation, zeroed)
+  assert feature_metrics(config, state) != feature_metrics(config, zeroed)
+
+  class Identity:   # G_rgb2ir(x) = x, with the generator's calling convention
+    def apply(self, variables, x, train, mutable=()):
+      return (x, {'batch_stats': variables['batch_stats']}) if mutable else x
+  official_on_rgb = feature_metrics(config, state,
+                                    models={**models, 'G_rgb2ir': Identity()})
+  got = feature_metrics(ablation, state)
+  assert got.keys() == official_on_rgb.keys()
+  for k in got:
+    assert got[k] == pytest.approx(official_on_rgb[k], rel=1e-5), k
