@@ -2,7 +2,9 @@
 
 * ``config.pretrained_backbone``: torchvision/timm ImageNet ResNet-50 weights
   for the trunk of a new run (the official starting point; the default of
-  configs/sysu.py and configs/regdb.py).
+  configs/sysu.py and configs/regdb.py), or a ``.msgpack`` trunk of any
+  depth and width written by ``save_trunk`` (the demo's, made by
+  ``datasets/synthetic_vireid/pretrain_trunk.py``).
 * ``config.init_from``: a directory of the official release files
   ``model-{0..7}_{step}.pkl``; ``config.mode='eval'`` then evaluates the
   converted official model with the test-time recipe of spec §5: RGB images
@@ -13,7 +15,9 @@
 
 import os
 
+import flax
 import jax
+import numpy as np
 
 from aligngan_jax import convert
 from aligngan_jax import sharding
@@ -22,10 +26,54 @@ from aligngan_jax.models import gan
 from aligngan_jax.models import resnet
 
 
+TRUNK_SUFFIX = '.msgpack'
+_TRUNK_FORMAT = 'aligngan_jax trunk v1'
+
+
+def save_trunk(path: str, params, batch_stats, config, *, source: str):
+  """Writes a trunk (encoder params and BatchNorm statistics) that
+  ``config.pretrained_backbone`` can start a run from."""
+  payload = {'format': _TRUNK_FORMAT, 'depth': config.model.depth,
+             'width': config.model.width, 'source': source,
+             'params': jax.tree.map(np.asarray, params),
+             'batch_stats': jax.tree.map(np.asarray, batch_stats)}
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  with open(path, 'wb') as f:
+    f.write(flax.serialization.msgpack_serialize(payload))
+
+
+def read_trunk(path: str) -> dict:
+  """The payload of ``save_trunk``; ValueError naming the file if it is not one."""
+  with open(path, 'rb') as f:
+    try:
+      payload = flax.serialization.msgpack_restore(f.read())
+    except Exception as e:  # msgpack raises several unrelated types
+      raise ValueError(f'config.pretrained_backbone={path!r} is not a trunk file '
+                       f'written by pretrained.save_trunk ({e}).') from e
+  if not isinstance(payload, dict) or payload.get('format') != _TRUNK_FORMAT:
+    raise ValueError(f'config.pretrained_backbone={path!r} is not a trunk file '
+                     f'written by pretrained.save_trunk.')
+  return payload
+
+
 def check_backbone_config(config) -> str | None:
   """The problem with ``config.pretrained_backbone``, or None."""
   path = config.pretrained_backbone
   if not path:
+    return None
+  if path.endswith(TRUNK_SUFFIX):
+    if not os.path.isfile(path):
+      return (f'config.pretrained_backbone={path!r} does not exist (the demo\'s '
+              'trunk is made by python -m datasets.synthetic_vireid.pretrain_trunk), '
+              "or set config.pretrained_backbone='' to train from scratch.")
+    try:
+      trunk = read_trunk(path)
+    except ValueError as e:
+      return str(e)
+    if (trunk['depth'], trunk['width']) != (config.model.depth, config.model.width):
+      return (f'config.pretrained_backbone={path!r} holds a ResNet-{trunk["depth"]} '
+              f'of width {trunk["width"]} but config.model.depth='
+              f'{config.model.depth}, config.model.width={config.model.width}.')
     return None
   if (config.model.depth, config.model.width) != (50, 64):
     return (f'config.pretrained_backbone={path!r} holds ResNet-50 weights but '
@@ -42,7 +90,19 @@ def check_backbone_config(config) -> str | None:
 
 def load_backbone(state, config, mesh):
   """``state`` with the trunk's params and BatchNorm statistics replaced."""
-  variables = convert.load_torchvision_resnet50(config.pretrained_backbone)
+  path = config.pretrained_backbone
+  if path.endswith(TRUNK_SUFFIX):
+    trunk = read_trunk(path)
+    variables = {'params': trunk['params'], 'batch_stats': trunk['batch_stats']}
+    want = {'params': state.params['encoder'],
+            'batch_stats': state.batch_stats['encoder']}
+    got_shapes = jax.tree.map(np.shape, variables)
+    want_shapes = jax.tree.map(np.shape, want)
+    if got_shapes != want_shapes:
+      raise ValueError(f'config.pretrained_backbone={path!r}: its trunk does not '
+                       'fit config.model (parameter names or shapes differ).')
+  else:
+    variables = convert.load_torchvision_resnet50(path)
   variables = jax.device_put(variables, sharding.replicated(mesh))
   return state.replace(
       params={**state.params, 'encoder': variables['params']},

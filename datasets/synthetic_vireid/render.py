@@ -328,3 +328,26 @@ def camera_counts(seed: int, person_id: int, *, max_images: int,
       present[group[int(rng.integers(len(group)))]] = True
   return {c: int(rng.integers(min_images, max_images + 1)) if present[c] else 0
           for c in CAMERAS}
+
+
+def examples(seed: int, person_ids, *, image_height: int, max_images: int,
+             min_images: int = 1, cameras=CAMERAS):
+  """Yields ``(person_id, camera, index, image)`` for every image of
+  ``person_ids`` in ``cameras``, in (person, camera, index) order: the
+  images of the TFDS builder, or of an in-memory copy (no TensorFlow)."""
+  cams = {c: make_camera(seed, c, base_height=image_height) for c in CAMERAS}
+  for pid in person_ids:
+    pid = int(pid)
+    identity = make_identity(seed, pid)
+    counts = camera_counts(seed, pid, max_images=max_images, min_images=min_images)
+    for cam in cameras:
+      for index in range(counts[cam]):
+        yield pid, cam, index, render(identity, cams[cam], seed=seed,
+                                      person_id=pid, index=index)
+
+
+def to_square(image: np.ndarray, size: int) -> np.ndarray:
+  """``image`` resized to ``size`` x ``size`` with PIL's antialiased bicubic,
+  as the training pipeline loads images (spec §3)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  return np.asarray(Image.fromarray(image).resize((size, size), Image.BICUBIC))

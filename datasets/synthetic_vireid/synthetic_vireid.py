@@ -70,23 +70,17 @@ class SyntheticVireid(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, person_ids, *, labelled):
     cfg = self.builder_config
-    cameras = {c: render.make_camera(cfg.seed, c, base_height=cfg.image_height)
-               for c in render.CAMERAS}
-    for label, pid in enumerate(person_ids):
-      pid = int(pid)
-      identity = render.make_identity(cfg.seed, pid)
-      counts = render.camera_counts(cfg.seed, pid, max_images=cfg.max_images,
-                                    min_images=cfg.min_images)
-      for cam in render.CAMERAS:
-        for index in range(counts[cam]):
-          path = f'cam{cam}/{pid:04d}/{index + 1:04d}.jpg'
-          yield path, {
-              'image': render.render(identity, cameras[cam], seed=cfg.seed,
-                                     person_id=pid, index=index),
-              'person_id': pid,
-              'label': label if labelled else -1,
-              'camera': cam,
-              'modality': 'ir' if cam in render.IR_CAMERAS else 'rgb',
-              'index': index,
-              'path': path,
-          }
+    labels = {int(pid): label for label, pid in enumerate(person_ids)}
+    for pid, cam, index, image in render.examples(
+        cfg.seed, person_ids, image_height=cfg.image_height,
+        max_images=cfg.max_images, min_images=cfg.min_images):
+      path = f'cam{cam}/{pid:04d}/{index + 1:04d}.jpg'
+      yield path, {
+          'image': image,
+          'person_id': pid,
+          'label': labels[pid] if labelled else -1,
+          'camera': cam,
+          'modality': 'ir' if cam in render.IR_CAMERAS else 'rgb',
+          'index': index,
+          'path': path,
+      }
