@@ -257,9 +257,9 @@ def test_encoder_and_embedder_match_torch_with_batchnorm_statistics(official):
   # Training mode: 53 BatchNorms on batch statistics amplify float32
   # rounding; PyTorch's own float32 output differs from its float64 output
   # by more than 1e-4 here. So both float32 results are held to the float64
-  # one: ours within 4x PyTorch's distance (our one-pass batch variance
-  # rounds a little more than PyTorch's two passes; a wrong formula would
-  # be off by orders of magnitude more).
+  # one: ours within 2x PyTorch's distance (both compute the batch variance
+  # in two passes; measured 9.1e-4 against PyTorch's 7.0e-4 on this input;
+  # a wrong formula would be off by orders of magnitude more).
   exact = copy.deepcopy(enc).double().train()
   enc.train()
   with torch.no_grad():
@@ -267,7 +267,7 @@ def test_encoder_and_embedder_match_torch_with_batchnorm_statistics(official):
     want64 = exact(x.double()).numpy()
   got, updates = ResNetEncoder().apply(v, _nhwc(x), train=True, mutable=['batch_stats'])
   torch_error = np.abs(want - want64).max()
-  assert np.abs(_nchw(got) - want64).max() <= max(1e-4, 4 * torch_error)
+  assert np.abs(_nchw(got) - want64).max() <= max(1e-4, 2 * torch_error)
   _assert_same_running_stats(updates, enc, [
       (('bn1',), 'resnet_conv.1'),
       (('layer4_0', 'downsample_bn'), 'resnet_conv.7.0.downsample.1'),

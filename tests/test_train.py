@@ -159,3 +159,46 @@ def test_pretrained_backbone_errors_name_the_key(config, tmp_path):
   bad.mode, bad.init_from = 'eval', str(tmp_path)
   with pytest.raises(train_lib.ConfigError, match='model-0_250.pkl'):
     train_lib.validate_config(bad, num_devices=2)
+
+
+def test_a_saved_trunk_starts_a_new_state_and_a_wrong_one_is_named(config, models,
+                                                                     tmp_path):
+  from aligngan_jax import pretrained
+  mesh = sharding.create_mesh()
+  other = config.copy_and_resolve_references()
+  other.seed = 7
+  source = jax.device_get(train_lib.create_train_state(other, models, mesh))
+  path = str(tmp_path / 'trunk.msgpack')
+  pretrained.save_trunk(path, source.params['encoder'], source.batch_stats['encoder'],
+                        config, source='test')
+  run = config.copy_and_resolve_references()
+  run.pretrained_backbone = path
+  assert pretrained.check_backbone_config(run) is None
+  state = train_lib.create_train_state(run, models, mesh)
+  loaded = jax.device_get(pretrained.load_backbone(state, run, mesh))
+  for got, want in zip(jax.tree.leaves((loaded.params['encoder'], loaded.batch_stats['encoder'])),
+                       jax.tree.leaves((source.params['encoder'], source.batch_stats['encoder']))):
+    np.testing.assert_array_equal(got, want)
+  # The heads stay as initialised.
+  for got, want in zip(jax.tree.leaves(loaded.params['embedder']),
+                       jax.tree.leaves(jax.device_get(state.params['embedder']))):
+    np.testing.assert_array_equal(got, want)
+  wider = run.copy_and_resolve_references()
+  wider.model.width = 8
+  with pytest.raises(train_lib.ConfigError, match=r'trunk.msgpack.*width 4.*width=8'):
+    train_lib.validate_config(wider, num_devices=2)
+  with open(path, 'wb') as f:
+    f.write(b'not a trunk')
+  with pytest.raises(train_lib.ConfigError, match=r'trunk.msgpack.*not a trunk file'):
+    train_lib.validate_config(run, num_devices=2)
+
+
+def test_the_demo_config_finds_its_committed_trunk_from_any_directory(tmp_path, monkeypatch):
+  from aligngan_jax import pretrained
+  monkeypatch.chdir(tmp_path)
+  demo = synthetic.get_config()
+  assert demo.pretrained_backbone.endswith('weights/synthetic_trunk_r18w16.msgpack')
+  assert pretrained.check_backbone_config(demo) is None
+  trunk = pretrained.read_trunk(demo.pretrained_backbone)
+  assert (trunk['depth'], trunk['width']) == (demo.model.depth, demo.model.width)
+  assert synthetic.get_config('tiny').pretrained_backbone == ''
