@@ -139,15 +139,15 @@ class StageReport:
   an interrupted run are read back on resume) and written to TensorBoard."""
 
   def __init__(self, workdir, writer, start_step: int):
+    self.workdir, self.writer, self.rows = workdir, writer, []
     self.path = os.path.join(workdir, 'eval', 'stages.json')
-    self.writer, self.rows = writer, []
     if os.path.isfile(self.path):
       with open(self.path) as f:
         self.rows = [r for r in json.load(f) if r['step'] <= start_step]
 
   def add(self, stage: int, step: int, result, diagnostics):
-    train_lib.write_eval(os.path.dirname(os.path.dirname(self.path)), self.writer,
-                         step, result, extra={'stage': stage, 'diagnostics': diagnostics})
+    train_lib.write_eval(self.workdir, self.writer, step, result,
+                         extra={'stage': stage, 'diagnostics': diagnostics})
     if result is None or diagnostics is None:
       return
     self.rows = [r for r in self.rows if r['step'] != step]

