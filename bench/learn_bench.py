@@ -22,6 +22,7 @@ on one H100 including compilation.
 """
 
 import dataclasses
+import functools
 import importlib.util
 import os
 import sys
@@ -64,6 +65,7 @@ flags.DEFINE_integer('num_trials', 10, 'Gallery trials of the protocol.')
 FLAGS = flags.FLAGS
 
 
+@functools.cache
 def _load_render():
   """datasets/synthetic_vireid/render.py without the datasets package (whose
   __init__ registers TFDS builders, i.e. imports TensorFlow)."""
@@ -111,7 +113,8 @@ def render_dataset(seed, train_ids, test_ids, *, height, max_images, size):
   label_of = {int(p): i for i, p in enumerate(train)}
 
   def records(ids, labelled):
-    rows = [r for person in people for r in person if r[0] in set(ids.tolist())]
+    wanted = set(ids.tolist())
+    rows = [r for person in people for r in person if r[0] in wanted]
     pid = np.array([r[0] for r in rows])
     cam = np.array([r[1] for r in rows])
     index = np.array([r[2] for r in rows])
