@@ -30,6 +30,7 @@ import jax.numpy as jnp
 
 from aligngan_jax import losses
 from aligngan_jax import players
+from aligngan_jax.models import layers
 from aligngan_jax.models import resnet
 
 
@@ -42,26 +43,48 @@ def l1(a, b):
   return jnp.mean(jnp.abs(a.astype(jnp.float32) - b.astype(jnp.float32)))
 
 
+def call_groups(apply, groups, batched: bool):
+  """``[apply(*group) for group in groups]``, as one call on the
+  `layers.interleave`d groups when ``batched`` (exact for networks whose
+  outputs depend on their own sample only, such as the discriminators)."""
+  if not batched or len(groups) == 1:
+    return [apply(*group) for group in groups]
+  joined = [layers.interleave(list(parts)) for parts in zip(*groups)]
+  return layers.deinterleave(apply(*joined), len(groups))
+
+
 class _Nets:
-  """Training-mode calls that thread running statistics through a dict."""
+  """Training-mode calls that thread running statistics through a dict.
+
+  ``generator`` and ``encode`` take one or more same-sized inputs and return
+  one output per input, with running statistics updated once per input, in
+  order. With ``config.batch_network_calls`` the inputs run as one call of
+  a ``stat_groups`` clone (each input keeps its own statistics); otherwise
+  as separate calls, as the official code makes them.
+  """
 
   def __init__(self, models, config, stats):
     self.models, self.config, self.stats = models, config, dict(stats)
+    self.batched = config.batch_network_calls
 
-  def generator(self, name, params, x):
-    y, new = self.models[name].apply(
-        {'params': params, 'batch_stats': self.stats[name]}, x, train=True,
-        mutable=['batch_stats'])
-    self.stats[name] = new['batch_stats']
-    return y
+  def _stateful(self, name, params, inputs, **kwargs):
+    groups = len(inputs) if self.batched else 1
+    model = self.models[name].clone(stat_groups=groups) if groups > 1 else self.models[name]
 
-  def encode(self, params, images):
-    x = resnet.prepare_encoder_input(images, tuple(self.config.encoder_input_size))
-    fmap, new = self.models['encoder'].apply(
-        {'params': params, 'batch_stats': self.stats['encoder']}, x, train=True,
-        mutable=['batch_stats'])
-    self.stats['encoder'] = new['batch_stats']
-    return fmap
+    def apply(x):
+      y, new = model.apply({'params': params, 'batch_stats': self.stats[name]}, x,
+                           train=True, mutable=['batch_stats'], **kwargs)
+      self.stats[name] = new['batch_stats']
+      return y
+    return call_groups(apply, [(x,) for x in inputs], self.batched)
+
+  def generator(self, name, params, *inputs):
+    return self._stateful(name, params, inputs)
+
+  def encode(self, params, *images):
+    size = tuple(self.config.encoder_input_size)
+    return self._stateful('encoder', params,
+                          [resnet.prepare_encoder_input(x, size) for x in images])
 
   def embed(self, params, fmap, key):
     out, new = self.models['embedder'].apply(
@@ -90,8 +113,8 @@ def stage1_step(state, batch, *, models, config):
 
   def loss_fn(feature_params):
     nets = _Nets(models, config, state.batch_stats)
-    out = nets.embed(feature_params['embedder'],
-                     nets.encode(feature_params['encoder'], batch['ir']), key)
+    (ir_map,) = nets.encode(feature_params['encoder'], batch['ir'])
+    out = nets.embed(feature_params['embedder'], ir_map, key)
     ce = losses.cross_entropy(out['logits'], labels)
     triplet = tri(out['embedding'], out['embedding'], out['embedding'],
                   labels, labels, labels)
@@ -110,11 +133,12 @@ def _generator_loss(g_params, state, batch, key, *, models, config, joint):
   p, g = state.params, config.gan
   nets = _Nets(models, config, state.batch_stats)
   real_rgb, real_ir, labels = batch['rgb'], batch['ir'], batch['labels']
-  fake_rgb = nets.generator('G_ir2rgb', g_params['G_ir2rgb'], real_ir)
-  fake_ir = nets.generator('G_rgb2ir', g_params['G_rgb2ir'], real_rgb)
+  (fake_rgb,) = nets.generator('G_ir2rgb', g_params['G_ir2rgb'], real_ir)
+  (fake_ir,) = nets.generator('G_rgb2ir', g_params['G_rgb2ir'], real_rgb)
   # The encoder is not stepped here, but gradients flow through it into G.
-  real_ir_map = nets.encode(p['encoder'], real_ir)
-  fake_ir_map = nets.encode(p['encoder'], fake_ir)
+  # Official order of every network's calls (its running statistics): the
+  # translation, the cycle, then the identity call; real IR before fake IR.
+  real_ir_map, fake_ir_map = nets.encode(p['encoder'], real_ir, fake_ir)
   if joint:
     gan = 0.5 * (lsgan(nets.discriminate('D_rgb', p['D_rgb'], fake_rgb), 1.0)
                  + lsgan(nets.discriminate('D_ir', p['D_ir'], fake_ir,
@@ -122,10 +146,10 @@ def _generator_loss(g_params, state, batch, key, *, models, config, joint):
   else:
     gan = 0.5 * (lsgan(nets.discriminate('D_rgb_warmup', p['D_rgb_warmup'], fake_rgb), 1.0)
                  + lsgan(nets.discriminate('D_ir_warmup', p['D_ir_warmup'], fake_ir), 1.0))
-  cyc = 0.5 * (l1(nets.generator('G_ir2rgb', g_params['G_ir2rgb'], fake_ir), real_rgb)
-               + l1(nets.generator('G_rgb2ir', g_params['G_rgb2ir'], fake_rgb), real_ir))
-  idt = 0.5 * (l1(nets.generator('G_ir2rgb', g_params['G_ir2rgb'], real_rgb), real_rgb)
-               + l1(nets.generator('G_rgb2ir', g_params['G_rgb2ir'], real_ir), real_ir))
+  cyc_rgb, idt_rgb = nets.generator('G_ir2rgb', g_params['G_ir2rgb'], fake_ir, real_rgb)
+  cyc_ir, idt_ir = nets.generator('G_rgb2ir', g_params['G_rgb2ir'], fake_rgb, real_ir)
+  cyc = 0.5 * (l1(cyc_rgb, real_rgb) + l1(cyc_ir, real_ir))
+  idt = 0.5 * (l1(idt_rgb, real_rgb) + l1(idt_ir, real_ir))
   real_key, fake_key = jax.random.split(key)
   real_out = nets.embed(p['embedder'], real_ir_map, real_key)
   fake_out = nets.embed(p['embedder'], fake_ir_map, fake_key)
@@ -144,9 +168,10 @@ def _generator_loss(g_params, state, batch, key, *, models, config, joint):
   return loss, (aux, metrics)
 
 
-def _patch_d_loss(name, models, params, real, fake):
+def _patch_d_loss(name, models, batched, params, real, fake):
   d = lambda x: models[name].apply({'params': params}, x, train=True)
-  return 0.5 * (lsgan(d(real), 1.0) + lsgan(d(jax.lax.stop_gradient(fake)), 0.0))
+  on_real, on_fake = call_groups(d, [(real,), (jax.lax.stop_gradient(fake),)], batched)
+  return 0.5 * (lsgan(on_real, 1.0) + lsgan(on_fake, 0.0))
 
 
 def _pixel_iteration(state, batch, key, *, models, config, joint):
@@ -156,8 +181,9 @@ def _pixel_iteration(state, batch, key, *, models, config, joint):
       functools.partial(_generator_loss, models=models, config=config, joint=joint),
       has_aux=True)(g_params, state, batch, key)
   rgb_d, ir_d = ('D_rgb', 'D_ir') if joint else ('D_rgb_warmup', 'D_ir_warmup')
+  batched = config.batch_network_calls
   d_rgb_loss, d_rgb_grad = jax.value_and_grad(
-      functools.partial(_patch_d_loss, rgb_d, models))(
+      functools.partial(_patch_d_loss, rgb_d, models, batched))(
           state.params[rgb_d], batch['rgb'], aux['fake_rgb'])
   if joint:
     d_ir_loss, d_ir_grad = jax.value_and_grad(
@@ -165,7 +191,7 @@ def _pixel_iteration(state, batch, key, *, models, config, joint):
             state.params['D_ir'], batch['ir'], aux)
   else:
     d_ir_loss, d_ir_grad = jax.value_and_grad(
-        functools.partial(_patch_d_loss, 'D_ir_warmup', models))(
+        functools.partial(_patch_d_loss, 'D_ir_warmup', models, batched))(
             state.params['D_ir_warmup'], batch['ir'], aux['fake_ir'])
   state = state.replace(batch_stats=aux['stats'])
   state = players.apply_updates(state, {**g_grads, rgb_d: d_rgb_grad, ir_d: d_ir_grad},
@@ -184,10 +210,11 @@ def _joint_d_loss(params, real_ir, aux, *, models, config):
   # The batch holds K images per identity in runs; shifting by K pairs every
   # image with the feature map of another identity (official: 4 = K).
   wrong = jnp.roll(real_ir, -config.gan.pixel_instances_per_id, axis=0)
-  real = lsgan(d(real_ir, real_map), 1.0)
-  fake = 0.25 * (lsgan(d(wrong, real_map), 0.0) + lsgan(d(real_ir, fake_map), 0.0)
-                 + lsgan(d(fake_ir, real_map), 0.0) + lsgan(d(fake_ir, fake_map), 0.0))
-  return 0.5 * (real + fake)
+  real, *fakes = call_groups(
+      d, [(real_ir, real_map), (wrong, real_map), (real_ir, fake_map),
+          (fake_ir, real_map), (fake_ir, fake_map)], config.batch_network_calls)
+  fake = 0.25 * sum(lsgan(verdict, 0.0) for verdict in fakes)
+  return 0.5 * (lsgan(real, 1.0) + fake)
 
 
 def stage2_step(state, batch, *, models, config):
@@ -205,8 +232,8 @@ def _feature_iteration(state, batch, key, *, models, config):
   if config.gan.pixel_alignment:
     # No gradient into G; it still runs in training mode (its InstanceNorm
     # running statistics update, as in the official code).
-    fake_ir = jax.lax.stop_gradient(nets.generator('G_rgb2ir', p['G_rgb2ir'],
-                                                   batch['rgb']))
+    (fake_ir,) = nets.generator('G_rgb2ir', p['G_rgb2ir'], batch['rgb'])
+    fake_ir = jax.lax.stop_gradient(fake_ir)
   else:
     # Ablation (not official): the feature module sees the real RGB image
     # where AlignGAN feeds its fake IR; test RGB images stay untranslated.
@@ -216,8 +243,9 @@ def _feature_iteration(state, batch, key, *, models, config):
 
   def loss_fn(feature_params):
     nets = _Nets(models, config, stats_after_g)
-    fake_map = nets.encode(feature_params['encoder'], fake_ir)
-    real_map = nets.encode(feature_params['encoder'], batch['ir'])
+    # Two forwards in the official code: each modality keeps its own batch
+    # statistics (fake IR first).
+    fake_map, real_map = nets.encode(feature_params['encoder'], fake_ir, batch['ir'])
     fake = nets.embed(feature_params['embedder'], fake_map, fake_key)
     real = nets.embed(feature_params['embedder'], real_map, real_key)
     ce = (losses.cross_entropy(fake['logits'], labels)

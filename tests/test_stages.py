@@ -308,3 +308,55 @@ def test_without_pixel_alignment_the_feature_iteration_sees_real_rgb(config, set
   assert got.keys() == official_on_rgb.keys()
   for k in got:
     assert got[k] == pytest.approx(official_on_rgb[k], rel=1e-5), k
+
+
+def _assert_trees_close(got, want, tol, what, floor=1e-12):
+  """Leaf by leaf, to ``tol`` relative to each leaf's largest magnitude
+  (entries that cancel to near zero keep the leaf's absolute rounding),
+  plus ``floor``."""
+  paths = jax.tree_util.tree_flatten_with_path(want)[0]
+  for (path, a), b in zip(paths, jax.tree.leaves(got)):
+    a, b = np.asarray(a), np.asarray(b)
+    if not np.issubdtype(a.dtype, np.floating):
+      np.testing.assert_array_equal(b, a, err_msg=what)
+      continue
+    np.testing.assert_allclose(b, a, rtol=tol, atol=tol * np.abs(a).max() + floor,
+                               err_msg=f'{what} {jax.tree_util.keystr(path)}')
+
+
+@pytest.mark.parametrize('stage', [2, 3])
+def test_batched_network_calls_are_an_exact_rewrite(stage, config, setup):
+  """config.batch_network_calls joins the repeated calls of an iteration
+  (cycle + identity of each generator, the encoder on both modalities, the
+  discriminators on all their pairs) into one call each. Against the
+  official separate calls: the same losses, gradients (the optimizer
+  moments), running statistics and parameters."""
+  mesh, models, state = setup
+  runs = {}
+  for batched in (True, False):
+    c = config.copy_and_resolve_references()
+    c.batch_network_calls = batched
+    runs[batched] = jax.device_get(_run(stage, state, c, models, mesh))
+  (joined, joined_metrics), (separate, separate_metrics) = runs[True], runs[False]
+  for key, value in separate_metrics.items():
+    np.testing.assert_allclose(joined_metrics[key], value, rtol=2e-5, err_msg=key)
+  # Running statistics: every generator InstanceNorm and encoder BatchNorm
+  # was updated 2-3 times, in order (a wrong order moves them by ~1e-2).
+  _assert_trees_close(joined.batch_stats, separate.batch_stats, 1e-5, 'stats')
+  # Gradients: SGD's trace and Adam's moments hold g (and g^2) of this step.
+  # Biases right before an InstanceNorm have gradients of pure rounding
+  # (up to ~1e-6 with 80-image discriminator batches; their exact value is
+  # 0): hence the floor.
+  _assert_trees_close(joined.opt_state, separate.opt_state, 1e-4, 'optimizer',
+                      floor=2e-6)
+  for name in players.ALL:
+    a, b = jax.tree.leaves(joined.params[name]), jax.tree.leaves(separate.params[name])
+    if name in players.FEATURE:
+      _assert_trees_close(a, b, 1e-5, name, floor=1e-8)   # zero-init biases
+    else:
+      # Adam's first step is lr * g / (|g| + eps): where g is zero up to
+      # rounding its sign is noise, so there only the step bound holds.
+      for x, y in zip(a, b):
+        assert np.all(np.abs(x - y) <= 2 * config.gan.learning_rate + 1e-6), name
+      diff = np.concatenate([np.abs(x - y).ravel() for x, y in zip(a, b)])
+      assert np.mean(diff <= 1e-6) > 0.95, name

@@ -40,11 +40,12 @@ class _ResidualBlock(nn.Module):
   features: int
   norm_scale_init: layers.Initializer
   dtype: Any = jnp.float32
+  stat_groups: int = 1
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     norm = lambda name: layers.InstanceNorm(scale_init=self.norm_scale_init,
-                                            name=name)
+                                            stat_groups=self.stat_groups, name=name)
     y = layers.conv(self.features, 3, 1, 1, use_bias=False,
                     in_features=self.features, dtype=self.dtype, name='model_0')(x)
     y = nn.relu(norm('model_1')(y, train=train))
@@ -61,16 +62,19 @@ class Generator(nn.Module):
   PyTorch >= 1.2 (``config.model.gan_norm_scale_init='ones'``).
   ``dtype``: computation dtype of the convolutions (parameters, norm
   statistics and the float32 output stay float32).
+  ``stat_groups``: G > 1 runs G `layers.interleave`d batches as one call
+  whose running statistics end as after G calls in group order.
   """
   conv_dim: int = 64
   num_residual: int = 4
   norm_scale_init: layers.Initializer = layers.uniform_unit
   dtype: Any = jnp.float32
+  stat_groups: int = 1
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     norm = lambda name: layers.InstanceNorm(scale_init=self.norm_scale_init,
-                                            name=name)
+                                            stat_groups=self.stat_groups, name=name)
     conv = functools.partial(layers.conv, use_bias=False, dtype=self.dtype)
     dim = self.conv_dim
     x = conv(dim, 7, 1, 3, in_features=x.shape[-1], name='model_0')(x)
@@ -81,7 +85,7 @@ class Generator(nn.Module):
       x = nn.relu(norm(f'model_{index + 1}')(x, train=train))
       dim, index = dim * 2, index + 3
     for _ in range(self.num_residual):
-      x = _ResidualBlock(dim, self.norm_scale_init, self.dtype,
+      x = _ResidualBlock(dim, self.norm_scale_init, self.dtype, self.stat_groups,
                          name=f'model_{index}')(x, train=train)
       index += 1
     for _ in range(2):

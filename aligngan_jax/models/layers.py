@@ -44,16 +44,45 @@ def _update(variable, new, momentum):
   variable.value = (1.0 - momentum) * variable.value + momentum * new
 
 
+def _update_in_order(variable, per_group, momentum):
+  """One running-average update per statistics group ([G, C]), group 0
+  first: what G separate training calls in that order would do."""
+  for value in per_group:
+    _update(variable, value, momentum)
+
+
+def interleave(xs):
+  """Batches equal-sized arrays as one: row ``i * G + g`` is ``xs[g][i]``.
+
+  The layout of a call with ``stat_groups=G`` norm layers: a row's group is
+  its index modulo G, so a batch sharded along its first axis keeps every
+  group's rows on the devices that held them (no data movement).
+  """
+  return jnp.stack(xs, axis=1).reshape((-1,) + xs[0].shape[1:])
+
+
+def deinterleave(x, groups: int):
+  """The inverse of `interleave`: a list of ``groups`` arrays."""
+  x = x.reshape((-1, groups) + x.shape[1:])
+  return [x[:, g] for g in range(groups)]
+
+
 class BatchNorm(nn.Module):
   """``torch.nn.BatchNorm{1,2}d``: batch statistics over every axis but the
   last in training (biased variance to normalise, unbiased to update the
   running variance, ``momentum`` as PyTorch counts it); running statistics
   in eval. Variables: params ``scale``, ``bias``; batch_stats ``mean``,
-  ``var`` (flax's names, so flax BatchNorm checkpoints interchange)."""
+  ``var`` (flax's names, so flax BatchNorm checkpoints interchange).
+
+  ``stat_groups=G``: the batch is G `interleave`d batches, and training
+  normalises each with its own statistics and updates the running ones
+  once per group, group 0 first: exactly G separate calls, in one.
+  """
   momentum: float = 0.1
   epsilon: float = 1e-5
   scale_init: Initializer = nn.initializers.ones
   dtype: Any = None
+  stat_groups: int = 1
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -62,22 +91,27 @@ class BatchNorm(nn.Module):
     bias = self.param('bias', nn.initializers.zeros, (features,))
     ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, (features,))
     ra_var = self.variable('batch_stats', 'var', jnp.ones, (features,))
-    axes = tuple(range(x.ndim - 1))
+    groups = self.stat_groups if train else 1
+    shape, in_dtype = x.shape, x.dtype
+    # [N / G, G, ..., C]: statistics over every axis but the group's and C's.
+    x = x.reshape((-1, groups) + shape[1:])
+    axes = (0,) + tuple(range(2, x.ndim - 1))
     if train:
       x32 = x.astype(jnp.float32)
-      mean = x32.mean(axes)
+      mean = x32.mean(axes, keepdims=True)
       # Two passes, E[(x - E[x])^2], as PyTorch computes it: the one-pass
       # E[x^2] - E[x]^2 loses float32 digits as (mean/std)^2, and the
       # embedder's bottleneck sees mean/std near 11 (docs/decisions.md).
-      var = jnp.square(x32 - mean).mean(axes)
+      var = jnp.square(x32 - mean).mean(axes, keepdims=True)
       if not self.is_initializing():
-        n = x.size // features
-        _update(ra_mean, mean, self.momentum)
-        _update(ra_var, var * n / max(n - 1, 1), self.momentum)
+        n = x.size // (features * groups)
+        per_group = lambda v: v.reshape(groups, features)
+        _update_in_order(ra_mean, per_group(mean), self.momentum)
+        _update_in_order(ra_var, per_group(var) * n / max(n - 1, 1), self.momentum)
     else:
       mean, var = ra_mean.value, ra_var.value
     y = (x - mean) * (scale * jax.lax.rsqrt(var + self.epsilon)) + bias
-    return y.astype(self.dtype or x.dtype)
+    return y.reshape(shape).astype(self.dtype or in_dtype)
 
 
 class InstanceNorm(nn.Module):
@@ -89,12 +123,15 @@ class InstanceNorm(nn.Module):
   averaged over the batch, with ``momentum`` (PyTorch's instance_norm); eval
   then normalises with the running statistics. PyTorch 1.1 initialised the
   affine scale U(0, 1) (the default here); ``scale_init=ones`` gives >= 1.2.
+  ``stat_groups=G`` (see `BatchNorm`): one running-statistic update per
+  `interleave`d group, group 0 first (normalisation is per instance anyway).
   """
   affine: bool = True
   track_running_stats: bool = True
   momentum: float = 0.1
   epsilon: float = 1e-5
   scale_init: Initializer = uniform_unit
+  stat_groups: int = 1
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -111,8 +148,9 @@ class InstanceNorm(nn.Module):
       var = jnp.square(x - mean).mean((1, 2), keepdims=True)
       if self.track_running_stats and not self.is_initializing():
         n = x.shape[1] * x.shape[2]
-        _update(ra_mean, mean.mean((0, 1, 2)), self.momentum)
-        _update(ra_var, (var * n / max(n - 1, 1)).mean((0, 1, 2)), self.momentum)
+        per_group = lambda v: v.reshape(-1, self.stat_groups, features).mean(0)
+        _update_in_order(ra_mean, per_group(mean), self.momentum)
+        _update_in_order(ra_var, per_group(var * n / max(n - 1, 1)), self.momentum)
     y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
     if self.affine:
       y = (y * self.param('scale', self.scale_init, (features,))
