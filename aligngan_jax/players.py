@@ -43,7 +43,7 @@ def feature_models(config, num_classes: int) -> dict:
   return {
       'encoder': resnet.ResNetEncoder(depth=m.depth, width=m.width,
                                       last_stride=m.last_stride,
-                                      dtype=compute_dtype(config)),
+                                      dtype=compute_dtype(config), remat=m.remat),
       'embedder': embedder_lib.Embedder(
           num_classes=num_classes, bottle_dim=m.bottle_dim,
           embed_dim=m.embed_dim, dropout_rate=m.dropout_rate,

@@ -1,11 +1,14 @@
 """Model shapes and parameter counts (official counts from spec §1)."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from aligngan_jax.models import Embedder, ResNetEncoder, prepare_encoder_input
+from aligngan_jax.models import layers
 
 
 def _num_params(tree):
@@ -111,3 +114,56 @@ def test_batchnorm_variance_is_accurate_under_a_large_common_mode():
   # Running variance: momentum 0.1 of the unbiased batch variance.
   np.testing.assert_allclose(np.asarray(updates['batch_stats']['var']),
                              0.9 + 0.1 * var64 * 64 / 63, rtol=1e-5)
+
+
+@pytest.mark.parametrize('norm', ['batch', 'instance'])
+def test_stat_groups_equal_separate_calls_in_order(norm):
+  """A stat_groups=3 call on interleaved batches normalises each with its own
+  statistics and leaves the running statistics as three calls in order."""
+  rng = np.random.default_rng(0)
+  xs = [jnp.asarray(rng.normal(shift, 1 + abs(shift), (4, 5, 3, 6)), jnp.float32)
+        for shift in (0.0, 2.0, -1.0)]
+  make = {'batch': layers.BatchNorm, 'instance': layers.InstanceNorm}[norm]
+  variables = make().init(jax.random.key(0), xs[0], train=True)
+  stats, separate = variables['batch_stats'], []
+  for x in xs:
+    y, new = make().apply({**variables, 'batch_stats': stats}, x, train=True,
+                          mutable=['batch_stats'])
+    separate.append(y)
+    stats = new['batch_stats']
+  y, joined = make(stat_groups=3).apply(variables, layers.interleave(xs), train=True,
+                                        mutable=['batch_stats'])
+  for got, want in zip(layers.deinterleave(y, 3), separate):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  for key in ('mean', 'var'):
+    np.testing.assert_allclose(joined['batch_stats'][key], stats[key], rtol=1e-6)
+  # The order matters: the same three calls in reverse end elsewhere.
+  reverse = variables['batch_stats']
+  for x in xs[::-1]:
+    reverse = make().apply({**variables, 'batch_stats': reverse}, x, train=True,
+                           mutable=['batch_stats'])[1]['batch_stats']
+  assert not np.allclose(reverse['mean'], stats['mean'], rtol=1e-3)
+
+
+@pytest.mark.parametrize('remat', ['convs', 'blocks'])
+def test_encoder_remat_changes_memory_not_results(remat):
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 32, 16, 3)), jnp.float32)
+  plain = ResNetEncoder(depth=50, width=4)
+  variables = plain.init(jax.random.key(0), x, train=False)
+
+  def loss(params, model):
+    y, new = model.apply({'params': params, 'batch_stats': variables['batch_stats']},
+                         x, train=True, mutable=['batch_stats'])
+    return jnp.sum(jnp.square(y)), new['batch_stats']
+  grads = [jax.value_and_grad(functools.partial(loss, model=m), has_aux=True)
+           for m in (plain, plain.clone(remat=remat))]
+  # The blocks really are rematerialised (and only with the switch on).
+  assert [('remat' in str(jax.make_jaxpr(g)(variables['params']))) for g in grads] == [
+      False, True]
+  results = [jax.jit(g)(variables['params']) for g in grads]
+  (want_loss, want_stats), want_grads = results[0]
+  (got_loss, got_stats), got_grads = results[1]
+  np.testing.assert_allclose(got_loss, want_loss, rtol=1e-6)
+  for got, want in zip(jax.tree.leaves((got_grads, got_stats)),
+                       jax.tree.leaves((want_grads, want_stats))):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())

@@ -80,6 +80,13 @@ class _Block(nn.Module):
 
 _STAGES = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 
+# ResNetEncoder.remat -> what a residual block keeps for its backward pass:
+# 'none' everything; 'convs' the convolution outputs (BatchNorm and ReLU are
+# recomputed from them: elementwise work, no extra convolution); 'blocks'
+# only the block input (the block's forward runs twice).
+REMAT_POLICIES = {'none': None, 'convs': jax.checkpoint_policies.dots_saveable,
+                  'blocks': jax.checkpoint_policies.nothing_saveable}
+
 
 class ResNetEncoder(nn.Module):
   """ResNet trunk: conv1, bn1, relu, maxpool, layer1..layer4.
@@ -91,11 +98,18 @@ class ResNetEncoder(nn.Module):
     last_stride: stride of layer4; AlignGAN sets it to 1 (official 24x12
       output for a 384x192 input).
     dtype: computation dtype; parameters stay float32.
+    stat_groups: G > 1 runs G `layers.interleave`d batches as one training
+      call: each is normalised with its own batch statistics and the
+      running statistics end as after G calls in group order.
+    remat: a key of `REMAT_POLICIES`: what the blocks keep for the backward
+      pass (memory against recomputation; the results are the same).
   """
   depth: int = 50
   width: int = 64
   last_stride: int = 1
   dtype: Any = jnp.float32
+  stat_groups: int = 1
+  remat: str = 'none'
 
   @property
   def out_features(self) -> int:
@@ -110,16 +124,20 @@ class ResNetEncoder(nn.Module):
                              kernel_init=_conv_init, padding='VALID')
     # PyTorch BN: momentum 0.1, eps 1e-5, batch statistics in training and
     # the unbiased variance in the running average.
-    batch_norm = functools.partial(layers.BatchNorm, dtype=self.dtype)
+    batch_norm = functools.partial(layers.BatchNorm, dtype=self.dtype,
+                                   stat_groups=self.stat_groups)
     x = x.astype(self.dtype)
     x = conv(self.width, (7, 7), (2, 2), padding=((3, 3), (3, 3)), name='conv1')(x)
     x = nn.relu(batch_norm(name='bn1')(x, train=train))
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     bottleneck = self.depth >= 50
+    block_class = _Block
+    if REMAT_POLICIES[self.remat] is not None:
+      block_class = nn.remat(_Block, policy=REMAT_POLICIES[self.remat])
     for stage, num_blocks in enumerate(_STAGES[self.depth]):
       stage_stride = 1 if stage == 0 else (self.last_stride if stage == 3 else 2)
       for block in range(num_blocks):
-        x = _Block(features=self.width * 2 ** stage,
+        x = block_class(features=self.width * 2 ** stage,
                    strides=stage_stride if block == 0 else 1,
                    bottleneck=bottleneck, conv=conv, batch_norm=batch_norm,
                    train=train,
