@@ -19,9 +19,13 @@ def test_trains_two_steps_evaluates_and_resumes(tfds_data_dir, tmp_path):
   workdir = str(tmp_path / 'run')
   common = ['--config=configs/synthetic.py:ide,tiny', f'--workdir={workdir}',
             f'--config.data_dir={tfds_data_dir}', '--config.checkpoint_every_steps=1']
-  first = _main(*common, '--config.num_train_steps=2')
+  cache = str(tmp_path / 'xla')
+  first = _main(*common, '--config.num_train_steps=2', f'--compilation_cache_dir={cache}')
   assert first.returncode == 0, first.stderr[-3000:]
   assert 'step 2/2' in first.stderr
+  # The persistent compilation cache is on by default, in the named folder.
+  assert f'Persistent compilation cache: {cache}' in first.stderr
+  assert os.listdir(cache)
   with open(os.path.join(workdir, 'eval', 'latest.json')) as f:
     result = json.load(f)
   assert result['step'] == 2 and result['protocol'] == 'sysu'
@@ -36,8 +40,10 @@ def test_trains_two_steps_evaluates_and_resumes(tfds_data_dir, tmp_path):
   assert 'Resumed from' in second.stderr and 'at step 2' in second.stderr
   assert 'step 3/3' in second.stderr and 'step 1/3' not in second.stderr
   # Evaluation mode reads the newest checkpoint.
-  third = _main(*common, '--config.num_train_steps=3', '--config.mode=eval')
+  third = _main(*common, '--config.num_train_steps=3', '--config.mode=eval',
+                '--nocompilation_cache')
   assert third.returncode == 0, third.stderr[-3000:]
+  assert 'Persistent compilation cache' not in third.stderr
   # The protocol table, naming the variant.
   for phrase in ('SYSU-MM01', 'all-search single-shot', 'indoor-search multi-shot',
                  'identity-level CMC', "AGW's random.seed(trial)"):
