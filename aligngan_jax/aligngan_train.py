@@ -202,8 +202,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
   train_lib.ensure_writable(workdir)
   mesh = sharding.create_mesh()
   train, test = train_lib.load_data(config)
-  rgb = train.select(train.modality == input_pipeline.RGB)
-  ir = train.select(train.modality == input_pipeline.IR)
+  rgb, ir = input_pipeline.training_records(
+      train.select(train.modality == input_pipeline.RGB),
+      train.select(train.modality == input_pipeline.IR),
+      image_size=config.image_size, decode_once=config.decode_once)
   models = players.create_models(config, int(train.label.max()) + 1)
   manager, state, resumed = train_lib.resume_or_start(
       config, workdir, players.create_state(config, models, mesh))

@@ -93,6 +93,12 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int):
     raise ConfigError(
         f'config.model.gan_norm_scale_init={config.model.gan_norm_scale_init!r} '
         f'is not one of {tuple(gan.NORM_SCALE_INITS)}.')
+  if config.model.remat not in resnet.REMAT_POLICIES:
+    raise ConfigError(f'config.model.remat={config.model.remat!r} is not one of '
+                      f'{tuple(resnet.REMAT_POLICIES)}.')
+  for key in ('batch_network_calls', 'decode_once'):
+    if not isinstance(config[key], bool):
+      raise ConfigError(f'config.{key}={config[key]!r} must be True or False.')
   if config.optimizer not in _OPTIMIZERS:
     raise ConfigError(f'config.optimizer={config.optimizer!r} is not one of '
                       f'{_OPTIMIZERS}.')
@@ -483,6 +489,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   train_step = make_train_step(models, config, mesh)
   extract = make_feature_extractor(models, config, mesh)
+  rgb, ir = input_pipeline.training_records(rgb, ir, image_size=config.image_size,
+                                           decode_once=config.decode_once)
   batches = input_pipeline.create_train_iterator(
       rgb, ir, sampler, image_size=config.image_size, start_step=start_step,
       num_steps=config.num_train_steps)

@@ -20,6 +20,13 @@ def get_config(arg=None):
   # What convolutions compute in: 'float32' (official) or 'bfloat16'
   # (parameters, optimizer states, norm statistics and losses stay float32).
   config.compute_dtype = 'float32'
+  # Not a deviation: True runs the repeated network calls of an iteration
+  # (the generators' cycle and identity calls, the encoder on both
+  # modalities, the discriminators on every pair) as one call each, with
+  # per-call norm statistics and running-statistic updates in the official
+  # order (aligngan_jax/stages.py); False makes every call separately, as
+  # the official code does. Same results to float rounding.
+  config.batch_network_calls = True
   # jax_debug_nans: stop at the first operation that makes a NaN (slow).
   config.debug_nans = False
 
@@ -34,6 +41,12 @@ def get_config(arg=None):
   config.ids_per_batch = 18                # P: identities per batch
   config.instances_per_id = 4              # K: images per identity and modality
   config.eval_batch_size = 128
+  # Decode and resize every training image once per run and keep it as
+  # uint8 in host memory (image_size^2 x 3 bytes each; 1.7 GB for
+  # SYSU-MM01 at 128): a JPEG decode per image and step would need about
+  # 10 host cores to keep up with stage 1 on one GPU (bench/RESULTS.md).
+  # Same batches either way; False saves the memory.
+  config.decode_once = True
   # Not official (the official pipeline only flips): probability of turning
   # an RGB training image grey, which stops colour from carrying identity.
   config.rgb_grey_prob = 0.0
@@ -63,6 +76,11 @@ def get_config(arg=None):
   config.model.dropout_rate = 0.5
   config.model.embed_bn = False      # not official; see docs/decisions.md
   config.model.classifier_init_std = 0.001   # official N(0, 0.001)
+  # Memory, not a deviation: what the trunk's residual blocks keep for the
+  # backward pass ('none' | 'convs' | 'blocks'; models/resnet.py); the
+  # results are the same, the peak memory and step time are not
+  # (bench/RESULTS.md).
+  config.model.remat = 'none'
   # Pixel module (§1.1): the generators' InstanceNorm scales start U(0, 1)
   # as under PyTorch 1.1, which the official runs used ('uniform'), or at
   # 1 as under PyTorch >= 1.2 ('ones').

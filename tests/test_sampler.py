@@ -125,3 +125,30 @@ def test_train_iterator_resumes_at_a_step_and_keeps_alignment(tiny_records):
       process_index=i, process_count=2)) for i in range(2)]
   np.testing.assert_array_equal(
       np.concatenate([h['rgb'] for h in halves]), full[0]['rgb'])
+
+
+def test_images_decoded_once_give_the_same_batches(tiny_records):
+  """decode_records keeps each resized image as uint8; batches drawn from it
+  (flips and mono channels included) equal those decoded at every step."""
+  from aligngan_jax import input_pipeline
+  train, _ = tiny_records
+  rgb = train.select(train.modality == input_pipeline.RGB)
+  ir = train.select(train.modality == input_pipeline.IR)
+  sampler = sampler_lib.PKSampler(rgb.label, ir.label, ids_per_batch=4,
+                                  instances_per_id=2, seed=0, rgb_grey_prob=0.3,
+                                  rgb_channel_prob=0.3)
+  kwargs = dict(image_size=16, start_step=0, num_steps=4, process_index=0,
+                process_count=1)
+  decoded = [input_pipeline.decode_records(r, 16) for r in (rgb, ir)]
+  assert decoded[0].images.shape == (len(rgb), 16, 16, 3)
+  assert decoded[0].images.dtype == np.uint8
+  per_step = list(input_pipeline.create_train_iterator(rgb, ir, sampler, **kwargs))
+  once = list(input_pipeline.create_train_iterator(*decoded, sampler, **kwargs))
+  assert any(sampler(s).rgb_flip.any() and (sampler(s).rgb_mono >= 0).any()
+             for s in range(4))
+  for a, b in zip(per_step, once):
+    for key in ('rgb', 'ir', 'labels'):
+      np.testing.assert_array_equal(b[key], a[key])
+  with pytest.raises(ValueError, match='image_size=32'):
+    next(input_pipeline.create_train_iterator(*decoded, sampler,
+                                              **{**kwargs, 'image_size': 32}))
