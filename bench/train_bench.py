@@ -1,7 +1,8 @@
 """Times AlignGAN's three training steps at the official sizes.
 
   python bench/train_bench.py                       # official sizes, fp32 + bf16
-  python bench/train_bench.py --feature_ids=4 --pixel_ids=2 --dtypes=float32
+  python bench/train_bench.py --feature_ids=4 --pixel_ids=2 --dtypes=float32 \
+      --calls=batched --repeats=1
 
 Official sizes (spec §2-§3): feature batches 18 ids x 4 images per modality
 (72 + 72), pixel batches 4 x 4 (16 + 16), 128x128 images, the encoder at
@@ -9,13 +10,26 @@ Official sizes (spec §2-§3): feature batches 18 ids x 4 images per modality
 devices (no TensorFlow), so it runs on a bare GPU machine. Each (stage,
 dtype) runs in its own subprocess, so its peak memory is its own.
 
+Each (stage, dtype) runs twice: with ``config.batch_network_calls`` (the
+default: repeated calls joined, stages.py) and without (every call separate,
+as the official code makes them): the speed-up column compares the two.
+
 Per row: median ms per iteration, images per second (the images the stage
 consumes: stage 1 the IR half of a feature batch, stage 2 a pixel batch,
-stage 3 both batches), the FLOPs XLA counts for one compiled iteration, the
-achieved TFLOP/s, the model FLOP utilisation against the chip's peak
-(GPU: the vendor's dense peak for the dtype; CPU: a float32 matmul measured
-in the same run, labelled so), peak memory (device allocator on GPU, process
-RSS on CPU) and the speed-up of bf16 over fp32 of the same stage.
+stage 3 both batches), FLOPs per iteration, achieved TFLOP/s, utilisation
+against the chip's dense peak (GPU: the vendor's figure for the dtype; CPU:
+a float32 matmul measured in the same run, labelled so), peak memory
+(device allocator on GPU, process RSS on CPU), XLA's planned memory of the
+step (arguments + outputs + temporaries, from the compiled executable), the
+speed-up over the separate calls, and compile time cold (empty persistent
+cache) and warm (the same step again after `jax.clear_caches()`, served
+from the persistent cache).
+
+FLOPs: XLA's cost analysis of the step's HLO *before* backend optimisation,
+where every convolution is still a convolution. The compiled executable's
+count would be the natural one, but on GPU convolutions become cuDNN custom
+calls that XLA's GPU cost analysis does not count (it read 0.1 % MFU). On
+CPU both counts are printed; they agree within a few percent.
 """
 
 import json
@@ -24,6 +38,7 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -34,6 +49,8 @@ from absl import flags  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_list('stages', ['1', '2', '3'], 'Stages to time.')
 flags.DEFINE_list('dtypes', ['float32', 'bfloat16'], 'config.compute_dtype values.')
+flags.DEFINE_list('calls', ['batched', 'separate'],
+                  'config.batch_network_calls True (batched) / False (separate).')
 flags.DEFINE_integer('feature_ids', 18, 'P of a feature batch (official 18).')
 flags.DEFINE_integer('feature_instances', 4, 'K of a feature batch (official 4).')
 flags.DEFINE_integer('pixel_ids', 4, 'P of a pixel batch (official 4).')
@@ -41,7 +58,7 @@ flags.DEFINE_integer('pixel_instances', 4, 'K of a pixel batch (official 4).')
 flags.DEFINE_integer('depth', 50, 'ResNet depth (official 50).')
 flags.DEFINE_integer('repeats', 10, 'Timed iterations (median reported).')
 flags.DEFINE_integer('warmup', 2, 'Untimed iterations after compilation.')
-flags.DEFINE_string('_child', '', 'Internal: "stage,dtype" to run in this process.')
+flags.DEFINE_string('_child', '', 'Internal: "stage,dtype,calls" to run in this process.')
 
 # Dense peak FLOP/s per chip (vendor data sheets; SXM parts). float32 runs
 # use TF32 tensor cores under XLA's default precision on these GPUs.
@@ -50,10 +67,11 @@ _PEAKS = {'H100': {'bfloat16': 989e12, 'float32': 495e12},
           'A100': {'bfloat16': 312e12, 'float32': 156e12}}
 
 
-def _config(dtype: str):
+def _config(dtype: str, calls: str):
   from configs import default
   config = default.get_config()
   config.compute_dtype = dtype
+  config.batch_network_calls = calls == 'batched'
   config.ids_per_batch, config.instances_per_id = FLAGS.feature_ids, FLAGS.feature_instances
   config.gan.pixel_ids_per_batch = FLAGS.pixel_ids
   config.gan.pixel_instances_per_id = FLAGS.pixel_instances
@@ -89,13 +107,32 @@ def _peak_flops(dtype: str) -> tuple[float, str]:
   return 2 * n ** 3 / float(np.median(times)), 'measured f32 matmul'
 
 
-def _child(stage: int, dtype: str) -> dict:
+def _flops(compiled, lowered) -> tuple[float, float]:
+  """(HLO count before optimisation, compiled executable's count)."""
+  def get(cost):
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost.get('flops', float('nan'))) if cost else float('nan')
+  return get(lowered.cost_analysis()), get(compiled.cost_analysis())
+
+
+def _planned_bytes(compiled) -> float:
+  m = compiled.memory_analysis()
+  if m is None:
+    return float('nan')
+  return float(m.argument_size_in_bytes + m.output_size_in_bytes
+               + m.temp_size_in_bytes - m.alias_size_in_bytes)
+
+
+def _child(stage: int, dtype: str, calls: str) -> dict:
   import jax
   import numpy as np
+  # Cold and warm compilation against an empty persistent cache of our own.
+  jax.config.update('jax_compilation_cache_dir', tempfile.mkdtemp(prefix='train-bench-'))
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
   from aligngan_jax import aligngan_train
   from aligngan_jax import players
   from aligngan_jax import sharding
-  config = _config(dtype)
+  config = _config(dtype, calls)
   mesh = sharding.create_mesh()
   models = players.create_models(config, num_classes=395)
   state = players.create_state(config, models, mesh)
@@ -108,11 +145,14 @@ def _child(stage: int, dtype: str) -> dict:
   batch = sharding.shard_batch(batch, mesh)
   images = aligngan_train.stage_images(config, stage)   # the training loop's images/s
   start = time.perf_counter()
-  compiled = step.lower(state, batch).compile()
+  lowered = step.lower(state, batch)
+  compiled = lowered.compile()
   compile_s = time.perf_counter() - start
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float(cost.get('flops', float('nan'))) if cost else float('nan')
+  jax.clear_caches()
+  start = time.perf_counter()
+  step.lower(state, batch).compile()
+  warm_compile_s = time.perf_counter() - start
+  flops, compiled_flops = _flops(compiled, lowered)
   for _ in range(FLAGS.warmup):
     state, metrics = step(state, batch)
   jax.block_until_ready(state)
@@ -131,46 +171,66 @@ def _child(stage: int, dtype: str) -> dict:
     memory_kind = 'process RSS peak'
   peak, peak_kind = _peak_flops(dtype)
   finite = all(np.isfinite(float(v)) for v in jax.device_get(metrics).values())
-  return {'stage': stage, 'dtype': dtype, 'ms': 1e3 * seconds, 'images': images,
-          'images_per_s': images / seconds, 'flops': flops,
+  return {'stage': stage, 'dtype': dtype, 'calls': calls, 'ms': 1e3 * seconds,
+          'images': images, 'images_per_s': images / seconds, 'flops': flops,
+          'compiled_flops': compiled_flops,
           'tflops_per_s': flops / seconds / 1e12, 'mfu': flops / seconds / peak,
           'peak_kind': peak_kind, 'memory_gib': memory / 2 ** 30,
-          'memory_kind': memory_kind, 'compile_s': compile_s, 'finite': finite,
+          'planned_gib': _planned_bytes(compiled) / 2 ** 30,
+          'memory_kind': memory_kind, 'compile_s': compile_s,
+          'warm_compile_s': warm_compile_s, 'finite': finite,
+          'iterations': int(config.gan.stage_iterations[stage - 1]),
           'device': f'{jax.devices()[0].device_kind} x{jax.device_count()}'}
+
+
+def _print_row(r, speedup):
+  print(f'{r["stage"]:<7}{r["dtype"]:<10}{r["calls"]:<10}{r["ms"]:>10.1f}'
+        f'{r["images_per_s"]:>9.1f}{r["flops"] / 1e9:>9.0f}{r["compiled_flops"] / 1e9:>10.0f}'
+        f'{r["tflops_per_s"]:>9.2f}{100 * r["mfu"]:>7.1f}%{r["memory_gib"]:>10.2f}'
+        f'{r["planned_gib"]:>9.2f}{speedup:>9}{r["compile_s"]:>8.1f}'
+        f'{r["warm_compile_s"]:>7.1f}  {r["device"]}; util vs {r["peak_kind"]}; '
+        f'{r["memory_kind"]}{"" if r["finite"] else "; NON-FINITE LOSS"}', flush=True)
 
 
 def main(argv):
   del argv
   if FLAGS._child:
-    stage, dtype = FLAGS._child.split(',')
-    print('RESULT ' + json.dumps(_child(int(stage), dtype)))
+    stage, dtype, calls = FLAGS._child.split(',')
+    print('RESULT ' + json.dumps(_child(int(stage), dtype, calls)))
     return
   print(f'# {time.strftime("%Y-%m-%d")} | {platform.machine()} {os.cpu_count()} CPUs | '
         f'feature {FLAGS.feature_ids}x{FLAGS.feature_instances}, pixel '
         f'{FLAGS.pixel_ids}x{FLAGS.pixel_instances} per modality, 128x128, encoder '
         f'384x192, ResNet-{FLAGS.depth}; median of {FLAGS.repeats}')
-  print(f'{"stage":<7}{"dtype":<10}{"ms/iter":>10}{"img/s":>9}{"GFLOP/iter":>12}'
-        f'{"TFLOP/s":>9}{"MFU":>8}{"peak GiB":>10}{"vs fp32":>9}{"compile s":>11}  notes')
+  print('# GFLOP: HLO before optimisation (convolutions counted) | compiled: the '
+        "executable's own count (on GPU it omits cuDNN convolutions)")
+  print(f'{"stage":<7}{"dtype":<10}{"calls":<10}{"ms/iter":>10}{"img/s":>9}{"GFLOP":>9}'
+        f'{"compiled":>10}{"TFLOP/s":>9}{"util":>8}{"peak GiB":>10}{"XLA GiB":>9}'
+        f'{"speedup":>9}{"cold s":>8}{"warm s":>7}  notes')
   rows = {}
   passthrough = [a for a in sys.argv[1:] if not a.startswith('--_child')]
   for stage in FLAGS.stages:
     for dtype in FLAGS.dtypes:
-      out = subprocess.run(
-          [sys.executable, __file__, *passthrough, f'--_child={stage},{dtype}'],
-          capture_output=True, text=True, check=False)
-      lines = [line for line in out.stdout.splitlines() if line.startswith('RESULT ')]
-      if out.returncode or not lines:
-        print(f'{stage:<7}{dtype:<10} failed (rc={out.returncode}): '
-              f'{out.stderr.strip().splitlines()[-1:] }')
-        continue
-      r = rows[stage, dtype] = json.loads(lines[0][len('RESULT '):])
-      base = rows.get((stage, 'float32'))
-      speedup = f'{base["ms"] / r["ms"]:.2f}x' if base else '-'
-      print(f'{stage:<7}{dtype:<10}{r["ms"]:>10.1f}{r["images_per_s"]:>9.1f}'
-            f'{r["flops"] / 1e9:>12.0f}{r["tflops_per_s"]:>9.3f}{100 * r["mfu"]:>7.1f}%'
-            f'{r["memory_gib"]:>10.2f}{speedup:>9}{r["compile_s"]:>11.1f}  '
-            f'{r["device"]}; MFU vs {r["peak_kind"]}; {r["memory_kind"]}'
-            f'{"" if r["finite"] else "; NON-FINITE LOSS"}', flush=True)
+      for calls in sorted(FLAGS.calls, key=lambda c: c != 'separate'):   # reference first
+        out = subprocess.run(
+            [sys.executable, __file__, *passthrough, f'--_child={stage},{dtype},{calls}'],
+            capture_output=True, text=True, check=False)
+        lines = [line for line in out.stdout.splitlines() if line.startswith('RESULT ')]
+        if out.returncode or not lines:
+          print(f'{stage:<7}{dtype:<10}{calls:<10} failed (rc={out.returncode}): '
+                f'{out.stderr.strip().splitlines()[-1:]}')
+          continue
+        r = rows[stage, dtype, calls] = json.loads(lines[0][len('RESULT '):])
+        base = rows.get((stage, dtype, 'separate'))
+        _print_row(r, f'{base["ms"] / r["ms"]:.2f}x' if base and calls != 'separate' else '-')
+  # The step time the official schedule implies (no input, eval or logging).
+  for dtype in FLAGS.dtypes:
+    for calls in FLAGS.calls:
+      found = [rows.get((s, dtype, calls)) for s in ('1', '2', '3')]
+      if all(found):
+        total = sum(r['iterations'] * r['ms'] for r in found) / 6e4
+        parts = ' + '.join(f'{r["iterations"]:,} x {r["ms"]:.1f} ms' for r in found)
+        print(f'# schedule {dtype} {calls}: {parts} = {total:.1f} min of steps')
 
 
 if __name__ == '__main__':
