@@ -96,9 +96,6 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int):
   if config.model.remat not in resnet.REMAT_POLICIES:
     raise ConfigError(f'config.model.remat={config.model.remat!r} is not one of '
                       f'{tuple(resnet.REMAT_POLICIES)}.')
-  for key in ('batch_network_calls', 'decode_once'):
-    if not isinstance(config[key], bool):
-      raise ConfigError(f'config.{key}={config[key]!r} must be True or False.')
   if config.optimizer not in _OPTIMIZERS:
     raise ConfigError(f'config.optimizer={config.optimizer!r} is not one of '
                       f'{_OPTIMIZERS}.')

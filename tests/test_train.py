@@ -120,6 +120,10 @@ def test_config_errors_name_the_key_or_path(config, tmp_path):
     bad = config.copy_and_resolve_references()
     bad.eval_batch_size = 3
     train_lib.validate_config(bad, num_devices=2)
+  bad = config.copy_and_resolve_references()
+  bad.model.remat = 'all'
+  with pytest.raises(train_lib.ConfigError, match="config.model.remat='all' is not one of"):
+    train_lib.validate_config(bad, num_devices=2)
 
 
 def test_joint_forward_shares_batchnorm_statistics(config, models):
