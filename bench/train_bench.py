@@ -10,9 +10,10 @@ Official sizes (spec §2-§3): feature batches 18 ids x 4 images per modality
 devices (no TensorFlow), so it runs on a bare GPU machine. Each (stage,
 dtype) runs in its own subprocess, so its peak memory is its own.
 
-Each (stage, dtype) runs twice: with ``config.batch_network_calls`` (the
-default: repeated calls joined, stages.py) and without (every call separate,
-as the official code makes them): the speed-up column compares the two.
+Each (stage, dtype) runs with ``config.batch_network_calls`` (the default:
+repeated calls joined, stages.py) and without (every call separate, as the
+official code makes them), and with each ``--remat`` policy of the trunk;
+the speed-up column compares a row with the separate calls without remat.
 
 Per row: median ms per iteration, images per second (the images the stage
 consumes: stage 1 the IR half of a feature batch, stage 2 a pixel batch,
@@ -58,7 +59,11 @@ flags.DEFINE_integer('pixel_instances', 4, 'K of a pixel batch (official 4).')
 flags.DEFINE_integer('depth', 50, 'ResNet depth (official 50).')
 flags.DEFINE_integer('repeats', 10, 'Timed iterations (median reported).')
 flags.DEFINE_integer('warmup', 2, 'Untimed iterations after compilation.')
-flags.DEFINE_string('_child', '', 'Internal: "stage,dtype,calls" to run in this process.')
+flags.DEFINE_list('remat', ['none'], 'config.model.remat values (resnet.REMAT_POLICIES).')
+flags.DEFINE_bool('compile_only', False,
+                  'Lower and compile only: FLOPs, planned memory and compile '
+                  'times without running (official sizes on a small CPU host).')
+flags.DEFINE_string('_child', '', 'Internal: "stage,dtype,calls,remat" to run in this process.')
 
 # Dense peak FLOP/s per chip (vendor data sheets; SXM parts). float32 runs
 # use TF32 tensor cores under XLA's default precision on these GPUs.
@@ -67,11 +72,12 @@ _PEAKS = {'H100': {'bfloat16': 989e12, 'float32': 495e12},
           'A100': {'bfloat16': 312e12, 'float32': 156e12}}
 
 
-def _config(dtype: str, calls: str):
+def _config(dtype: str, calls: str, remat: str):
   from configs import default
   config = default.get_config()
   config.compute_dtype = dtype
   config.batch_network_calls = calls == 'batched'
+  config.model.remat = remat
   config.ids_per_batch, config.instances_per_id = FLAGS.feature_ids, FLAGS.feature_instances
   config.gan.pixel_ids_per_batch = FLAGS.pixel_ids
   config.gan.pixel_instances_per_id = FLAGS.pixel_instances
@@ -123,7 +129,7 @@ def _planned_bytes(compiled) -> float:
                + m.temp_size_in_bytes - m.alias_size_in_bytes)
 
 
-def _child(stage: int, dtype: str, calls: str) -> dict:
+def _child(stage: int, dtype: str, calls: str, remat: str) -> dict:
   import jax
   import numpy as np
   # Cold and warm compilation against an empty persistent cache of our own.
@@ -132,7 +138,7 @@ def _child(stage: int, dtype: str, calls: str) -> dict:
   from aligngan_jax import aligngan_train
   from aligngan_jax import players
   from aligngan_jax import sharding
-  config = _config(dtype, calls)
+  config = _config(dtype, calls, remat)
   mesh = sharding.create_mesh()
   models = players.create_models(config, num_classes=395)
   state = players.create_state(config, models, mesh)
@@ -153,6 +159,16 @@ def _child(stage: int, dtype: str, calls: str) -> dict:
   step.lower(state, batch).compile()
   warm_compile_s = time.perf_counter() - start
   flops, compiled_flops = _flops(compiled, lowered)
+  common = {'stage': stage, 'dtype': dtype, 'calls': calls, 'remat': remat,
+            'flops': flops, 'compiled_flops': compiled_flops,
+            'planned_gib': _planned_bytes(compiled) / 2 ** 30,
+            'compile_s': compile_s, 'warm_compile_s': warm_compile_s,
+            'iterations': int(config.gan.stage_iterations[stage - 1]),
+            'device': f'{jax.devices()[0].device_kind} x{jax.device_count()}'}
+  if FLAGS.compile_only:
+    return {**common, 'ms': float('nan'), 'images_per_s': float('nan'),
+            'tflops_per_s': float('nan'), 'mfu': float('nan'), 'peak_kind': '-',
+            'memory_gib': float('nan'), 'memory_kind': 'not run', 'finite': True}
   for _ in range(FLAGS.warmup):
     state, metrics = step(state, batch)
   jax.block_until_ready(state)
@@ -171,20 +187,14 @@ def _child(stage: int, dtype: str, calls: str) -> dict:
     memory_kind = 'process RSS peak'
   peak, peak_kind = _peak_flops(dtype)
   finite = all(np.isfinite(float(v)) for v in jax.device_get(metrics).values())
-  return {'stage': stage, 'dtype': dtype, 'calls': calls, 'ms': 1e3 * seconds,
-          'images': images, 'images_per_s': images / seconds, 'flops': flops,
-          'compiled_flops': compiled_flops,
+  return {**common, 'ms': 1e3 * seconds, 'images_per_s': images / seconds,
           'tflops_per_s': flops / seconds / 1e12, 'mfu': flops / seconds / peak,
           'peak_kind': peak_kind, 'memory_gib': memory / 2 ** 30,
-          'planned_gib': _planned_bytes(compiled) / 2 ** 30,
-          'memory_kind': memory_kind, 'compile_s': compile_s,
-          'warm_compile_s': warm_compile_s, 'finite': finite,
-          'iterations': int(config.gan.stage_iterations[stage - 1]),
-          'device': f'{jax.devices()[0].device_kind} x{jax.device_count()}'}
+          'memory_kind': memory_kind, 'finite': finite}
 
 
 def _print_row(r, speedup):
-  print(f'{r["stage"]:<7}{r["dtype"]:<10}{r["calls"]:<10}{r["ms"]:>10.1f}'
+  print(f'{r["stage"]:<7}{r["dtype"]:<10}{r["calls"]:<10}{r["remat"]:<7}{r["ms"]:>10.1f}'
         f'{r["images_per_s"]:>9.1f}{r["flops"] / 1e9:>9.0f}{r["compiled_flops"] / 1e9:>10.0f}'
         f'{r["tflops_per_s"]:>9.2f}{100 * r["mfu"]:>7.1f}%{r["memory_gib"]:>10.2f}'
         f'{r["planned_gib"]:>9.2f}{speedup:>9}{r["compile_s"]:>8.1f}'
@@ -195,8 +205,8 @@ def _print_row(r, speedup):
 def main(argv):
   del argv
   if FLAGS._child:
-    stage, dtype, calls = FLAGS._child.split(',')
-    print('RESULT ' + json.dumps(_child(int(stage), dtype, calls)))
+    stage, dtype, calls, remat = FLAGS._child.split(',')
+    print('RESULT ' + json.dumps(_child(int(stage), dtype, calls, remat)))
     return
   print(f'# {time.strftime("%Y-%m-%d")} | {platform.machine()} {os.cpu_count()} CPUs | '
         f'feature {FLAGS.feature_ids}x{FLAGS.feature_instances}, pixel '
@@ -204,33 +214,34 @@ def main(argv):
         f'384x192, ResNet-{FLAGS.depth}; median of {FLAGS.repeats}')
   print('# GFLOP: HLO before optimisation (convolutions counted) | compiled: the '
         "executable's own count (on GPU it omits cuDNN convolutions)")
-  print(f'{"stage":<7}{"dtype":<10}{"calls":<10}{"ms/iter":>10}{"img/s":>9}{"GFLOP":>9}'
+  print(f'{"stage":<7}{"dtype":<10}{"calls":<10}{"remat":<7}{"ms/iter":>10}{"img/s":>9}{"GFLOP":>9}'
         f'{"compiled":>10}{"TFLOP/s":>9}{"util":>8}{"peak GiB":>10}{"XLA GiB":>9}'
         f'{"speedup":>9}{"cold s":>8}{"warm s":>7}  notes')
   rows = {}
   passthrough = [a for a in sys.argv[1:] if not a.startswith('--_child')]
-  for stage in FLAGS.stages:
-    for dtype in FLAGS.dtypes:
-      for calls in sorted(FLAGS.calls, key=lambda c: c != 'separate'):   # reference first
-        out = subprocess.run(
-            [sys.executable, __file__, *passthrough, f'--_child={stage},{dtype},{calls}'],
-            capture_output=True, text=True, check=False)
-        lines = [line for line in out.stdout.splitlines() if line.startswith('RESULT ')]
-        if out.returncode or not lines:
-          print(f'{stage:<7}{dtype:<10}{calls:<10} failed (rc={out.returncode}): '
-                f'{out.stderr.strip().splitlines()[-1:]}')
-          continue
-        r = rows[stage, dtype, calls] = json.loads(lines[0][len('RESULT '):])
-        base = rows.get((stage, dtype, 'separate'))
-        _print_row(r, f'{base["ms"] / r["ms"]:.2f}x' if base and calls != 'separate' else '-')
+  variants = [(stage, dtype, calls, remat) for stage in FLAGS.stages
+              for dtype in FLAGS.dtypes
+              for calls in sorted(FLAGS.calls, key=lambda c: c != 'separate')  # reference first
+              for remat in FLAGS.remat]
+  for stage, dtype, calls, remat in variants:
+    out = subprocess.run(
+        [sys.executable, __file__, *passthrough, f'--_child={stage},{dtype},{calls},{remat}'],
+        capture_output=True, text=True, check=False)
+    lines = [line for line in out.stdout.splitlines() if line.startswith('RESULT ')]
+    if out.returncode or not lines:
+      print(f'{stage:<7}{dtype:<10}{calls:<10}{remat:<7} failed (rc={out.returncode}): '
+            f'{out.stderr.strip().splitlines()[-1:]}')
+      continue
+    r = rows[stage, dtype, calls, remat] = json.loads(lines[0][len('RESULT '):])
+    base = rows.get((stage, dtype, 'separate', 'none'))
+    _print_row(r, f'{base["ms"] / r["ms"]:.2f}x' if base and r is not base else '-')
   # The step time the official schedule implies (no input, eval or logging).
-  for dtype in FLAGS.dtypes:
-    for calls in FLAGS.calls:
-      found = [rows.get((s, dtype, calls)) for s in ('1', '2', '3')]
-      if all(found):
-        total = sum(r['iterations'] * r['ms'] for r in found) / 6e4
-        parts = ' + '.join(f'{r["iterations"]:,} x {r["ms"]:.1f} ms' for r in found)
-        print(f'# schedule {dtype} {calls}: {parts} = {total:.1f} min of steps')
+  for _, dtype, calls, remat in {(None, *v[1:]) for v in variants}:
+    found = [rows.get((s, dtype, calls, remat)) for s in ('1', '2', '3')]
+    if all(found) and not FLAGS.compile_only:
+      total = sum(r['iterations'] * r['ms'] for r in found) / 6e4
+      parts = ' + '.join(f'{r["iterations"]:,} x {r["ms"]:.1f} ms' for r in found)
+      print(f'# schedule {dtype} {calls} remat={remat}: {parts} = {total:.1f} min of steps')
 
 
 if __name__ == '__main__':

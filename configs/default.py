@@ -21,12 +21,14 @@ def get_config(arg=None):
   # (parameters, optimizer states, norm statistics and losses stay float32).
   config.compute_dtype = 'float32'
   # Not a deviation: True runs the repeated network calls of an iteration
-  # (the generators' cycle and identity calls, the encoder on both
-  # modalities, the discriminators on every pair) as one call each, with
-  # per-call norm statistics and running-statistic updates in the official
-  # order (aligngan_jax/stages.py); False makes every call separately, as
-  # the official code does. Same results to float rounding.
-  config.batch_network_calls = True
+  # (the generators' cycle and identity calls, the trunk on fake and real
+  # IR in the feature iteration, the discriminators on all their pairs) as
+  # one call each, with per-call norm statistics and running-statistic
+  # updates in the official order (aligngan_jax/stages.py); False makes
+  # every call separately, as the official code does. Same results to
+  # float rounding. False by default until a GPU shows the gain: on CPU
+  # the batched calls are slower (docs/decisions.md, issue 15).
+  config.batch_network_calls = False
   # jax_debug_nans: stop at the first operation that makes a NaN (slow).
   config.debug_nans = False
 

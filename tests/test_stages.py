@@ -327,8 +327,8 @@ def _assert_trees_close(got, want, tol, what, floor=1e-12):
 @pytest.mark.parametrize('stage', [2, 3])
 def test_batched_network_calls_are_an_exact_rewrite(stage, config, setup):
   """config.batch_network_calls joins the repeated calls of an iteration
-  (cycle + identity of each generator, the encoder on both modalities, the
-  discriminators on all their pairs) into one call each. Against the
+  (cycle + identity of each generator, the encoder on fake and real IR of
+  the feature iteration, the discriminators on all their pairs) into one call each. Against the
   official separate calls: the same losses, gradients (the optimizer
   moments), running statistics and parameters."""
   mesh, models, state = setup
