@@ -167,3 +167,25 @@ def test_encoder_remat_changes_memory_not_results(remat):
   for got, want in zip(jax.tree.leaves((got_grads, got_stats)),
                        jax.tree.leaves((want_grads, want_stats))):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
+
+
+def test_readme_library_examples_run():
+  """The README's "Use the modules in your own Flax code" blocks, as written."""
+  import os
+  import re
+  readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        'README.md')
+  with open(readme) as f:
+    text = f.read()
+  section = text.split('## Use the modules in your own Flax code')[1].split('\n## ')[0]
+  blocks = re.findall(r'```python\n(.*?)```', section, re.S)
+  assert len(blocks) == 2
+  first, second = {}, {}
+  exec(blocks[0], first)  # pylint: disable=exec-used
+  assert first['fmap'].shape == (2, 24, 12, 2048)
+  assert first['score'].shape == (2, 4, 4, 1)
+  exec(blocks[1], second)  # pylint: disable=exec-used
+  out, updates = second['out'], second['updates']
+  assert out['pooled'].shape == (2, 2048) and out['logits'].shape == (2, 395)
+  # The training call moved the running statistics of all three networks.
+  assert set(updates['batch_stats']) == {'G_rgb2ir', 'encoder', 'embedder'}

@@ -1,9 +1,17 @@
 """Linen modules of AlignGAN (NHWC inputs, a keyword ``train``).
 
-  from aligngan_jax.models import (Generator, PatchDiscriminator,
-                                   JointDiscriminator, ResNetEncoder, Embedder,
-                                   prepare_encoder_input)
+Plugged into a model of your own (the README runs this; a test runs the
+README)::
 
+  class RgbToIrFeatures(nn.Module):     # translate RGB to IR, then embed
+    num_classes: int = 395              # Embedder needs the training classes
+    @nn.compact
+    def __call__(self, rgb, *, train: bool):   # [N, 128, 128, 3] in [-1, 1]
+      fake_ir = Generator(name='G_rgb2ir')(rgb, train=train)
+      fmap = ResNetEncoder(name='encoder')(prepare_encoder_input(fake_ir), train=train)
+      return Embedder(self.num_classes, name='embedder')(fmap, train=train)
+
+Training calls pass ``mutable=['batch_stats']`` and a ``'dropout'`` rng.
 PyTorch's NCHW weights load through ``aligngan_jax.convert``.
 """
 

@@ -21,12 +21,16 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def prepare_encoder_input(images: jax.Array, size: tuple[int, int]) -> jax.Array:
+ENCODER_INPUT_SIZE = (384, 192)   # official (height, width); config.encoder_input_size
+
+
+def prepare_encoder_input(images: jax.Array,
+                          size: tuple[int, int] = ENCODER_INPUT_SIZE) -> jax.Array:
   """Maps generator-space images to the encoder's input (§1.4).
 
   Args:
     images: [N, H, W, 3] in [-1, 1] (the 128x128 pixel-module space).
-    size: (height, width) the encoder sees, officially (384, 192).
+    size: (height, width) the encoder sees; official (384, 192).
 
   Returns:
     [N, *size, 3]: bilinearly resampled (half-pixel centres, no antialias,
