@@ -59,10 +59,24 @@ def _stage_batch(stage, config):
   return {'feature': _feature_batch(config), 'pixel': _pixel_batch(config)}
 
 
+_STEPS, _RUNS = {}, {}
+
+
 def _run(stage, state, config, models, mesh):
-  step = jax.jit(functools.partial(stages.STAGES[stage], models=models, config=config))
-  batch = jax.tree.map(lambda x: sharding.shard_batch(x, mesh), _stage_batch(stage, config))
-  return step(state, batch)
+  """One step of ``stage`` on its fixed batch. Each (stage, config, models)
+  is jitted once per module and each result computed once: several tests
+  read the same step (results are immutable arrays). The memo keeps
+  ``state`` alive, so its id cannot be reused by another state."""
+  key = (stage, id(models), config.to_json())
+  if key not in _STEPS:
+    _STEPS[key] = jax.jit(functools.partial(stages.STAGES[stage], models=models,
+                                            config=config))
+  run_key = (*key, id(state), id(mesh))
+  if run_key not in _RUNS:
+    batch = jax.tree.map(lambda x: sharding.shard_batch(x, mesh),
+                         _stage_batch(stage, config))
+    _RUNS[run_key] = (state, mesh, _STEPS[key](state, batch))
+  return _RUNS[run_key][2]
 
 
 def _changed(before, after):
@@ -208,13 +222,13 @@ def test_stage1_loss_is_ce_plus_triplet_on_ir(config, setup):
 
 
 def test_joint_step_agrees_on_one_and_two_devices(config, setup):
-  _, models, _ = setup
-  results = []
-  for n in (1, 2):
-    mesh = jax.sharding.Mesh(np.array(jax.devices()[:n]), ('data',))
-    state = players.create_state(config, models, mesh)
-    new, _ = _run(3, state, config, models, mesh)
-    results.append(jax.device_get(new.params))
+  two_device_mesh, models, two_device_state = setup
+  assert two_device_mesh.size == 2
+  one_device_mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ('data',))
+  results = [
+      jax.device_get(_run(3, players.create_state(config, models, one_device_mesh),
+                          config, models, one_device_mesh)[0].params),
+      jax.device_get(_run(3, two_device_state, config, models, two_device_mesh)[0].params)]
   for name in players.ALL:
     one, two = (jax.tree.leaves(r[name]) for r in results)
     for a, b in zip(one, two):
@@ -242,13 +256,16 @@ def test_a_nan_in_the_inputs_stops_with_the_loss_term_named(config, setup):
 
 
 def test_bfloat16_compute_keeps_float32_state_and_close_losses(config, setup):
-  mesh, _, _ = setup
+  mesh, float32_models, float32_state = setup
+  assert config.compute_dtype == 'float32'
   results = {}
   for dtype in ('float32', 'bfloat16'):
     c = config.copy_and_resolve_references()
     c.compute_dtype = dtype
-    models = players.create_models(c, NUM_CLASSES)
-    state = players.create_state(c, models, mesh)
+    # Same initial weights in both (the same seed); float32 is the module's
+    # shared step.
+    models = float32_models if dtype == 'float32' else players.create_models(c, NUM_CLASSES)
+    state = float32_state if dtype == 'float32' else players.create_state(c, models, mesh)
     new, metrics = _run(3, state, c, models, mesh)
     host = jax.device_get(new)
     # Parameters, optimizer states and running statistics stay float32.
