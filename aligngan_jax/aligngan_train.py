@@ -20,15 +20,16 @@ import jax
 import numpy as np
 
 from aligngan_jax import checkpointing
+from aligngan_jax import config_checks
 from aligngan_jax import players
 from aligngan_jax import pretrained
 from aligngan_jax import reporting
 from aligngan_jax import sampler as sampler_lib
 from aligngan_jax import sharding
 from aligngan_jax import stages
-from aligngan_jax import train_lib
 from aligngan_jax import visualize
 from aligngan_jax.evaluation import diagnostics as diagnostics_lib
+from aligngan_jax.evaluation import driver
 from aligngan_jax.evaluation import features as features_lib
 
 
@@ -125,8 +126,8 @@ def evaluate(state, extractors, records, config, mesh):
   """(protocol result, diagnostics) of ``state`` on the test ``records``:
   one feature extraction for both (None, None on processes other than 0)."""
   extract = {k: functools.partial(f, state) for k, f in extractors.items()}
-  feats = train_lib.features_by_modality(extract, records, config, mesh)
-  result = train_lib.score(feats, records, config)
+  feats = driver.features_by_modality(extract, records, config, mesh)
+  result = driver.score(feats, records, config)
   if result is None or not config.eval.diagnostics:
     return result, None
   return result, diagnostics_lib.diagnose(feats, records.person_id,
@@ -146,7 +147,7 @@ class StageReport:
         self.rows = [r for r in json.load(f) if r['step'] <= start_step]
 
   def add(self, stage: int, step: int, result, diagnostics):
-    train_lib.write_eval(self.workdir, self.writer, step, result,
+    driver.write_eval(self.workdir, self.writer, step, result,
                          extra={'stage': stage, 'diagnostics': diagnostics})
     if result is None or diagnostics is None:
       return
@@ -198,16 +199,16 @@ def _stage_batch(stage, iterators, mesh):
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains all three stages (resuming from ``workdir``) and evaluates."""
   from aligngan_jax import input_pipeline
-  train_lib.validate_config(config, num_devices=jax.device_count())
-  train_lib.ensure_writable(workdir)
+  config_checks.validate_config(config, num_devices=jax.device_count())
+  config_checks.ensure_writable(workdir)
   mesh = sharding.create_mesh()
-  train, test = train_lib.load_data(config)
+  train, test = input_pipeline.load_data(config)
   rgb, ir = input_pipeline.training_records(
       train.select(train.modality == input_pipeline.RGB),
       train.select(train.modality == input_pipeline.IR),
       image_size=config.image_size, decode_once=config.decode_once)
   models = players.create_models(config, int(train.label.max()) + 1)
-  manager, state, resumed = train_lib.resume_or_start(
+  manager, state, resumed = checkpointing.resume_or_start(
       config, workdir, players.create_state(config, models, mesh))
   if not resumed and config.pretrained_backbone:
     state = pretrained.load_backbone(state, config, mesh)
@@ -215,9 +216,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
   start = int(state.step)
   bounds = stage_bounds(config)
   total = bounds[3][1]
-  writer = train_lib.writer_for(workdir)
+  writer = reporting.writer_for(workdir)
   if start == 0:
-    train_lib.write_run_config(config, workdir, writer)
+    reporting.write_run_config(config, workdir, writer)
   steps = make_stage_steps(models, config, mesh)
   extractors = make_extractors(models, config, mesh)
   translator = make_translator(models)

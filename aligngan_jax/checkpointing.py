@@ -3,6 +3,8 @@ from the newest one automatically, restore onto the replicated sharding."""
 
 import os
 
+from absl import logging
+
 import jax
 import orbax.checkpoint as ocp
 
@@ -44,3 +46,17 @@ def restore_latest(manager: ocp.CheckpointManager,
       _saved_tree(template))
   tree = manager.restore(step, args=ocp.args.StandardRestore(abstract))
   return template.replace(**tree)
+
+
+def resume_or_start(config, workdir, fresh):
+  """(checkpoint manager, state, resumed): the newest checkpoint in
+  ``workdir`` restored like ``fresh``, or ``fresh`` itself."""
+  manager = create_manager(
+      workdir, save_every=config.checkpoint_every_steps,
+      max_to_keep=config.max_checkpoints_to_keep)
+  restored = restore_latest(manager, fresh)
+  if restored is None:
+    return manager, fresh, False
+  logging.info('Resumed from %s at step %d.', manager.directory, int(restored.step))
+  return manager, restored, True
+

@@ -23,15 +23,16 @@ def export(workdir: str, split: str, out: str, *, data_dir=None,
            manual_dir=None) -> str:
   """Writes the features of ``split`` to ``out`` (.npz); returns the path."""
   import datasets  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
-  from aligngan_jax import train_lib  # pylint: disable=g-import-not-at-top
+  from aligngan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   from aligngan_jax import trained  # pylint: disable=g-import-not-at-top
+  from aligngan_jax.evaluation import driver  # pylint: disable=g-import-not-at-top
   config = trained.load_config(workdir)
   for key, value in (('data_dir', data_dir), ('manual_dir', manual_dir)):
     if value:
       config[key] = value
   opened = trained.open_workdir(workdir, config)
-  records = dict(zip(('train', 'test'), train_lib.load_data(config)))[split]
-  feats = train_lib.features_by_modality(opened.extract, records, config, opened.mesh)
+  records = dict(zip(('train', 'test'), input_pipeline.load_data(config)))[split]
+  feats = driver.features_by_modality(opened.extract, records, config, opened.mesh)
   np.savez(out, features=feats, person_id=records.person_id, label=records.label,
            camera=records.camera, modality=records.modality, index=records.index,
            path=records.path, step=opened.step)
@@ -42,13 +43,13 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   from aligngan_jax import trained  # pylint: disable=g-import-not-at-top
-  from aligngan_jax import train_lib  # pylint: disable=g-import-not-at-top
+  from aligngan_jax import config_checks  # pylint: disable=g-import-not-at-top
   from datasets import common  # pylint: disable=g-import-not-at-top
   trained.hide_gpus_from_tensorflow()
   try:
     path = export(FLAGS.workdir, FLAGS.split, FLAGS.out, data_dir=FLAGS.data_dir,
                   manual_dir=FLAGS.manual_dir)
-  except (train_lib.ConfigError, common.DatasetError) as e:
+  except (config_checks.ConfigError, common.DatasetError) as e:
     sys.exit(f'error: {e}')
   print(f'Wrote {path}')
 

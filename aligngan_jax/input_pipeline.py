@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from aligngan_jax import distributed
 from aligngan_jax import sampler as sampler_lib
 
 RGB, IR = 0, 1  # values of the `modality` feature
@@ -80,6 +81,32 @@ def load_split(builder, split: str) -> Records:
   order = np.lexsort((arrays['modality'], arrays['index'], arrays['person_id'],
                       arrays['camera']))
   return Records(**{k: v[order] for k, v in arrays.items()})
+
+
+def dataset_name(config) -> str:
+  """The TFDS name to build: RegDB has one builder config per trial
+  (``--config.trial=N`` picks ``regdb/trialN``)."""
+  if config.dataset == 'regdb':
+    return f'regdb/trial{config.get("trial", 1)}'
+  return config.dataset
+
+
+def load_data(config):
+  """(train, test) Records. With several processes, process 0 prepares the
+  TFDS dataset first and the others then read it (no two builds racing in a
+  shared data_dir)."""
+
+  def prepare():
+    return get_builder(dataset_name(config), data_dir=config.data_dir,
+                                      manual_dir=config.manual_dir)
+  if jax.process_index() == 0:
+    builder = prepare()
+  distributed.barrier('dataset prepared')
+  if jax.process_index() != 0:
+    builder = prepare()
+  train = load_split(builder, 'train')
+  test = load_split(builder, 'test')
+  return train, test
 
 
 # Rows: R, G, B, ITU-R 601 luma (PIL's convert('L')); see PKBatch.rgb_mono.

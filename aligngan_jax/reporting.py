@@ -1,9 +1,11 @@
 """Console progress (steps/s, images/s, ETA) and metric averaging."""
 
 import math
+import os
 import time
 
 import jax
+import ml_collections
 import numpy as np
 
 
@@ -59,3 +61,31 @@ class Progress:
     eta = rates['eta_seconds']
     return (f'{step}/{self.num_steps} | {rates["images_per_sec"]:.0f} img/s | '
             f'ETA {format_duration(eta) if math.isfinite(eta) else "?"}')
+
+
+def write_run_config(config, workdir, writer):
+  """The run's config: TensorBoard hparams and ``<workdir>/config.json``."""
+  writer.write_hparams(_flat(config))
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+
+def writer_for(workdir):
+  from clu import metric_writers  # imports TensorFlow
+  return metric_writers.create_default_writer(
+      workdir, just_logging=jax.process_index() > 0, asynchronous=True)
+
+
+def _flat(config) -> dict:
+  """Config as flat hparams for TensorBoard (sequences as strings)."""
+  out = {}
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      out.update({f'{key}.{k}': v for k, v in _flat(value).items()})
+    elif isinstance(value, (int, float, str, bool)):
+      out[key] = value
+    else:
+      out[key] = str(value)
+  return out
+

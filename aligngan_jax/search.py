@@ -75,7 +75,7 @@ def read_images(paths: list[str]) -> tuple[list[str], list[bytes]]:
 def features(opened, blobs: list[bytes], modality: str) -> np.ndarray:
   """Unit-norm test features of encoded images of one modality."""
   from aligngan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-  from aligngan_jax import train_lib  # pylint: disable=g-import-not-at-top
+  from aligngan_jax.evaluation import driver  # pylint: disable=g-import-not-at-top
   n = len(blobs)
   code = input_pipeline.IR if modality == 'ir' else input_pipeline.RGB
   images = np.empty(n, dtype=object)
@@ -84,7 +84,7 @@ def features(opened, blobs: list[bytes], modality: str) -> np.ndarray:
       images=images, person_id=np.full(n, -1),
       label=np.full(n, -1), camera=np.zeros(n, int), modality=np.full(n, code),
       index=np.arange(n), path=np.array([''] * n))
-  return train_lib.features_by_modality(opened.extract, records, opened.config,
+  return driver.features_by_modality(opened.extract, records, opened.config,
                                         opened.mesh)
 
 
@@ -167,14 +167,14 @@ def format_table(result: dict) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  from aligngan_jax import config_checks  # pylint: disable=g-import-not-at-top
   from aligngan_jax import trained  # pylint: disable=g-import-not-at-top
-  from aligngan_jax import train_lib  # pylint: disable=g-import-not-at-top
   trained.hide_gpus_from_tensorflow()
   try:
     result = search(FLAGS.workdir, FLAGS.query, FLAGS.gallery, top_k=FLAGS.top_k,
                     query_modality=FLAGS.query_modality,
                     gallery_modality=FLAGS.gallery_modality, out=FLAGS.out)
-  except (SearchError, train_lib.ConfigError) as e:
+  except (SearchError, config_checks.ConfigError) as e:
     sys.exit(f'error: {e}')
   print(format_table(result))
 

@@ -17,10 +17,13 @@ import os
 import jax
 import numpy as np
 
+from aligngan_jax import aligngan_train
+from aligngan_jax import config_checks
+from aligngan_jax import reporting
 from aligngan_jax import sharding
-from aligngan_jax import train_lib
 from aligngan_jax import trained
 from aligngan_jax import visualize
+from aligngan_jax.evaluation import driver
 from aligngan_jax.evaluation import engine
 from aligngan_jax.evaluation import retrieval
 
@@ -66,18 +69,19 @@ def retrieval_rows(features, records, split, *, queries: int, worst: int,
 def write_sheets(config, workdir: str) -> dict[str, str]:
   """Writes the sheets of the newest checkpoint in ``workdir``; returns
   {name: PNG path}."""
-  train_lib.validate_config(config, num_devices=jax.device_count())
+  from aligngan_jax import input_pipeline  # TensorFlow: only here.
+  config_checks.validate_config(config, num_devices=jax.device_count())
   mesh = sharding.create_mesh()
-  train, test = train_lib.load_data(config)
+  train, test = input_pipeline.load_data(config)
   opened = trained.restore(config, workdir, int(train.label.max()) + 1, mesh)
-  features = train_lib.features_by_modality(opened.extract, test, config, mesh)
-  settings = train_lib.eval_settings(config)
+  features = driver.features_by_modality(opened.extract, test, config, mesh)
+  settings = driver.eval_settings(config)
   # Galleries drawn once: scored here, and trial 0 of one drawn below.
   all_splits = engine.splits(test, settings)
   result = engine.evaluate_features(features, test, settings, all_splits)
   scored = [n for n, row in result['results'].items() if 'skipped' not in row]
   if not scored:
-    raise train_lib.ConfigError('config.mode=visualize: no evaluation setting can '
+    raise config_checks.ConfigError('config.mode=visualize: no evaluation setting can '
                                 'be scored on this test split.')
   pictures = {}
   curves = {engine.setting_title(n): np.asarray(result['results'][n]['cmc'])
@@ -90,15 +94,14 @@ def write_sheets(config, workdir: str) -> dict[str, str]:
                         top_k=vis.top_k, seed=config.seed)
   pictures[f'retrieval_{scored[0].replace(" ", "_")}'], _ = visualize.retrieval_sheet(rows)
   if opened.translate is not None:
-    from aligngan_jax import aligngan_train  # pylint: disable=g-import-not-at-top
     rgb, ir = aligngan_train.grid_pairs(test, config.grid_people)
     real_rgb = aligngan_train.load_images(test.select(rgb), config)
     fake_ir, reconstructed = jax.device_get(opened.translate(real_rgb))
     pictures['translation'] = visualize.translation_grid(
         real_rgb, fake_ir, aligngan_train.load_images(test.select(ir), config),
         reconstructed)
-  train_lib.ensure_writable(workdir)
-  writer = train_lib.writer_for(workdir)
+  config_checks.ensure_writable(workdir)
+  writer = reporting.writer_for(workdir)
   writer.write_images(opened.step, {f'visualize/{k}': v[None] for k, v in pictures.items()})
   writer.close()
   paths = {}

@@ -12,10 +12,12 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from aligngan_jax import aligngan_train
 from aligngan_jax import checkpointing
 from aligngan_jax import players
 from aligngan_jax import sharding
-from aligngan_jax import train_lib
+from aligngan_jax import config_checks
+from aligngan_jax import ide_train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +36,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The run's config, as training saved it in ``<workdir>/config.json``."""
   path = os.path.join(workdir, 'config.json')
   if not os.path.isfile(path):
-    raise train_lib.ConfigError(
+    raise config_checks.ConfigError(
         f'--workdir={workdir} has no config.json: not a workdir written by '
         'main.py (train first, or pass the folder given to --workdir).')
   with open(path) as f:
@@ -49,7 +51,7 @@ def num_classes(workdir: str) -> int:
       item_handlers=ocp.StandardCheckpointHandler())
   step = manager.latest_step()
   if step is None:
-    raise train_lib.ConfigError(_no_checkpoint(workdir))
+    raise config_checks.ConfigError(_no_checkpoint(workdir))
   tree = manager.item_metadata(step)
   tree = getattr(tree, 'tree', tree)
   manager.close()
@@ -57,7 +59,7 @@ def num_classes(workdir: str) -> int:
     keys = [getattr(k, 'key', None) for k in path]
     if 'classifier' in keys and keys[-1] == 'bias':
       return int(leaf.shape[0])
-  raise train_lib.ConfigError(f'{workdir}: the checkpoint holds no classifier.')
+  raise config_checks.ConfigError(f'{workdir}: the checkpoint holds no classifier.')
 
 
 def _no_checkpoint(workdir):
@@ -70,21 +72,20 @@ def restore(config, workdir: str, num_classes_: int, mesh=None) -> Opened:
   mesh = mesh or sharding.create_mesh()
   translate = None
   if config.trainer == 'aligngan':
-    from aligngan_jax import aligngan_train  # pylint: disable=g-import-not-at-top
     models = players.create_models(config, num_classes_)
     template = players.create_state(config, models, mesh)
     extractors = aligngan_train.make_extractors(models, config, mesh)
     translator = aligngan_train.make_translator(models)
   else:
-    models = train_lib.create_models(config, num_classes_)
-    template = train_lib.create_train_state(config, models, mesh)
-    extract = train_lib.make_feature_extractor(models, config, mesh)
+    models = ide_train.create_models(config, num_classes_)
+    template = ide_train.create_train_state(config, models, mesh)
+    extract = ide_train.make_feature_extractor(models, config, mesh)
     extractors = {'rgb': extract, 'ir': extract}
   manager = checkpointing.create_manager(workdir, save_every=1, max_to_keep=1)
   state = checkpointing.restore_latest(manager, template)
   manager.close()
   if state is None:
-    raise train_lib.ConfigError(_no_checkpoint(workdir))
+    raise config_checks.ConfigError(_no_checkpoint(workdir))
   if config.trainer == 'aligngan':
     translate = functools.partial(translator, state)
   return Opened(config=config, step=int(state.step), state=state,
@@ -96,7 +97,7 @@ def open_workdir(workdir: str, config=None) -> Opened:
   """``restore`` with the config saved in the workdir (or ``config``) and the
   classifier size read from the checkpoint."""
   if not os.path.isdir(workdir):
-    raise train_lib.ConfigError(f'--workdir={workdir} does not exist.')
+    raise config_checks.ConfigError(f'--workdir={workdir} does not exist.')
   config = config or load_config(workdir)
   return restore(config, workdir, num_classes(workdir))
 

@@ -14,7 +14,8 @@ from aligngan_jax import players
 from aligngan_jax import search
 from aligngan_jax import sharding
 from aligngan_jax import sheets
-from aligngan_jax import train_lib
+from aligngan_jax.evaluation import driver
+from aligngan_jax import config_checks
 from aligngan_jax import trained
 from aligngan_jax import visualize
 from aligngan_jax.evaluation import engine
@@ -60,8 +61,8 @@ def test_visualize_writes_retrieval_translation_and_cmc_sheets(workdir, tiny_rec
   # The sheet's borders against the identities, rebuilt with the same rows.
   test = tiny_records[1]
   opened = trained.open_workdir(workdir)
-  feats = train_lib.features_by_modality(opened.extract, test, config, opened.mesh)
-  split = engine.splits(test, train_lib.eval_settings(config))['sysu all single'][0]
+  feats = driver.features_by_modality(opened.extract, test, config, opened.mesh)
+  split = engine.splits(test, driver.eval_settings(config))['sysu all single'][0]
   rows = sheets.retrieval_rows(feats, test, split, queries=vis.queries, worst=vis.worst,
                                top_k=vis.top_k, seed=config.seed)
   image, boxes = visualize.retrieval_sheet(rows)
@@ -135,9 +136,9 @@ def test_search_and_export_errors_name_the_problem(workdir, tmp_path):
   bare = tmp_path / 'bare'
   os.makedirs(bare)
   shutil.copy(os.path.join(workdir, 'config.json'), bare / 'config.json')
-  with pytest.raises(train_lib.ConfigError, match='holds no checkpoint'):
+  with pytest.raises(config_checks.ConfigError, match='holds no checkpoint'):
     export.export(str(bare), 'test', str(tmp_path / 'f.npz'))
-  with pytest.raises(train_lib.ConfigError, match='no config.json'):
+  with pytest.raises(config_checks.ConfigError, match='no config.json'):
     trained.open_workdir(str(tmp_path / 'empty'))
 
 
@@ -148,7 +149,7 @@ def test_export_round_trips(workdir, tiny_records, tmp_path):
     for key in ('person_id', 'label', 'camera', 'modality', 'index', 'path'):
       np.testing.assert_array_equal(stored[key], getattr(test, key))
     opened = trained.open_workdir(workdir)
-    want = train_lib.features_by_modality(opened.extract, test, opened.config, opened.mesh)
+    want = driver.features_by_modality(opened.extract, test, opened.config, opened.mesh)
     np.testing.assert_allclose(stored['features'], want, atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(stored['features'], axis=1), 1, atol=1e-5)
     assert int(stored['step']) == 0

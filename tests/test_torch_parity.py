@@ -390,7 +390,7 @@ def test_official_test_features_follow_spec_section_5(official):
 def test_pretrained_backbone_initialises_only_the_trunk(tmp_path):
   from aligngan_jax import pretrained
   from aligngan_jax import sharding
-  from aligngan_jax import train_lib
+  from aligngan_jax import ide_train
   from configs import default
   path = str(tmp_path / 'resnet50.pth')
   torch.save(_randomise(TorchResNet50(), seed=3).state_dict(), path)
@@ -398,8 +398,8 @@ def test_pretrained_backbone_initialises_only_the_trunk(tmp_path):
   config.model.depth, config.model.width = 50, 64
   config.pretrained_backbone = path
   mesh = sharding.create_mesh()
-  models = train_lib.create_models(config, 5)
-  fresh = train_lib.create_train_state(config, models, mesh)
+  models = ide_train.create_models(config, 5)
+  fresh = ide_train.create_train_state(config, models, mesh)
   state = pretrained.load_backbone(fresh, config, mesh)
   want = convert.load_torchvision_resnet50(path)
   for got, ref in zip(jax.tree.leaves((state.params['encoder'], state.batch_stats['encoder'])),

@@ -7,7 +7,8 @@ import pytest
 
 from aligngan_jax import checkpointing
 from aligngan_jax import sharding
-from aligngan_jax import train_lib
+from aligngan_jax import config_checks
+from aligngan_jax import ide_train
 from configs import synthetic
 
 NUM_CLASSES = 6
@@ -20,7 +21,7 @@ def config():
 
 @pytest.fixture(scope='module')
 def models(config):
-  return train_lib.create_models(config, NUM_CLASSES)
+  return ide_train.create_models(config, NUM_CLASSES)
 
 
 def _batch(config, seed=0):
@@ -39,8 +40,8 @@ def _host(tree):
 
 
 def _run(config, models, mesh, steps):
-  state = train_lib.create_train_state(config, models, mesh)
-  step = train_lib.make_train_step(models, config, mesh)
+  state = ide_train.create_train_state(config, models, mesh)
+  step = ide_train.make_train_step(models, config, mesh)
   for i in range(steps):
     state, metrics = step(state, sharding.shard_batch(_batch(config, i), mesh))
   return state, metrics
@@ -49,7 +50,7 @@ def _run(config, models, mesh, steps):
 def test_step_changes_parameters_and_keeps_replicated_shardings(config, models):
   mesh = sharding.create_mesh()
   assert mesh.devices.size == 2               # conftest forces two host devices
-  before = _host(train_lib.create_train_state(config, models, mesh).params)
+  before = _host(ide_train.create_train_state(config, models, mesh).params)
   state, metrics = _run(config, models, mesh, 1)
   assert int(state.step) == 1
   assert np.isfinite(float(metrics['loss']))
@@ -72,7 +73,7 @@ def test_one_and_two_devices_agree(config, models):
 
 
 def test_learning_rate_groups_and_decay(config):
-  rates = train_lib.learning_rates(config)
+  rates = ide_train.learning_rates(config)
   base = config.learning_rate
   milestone = config.lr_milestones[0]
   assert float(rates['embedder'](0)) == pytest.approx(base)
@@ -87,7 +88,7 @@ def test_checkpoint_restore_is_bit_identical(config, models, tmp_path):
   manager = checkpointing.create_manager(str(tmp_path), save_every=1, max_to_keep=2)
   checkpointing.save(manager, state, force=True)
   manager.wait_until_finished()
-  template = train_lib.create_train_state(config, models, mesh)
+  template = ide_train.create_train_state(config, models, mesh)
   restored = checkpointing.restore_latest(manager, template)
   manager.close()
   assert int(restored.step) == 2
@@ -105,25 +106,25 @@ def test_checkpoint_restore_is_bit_identical(config, models, tmp_path):
 def test_config_errors_name_the_key_or_path(config, tmp_path):
   bad = config.copy_and_resolve_references()
   bad.ids_per_batch, bad.instances_per_id = 3, 1
-  with pytest.raises(train_lib.ConfigError,
+  with pytest.raises(config_checks.ConfigError,
                      match=r'ids_per_batch \* config.instances_per_id = 3 \* 1 = 3'):
-    train_lib.validate_config(bad, num_devices=2)
+    config_checks.validate_config(bad, num_devices=2)
   bad = config.copy_and_resolve_references()
   bad.mode = 'serve'
-  with pytest.raises(train_lib.ConfigError, match="config.mode='serve'"):
-    train_lib.validate_config(bad, num_devices=2)
+  with pytest.raises(config_checks.ConfigError, match="config.mode='serve'"):
+    config_checks.validate_config(bad, num_devices=2)
   blocker = tmp_path / 'a_file'
   blocker.write_text('x')
-  with pytest.raises(train_lib.ConfigError, match=str(blocker / 'run')):
-    train_lib.ensure_writable(str(blocker / 'run'))
-  with pytest.raises(train_lib.ConfigError, match='eval_batch_size=3'):
+  with pytest.raises(config_checks.ConfigError, match=str(blocker / 'run')):
+    config_checks.ensure_writable(str(blocker / 'run'))
+  with pytest.raises(config_checks.ConfigError, match='eval_batch_size=3'):
     bad = config.copy_and_resolve_references()
     bad.eval_batch_size = 3
-    train_lib.validate_config(bad, num_devices=2)
+    config_checks.validate_config(bad, num_devices=2)
   bad = config.copy_and_resolve_references()
   bad.model.remat = 'all'
-  with pytest.raises(train_lib.ConfigError, match="config.model.remat='all' is not one of"):
-    train_lib.validate_config(bad, num_devices=2)
+  with pytest.raises(config_checks.ConfigError, match="config.model.remat='all' is not one of"):
+    config_checks.validate_config(bad, num_devices=2)
 
 
 def test_joint_forward_shares_batchnorm_statistics(config, models):
@@ -136,9 +137,9 @@ def test_joint_forward_shares_batchnorm_statistics(config, models):
     cfg = config.copy_and_resolve_references()
     cfg.joint_modality_forward = joint
     cfg.model.dropout_rate = 0.0
-    nets = train_lib.create_models(cfg, NUM_CLASSES)
-    state = train_lib.create_train_state(cfg, nets, mesh)
-    _, metrics = train_lib.make_train_step(nets, cfg, mesh)(
+    nets = ide_train.create_models(cfg, NUM_CLASSES)
+    state = ide_train.create_train_state(cfg, nets, mesh)
+    _, metrics = ide_train.make_train_step(nets, cfg, mesh)(
         state, sharding.shard_batch(batch, mesh))
     return {k: float(metrics[k]) for k in ('ce_rgb', 'ce_ir', 'triplet')}
 
@@ -154,15 +155,15 @@ def test_joint_forward_shares_batchnorm_statistics(config, models):
 def test_pretrained_backbone_errors_name_the_key(config, tmp_path):
   bad = config.copy_and_resolve_references()
   bad.pretrained_backbone = str(tmp_path / 'resnet50.pth')
-  with pytest.raises(train_lib.ConfigError, match='config.model.depth=18'):
-    train_lib.validate_config(bad, num_devices=2)
+  with pytest.raises(config_checks.ConfigError, match='config.model.depth=18'):
+    config_checks.validate_config(bad, num_devices=2)
   bad.model.depth, bad.model.width = 50, 64
-  with pytest.raises(train_lib.ConfigError,
+  with pytest.raises(config_checks.ConfigError,
                      match=r'pretrained_backbone=.*does not exist.*resnet50-0676ba61'):
-    train_lib.validate_config(bad, num_devices=2)
+    config_checks.validate_config(bad, num_devices=2)
   bad.mode, bad.init_from = 'eval', str(tmp_path)
-  with pytest.raises(train_lib.ConfigError, match='model-0_250.pkl'):
-    train_lib.validate_config(bad, num_devices=2)
+  with pytest.raises(config_checks.ConfigError, match='model-0_250.pkl'):
+    config_checks.validate_config(bad, num_devices=2)
 
 
 def test_a_saved_trunk_starts_a_new_state_and_a_wrong_one_is_named(config, models,
@@ -171,14 +172,14 @@ def test_a_saved_trunk_starts_a_new_state_and_a_wrong_one_is_named(config, model
   mesh = sharding.create_mesh()
   other = config.copy_and_resolve_references()
   other.seed = 7
-  source = jax.device_get(train_lib.create_train_state(other, models, mesh))
+  source = jax.device_get(ide_train.create_train_state(other, models, mesh))
   path = str(tmp_path / 'trunk.msgpack')
   pretrained.save_trunk(path, source.params['encoder'], source.batch_stats['encoder'],
                         config, source='test')
   run = config.copy_and_resolve_references()
   run.pretrained_backbone = path
   assert pretrained.check_backbone_config(run) is None
-  state = train_lib.create_train_state(run, models, mesh)
+  state = ide_train.create_train_state(run, models, mesh)
   loaded = jax.device_get(pretrained.load_backbone(state, run, mesh))
   for got, want in zip(jax.tree.leaves((loaded.params['encoder'], loaded.batch_stats['encoder'])),
                        jax.tree.leaves((source.params['encoder'], source.batch_stats['encoder']))):
@@ -189,12 +190,12 @@ def test_a_saved_trunk_starts_a_new_state_and_a_wrong_one_is_named(config, model
     np.testing.assert_array_equal(got, want)
   wider = run.copy_and_resolve_references()
   wider.model.width = 8
-  with pytest.raises(train_lib.ConfigError, match=r'trunk.msgpack.*width 4.*width=8'):
-    train_lib.validate_config(wider, num_devices=2)
+  with pytest.raises(config_checks.ConfigError, match=r'trunk.msgpack.*width 4.*width=8'):
+    config_checks.validate_config(wider, num_devices=2)
   with open(path, 'wb') as f:
     f.write(b'not a trunk')
-  with pytest.raises(train_lib.ConfigError, match=r'trunk.msgpack.*not a trunk file'):
-    train_lib.validate_config(run, num_devices=2)
+  with pytest.raises(config_checks.ConfigError, match=r'trunk.msgpack.*not a trunk file'):
+    config_checks.validate_config(run, num_devices=2)
 
 
 def test_the_demo_config_finds_its_committed_trunk_from_any_directory(tmp_path, monkeypatch):

@@ -1,6 +1,6 @@
 """Evaluation: test features, protocols, the jnp ranking kernel, re-ranking.
 
-Importable without TensorFlow; the caller feeds image batches (train_lib).
+Importable without TensorFlow; the caller feeds image batches (driver.py reads them through the input pipeline).
 
   features = flip_pooled_features(encoder, variables, images, ...)
   split = sysu_protocol(records, mode='all', shot='single', trial=0)

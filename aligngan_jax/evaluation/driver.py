@@ -1,0 +1,100 @@
+"""The evaluation driver: features of a split, then every protocol setting.
+
+Features are extracted sharded over the ``data`` mesh (replicated output),
+scored by process 0 (`engine.evaluate_features`), and written as a console
+table, TensorBoard scalars and ``<workdir>/eval/*.json`` (`write_eval`).
+"""
+
+import json
+import os
+
+from absl import logging
+import jax
+import numpy as np
+
+from aligngan_jax import convert
+from aligngan_jax import pretrained
+from aligngan_jax import reporting
+from aligngan_jax import sharding
+from aligngan_jax.evaluation import engine
+
+
+def eval_settings(config) -> engine.EvalSettings:
+  return engine.EvalSettings.from_config(config.eval,
+                                         regdb_trial=config.get('trial', 1))
+
+
+def extract_features(extract, records, config, mesh) -> np.ndarray:
+  """Unit-norm features (``extract``: sharded images -> features) of every
+  record, in record order, with a progress line."""
+  from aligngan_jax import input_pipeline  # TensorFlow: only when evaluating data.
+  batches = input_pipeline.create_eval_iterator(
+      records, image_size=config.image_size, batch_size=config.eval_batch_size)
+  num_batches = -(-len(records) // config.eval_batch_size)
+  progress = reporting.Progress(start_step=0, num_steps=num_batches,
+                                images_per_step=config.eval_batch_size)
+  feats = []
+  for i, batch in enumerate(batches, start=1):
+    feats.append(np.asarray(extract(sharding.shard_batch(batch['image'], mesh))))
+    if i % max(1, num_batches // 5) == 0 or i == num_batches:
+      logging.info('features: %s', progress.short_line(i, progress.update(i)))
+  return np.concatenate(feats)[:len(records)]
+
+
+def evaluate(state, extract, test_records, config, mesh) -> dict:
+  """Features once, then every configured protocol setting and trial."""
+  feats = extract_features(lambda images: extract(state, images), test_records,
+                           config, mesh)
+  return score(feats, test_records, config)
+
+
+def evaluate_official(config, test_records, mesh) -> dict:
+  """The converted official release (``config.init_from``), spec §5: RGB
+  images translated by G_rgb2ir, then the same protocols."""
+  variables = convert.load_official_checkpoint(config.init_from,
+                                               step=config.init_from_step)
+  extractors = pretrained.official_extractors(variables, config, mesh)
+  feats = features_by_modality(extractors, test_records, config, mesh)
+  return score(feats, test_records, config)
+
+
+def features_by_modality(extractors: dict, records, config, mesh) -> np.ndarray:
+  """Features of every record: RGB ones by ``extractors['rgb']`` (which may
+  translate them first), IR ones by ``extractors['ir']``, in record order."""
+  from aligngan_jax import input_pipeline
+  is_rgb = records.modality == input_pipeline.RGB
+  feats = None
+  for modality, mask in (('rgb', is_rgb), ('ir', ~is_rgb)):
+    if not mask.any():
+      continue
+    part = extract_features(extractors[modality], records.select(mask), config, mesh)
+    if feats is None:
+      feats = np.zeros((len(records), part.shape[1]), np.float32)
+    feats[mask] = part
+  return feats
+
+
+def score(feats, records, config) -> dict | None:
+  """Every configured setting scored from the features (which every process
+  holds: extraction is sharded, the output replicated). Computed once, by
+  process 0, which alone reports; the other processes get None."""
+  if jax.process_index() != 0:
+    return None
+  return engine.evaluate_features(feats, records, eval_settings(config))
+
+
+def write_eval(workdir, writer, step, result, extra: dict | None = None):
+  """The evaluation table to the console, scalars to TensorBoard, and
+  ``<workdir>/eval/step_<step>.json`` and ``latest.json`` (``result`` plus
+  ``extra``, e.g. the stage and its diagnostics)."""
+  if result is None:            # not process 0
+    return
+  logging.info('Evaluation at step %d:\n%s', step, engine.format_report(result))
+  writer.write_scalars(step, engine.scalars(result))
+  if jax.process_index() == 0:
+    os.makedirs(os.path.join(workdir, 'eval'), exist_ok=True)
+    payload = {'step': step, **(extra or {}), **result}
+    for name in (f'step_{step}.json', 'latest.json'):
+      with open(os.path.join(workdir, 'eval', name), 'w') as f:
+        json.dump(payload, f, indent=2)
+
