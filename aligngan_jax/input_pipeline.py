@@ -98,7 +98,7 @@ def load_data(config):
 
   def prepare():
     return get_builder(dataset_name(config), data_dir=config.data_dir,
-                                      manual_dir=config.manual_dir)
+                       manual_dir=config.manual_dir)
   if jax.process_index() == 0:
     builder = prepare()
   distributed.barrier('dataset prepared')
@@ -211,17 +211,27 @@ def create_train_iterator(rgb: Records, ir: Records,
       step_indices, output_signature=(vector(tf.int64), vector(tf.int64),
                                       vector(tf.int64), vector(tf.bool),
                                       vector(tf.bool), vector(tf.int8)))
-  rgb_images = tf.constant(rgb.images)
-  ir_images = tf.constant(ir.images)
   for records in (rgb, ir):
     if is_decoded(records) and records.images.shape[1:3] != (image_size, image_size):
       raise ValueError(f'Decoded images are {records.images.shape[1:3]}, not '
                        f'image_size={image_size}.')
 
-  def levels(records, table, index):
+  def table(records):
+    if not is_decoded(records):
+      return tf.constant(records.images)
+    # Decoded images are read in place: a tf.constant would copy the whole
+    # array (1.7 GB for SYSU-MM01) for every iterator.
+    images = records.images
+    return lambda index: tf.ensure_shape(
+        tf.numpy_function(lambda i: images[i], [index], tf.uint8, stateful=False),
+        [None, *images.shape[1:]])
+  rgb_images, ir_images = table(rgb), table(ir)
+
+  def levels(records, images, index):
     """Image(s) as 0..255 levels: gathered if decoded once, else decoded."""
-    image = tf.gather(table, index)
-    return image if is_decoded(records) else _decode_resize(image, image_size)
+    if is_decoded(records):
+      return images(index)
+    return _decode_resize(tf.gather(images, index), image_size)
 
   def augment(rgb_levels, ir_levels, label, rgb_flip, ir_flip, rgb_mono):
     return {'rgb': _augment(rgb_levels, rgb_flip, rgb_mono),

@@ -67,13 +67,13 @@ class _Nets:
     self.models, self.config, self.stats = models, config, dict(stats)
     self.batched = config.batch_network_calls
 
-  def _stateful(self, name, params, inputs, **kwargs):
+  def _stateful(self, name, params, inputs):
     groups = len(inputs) if self.batched else 1
     model = self.models[name].clone(stat_groups=groups) if groups > 1 else self.models[name]
 
     def apply(x):
       y, new = model.apply({'params': params, 'batch_stats': self.stats[name]}, x,
-                           train=True, mutable=['batch_stats'], **kwargs)
+                           train=True, mutable=['batch_stats'])
       self.stats[name] = new['batch_stats']
       return y
     return call_groups(apply, [(x,) for x in inputs], self.batched)
