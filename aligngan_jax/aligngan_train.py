@@ -148,7 +148,7 @@ class StageReport:
 
   def add(self, stage: int, step: int, result, diagnostics):
     driver.write_eval(self.workdir, self.writer, step, result,
-                         extra={'stage': stage, 'diagnostics': diagnostics})
+                      extra={'stage': stage, 'diagnostics': diagnostics})
     if result is None or diagnostics is None:
       return
     self.rows = [r for r in self.rows if r['step'] != step]

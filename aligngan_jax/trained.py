@@ -14,10 +14,10 @@ import orbax.checkpoint as ocp
 
 from aligngan_jax import aligngan_train
 from aligngan_jax import checkpointing
-from aligngan_jax import players
-from aligngan_jax import sharding
 from aligngan_jax import config_checks
 from aligngan_jax import ide_train
+from aligngan_jax import players
+from aligngan_jax import sharding
 
 
 @dataclasses.dataclass(frozen=True)

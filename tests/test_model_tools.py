@@ -9,15 +9,15 @@ import pytest
 from PIL import Image
 
 from aligngan_jax import checkpointing
+from aligngan_jax import config_checks
 from aligngan_jax import export
 from aligngan_jax import players
 from aligngan_jax import search
 from aligngan_jax import sharding
 from aligngan_jax import sheets
-from aligngan_jax.evaluation import driver
-from aligngan_jax import config_checks
 from aligngan_jax import trained
 from aligngan_jax import visualize
+from aligngan_jax.evaluation import driver
 from aligngan_jax.evaluation import engine
 from configs import synthetic
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from aligngan_jax import checkpointing
-from aligngan_jax import sharding
 from aligngan_jax import config_checks
 from aligngan_jax import ide_train
+from aligngan_jax import sharding
 from configs import synthetic
 
 NUM_CLASSES = 6
