@@ -8,6 +8,7 @@ from absl import logging
 import jax
 import orbax.checkpoint as ocp
 
+from aligngan_jax import config_checks
 from aligngan_jax import train_state as train_state_lib
 
 
@@ -41,11 +42,36 @@ def restore_latest(manager: ocp.CheckpointManager,
   step = manager.latest_step()
   if step is None:
     return None
+  _check_networks(manager, step, template)
   abstract = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
       _saved_tree(template))
   tree = manager.restore(step, args=ocp.args.StandardRestore(abstract))
   return template.replace(**tree)
+
+
+def _check_networks(manager, step, template):
+  """Refuses, in one line, a checkpoint whose networks or optimizer states
+  are not the ones ``template`` holds (another trainer, or the IDE layout
+  from before the trainers shared one state builder)."""
+  saved = manager.item_metadata(step)
+  saved = getattr(saved, 'tree', saved)
+  if not isinstance(saved, dict) or 'opt_state' not in saved:
+    return
+  where = os.path.join(manager.directory, str(step))
+  if set(saved['opt_state']) == {'feature'}:
+    raise config_checks.ConfigError(
+        f'{where} is an IDE checkpoint from before the trainers shared one loop: '
+        "its optimizer state is one 'feature' tree, now one per network "
+        "('encoder', 'embedder'), so it cannot be resumed or evaluated by this "
+        'version; train again in a new --workdir, or use the commit that wrote '
+        'it (see docs/decisions.md, "One loop").')
+  want, have = sorted(template.params), sorted(saved['params'])
+  if want != have:
+    raise config_checks.ConfigError(
+        f'{where} holds the networks {have}, but this config builds {want} '
+        '(another config.trainer?); pass the config the workdir was trained '
+        'with, or a new --workdir.')
 
 
 def resume_or_start(config, workdir, fresh):

@@ -11,14 +11,19 @@ import ml_collections
 
 from aligngan_jax import players
 from aligngan_jax import pretrained
+from aligngan_jax import trainers
 from aligngan_jax.evaluation import protocols
 from aligngan_jax.evaluation import ranking
 from aligngan_jax.models import gan
 from aligngan_jax.models import resnet
 
 _MODES = ('train', 'eval', 'visualize')
-_TRAINERS = ('ide', 'aligngan')
-_OPTIMIZERS = ('sgd', 'adam')
+_IDE_OPTIMIZERS = ('sgd', 'adam')
+# Keys that one trainer alone reads moved into its group; an old config
+# file or command line that still sets them gets the new place in one line.
+MOVED_KEYS = {'num_train_steps': 'ide.num_train_steps',
+              'lr_milestones': 'ide.lr_milestones (AlignGAN: gan.lr_milestones)',
+              'optimizer': 'ide.optimizer'}
 
 
 class ConfigError(ValueError):
@@ -29,20 +34,25 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int):
   """Checks the values a run depends on before any work is done."""
   if config.mode not in _MODES:
     raise ConfigError(f'config.mode={config.mode!r} is not one of {_MODES}.')
-  if config.trainer not in _TRAINERS:
-    raise ConfigError(f'config.trainer={config.trainer!r} is not one of {_TRAINERS}.')
+  for key, new in MOVED_KEYS.items():
+    if key in config:
+      raise ConfigError(moved_key_message(key))
+  if config.trainer not in trainers.TRAINERS:
+    raise ConfigError(f'config.trainer={config.trainer!r} is not one of '
+                      f'{trainers.TRAINERS}.')
   if config.compute_dtype not in players.COMPUTE_DTYPES:
     raise ConfigError(f'config.compute_dtype={config.compute_dtype!r} is not one '
                       f'of {players.COMPUTE_DTYPES}.')
-  for key in ('image_size', 'ids_per_batch', 'instances_per_id',
-              'eval_batch_size', 'num_train_steps', 'log_every_steps',
-              'checkpoint_every_steps', 'max_checkpoints_to_keep',
-              'eval_every_steps', 'image_every_steps', 'grid_people',
-              'eval.max_rank', 'eval.num_trials'):
-    value = config[key.split('.')[0]][key.split('.')[1]] if '.' in key else config[key]
-    if not isinstance(value, int) or value <= 0:
-      raise ConfigError(f'config.{key}={value!r} must be a positive integer.')
+  _check_ints(config, ('image_size', 'ids_per_batch', 'instances_per_id',
+                       'eval_batch_size', 'log_every_steps',
+                       'checkpoint_every_steps', 'max_checkpoints_to_keep',
+                       'eval_every_steps', 'image_every_steps', 'grid_people',
+                       'eval.max_rank', 'eval.num_trials'))
   _validate_eval(config.eval)
+  if config.trainer == 'ide':
+    _validate_ide(config)
+  else:
+    _validate_gan(config, num_devices)
   batch = config.ids_per_batch * config.instances_per_id
   if batch % num_devices:
     raise ConfigError(
@@ -76,15 +86,71 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int):
   if config.model.remat not in resnet.REMAT_POLICIES:
     raise ConfigError(f'config.model.remat={config.model.remat!r} is not one of '
                       f'{tuple(resnet.REMAT_POLICIES)}.')
-  if config.optimizer not in _OPTIMIZERS:
-    raise ConfigError(f'config.optimizer={config.optimizer!r} is not one of '
-                      f'{_OPTIMIZERS}.')
-  if list(config.lr_milestones) != sorted(config.lr_milestones):
-    raise ConfigError(f'config.lr_milestones={config.lr_milestones} must be '
-                      'ascending.')
   if config.model.depth not in (18, 34, 50, 101):
     raise ConfigError(f'config.model.depth={config.model.depth} must be one of '
                       '18, 34, 50, 101.')
+
+
+def moved_key_message(key: str) -> str:
+  return (f'config.{key} moved to config.{MOVED_KEYS[key]}: it is read by one '
+          'trainer only (configs/default.py).')
+
+
+def _get(config, key):
+  for part in key.split('.'):
+    config = config[part]
+  return config
+
+
+def _check_ints(config, keys, *, minimum=1):
+  """Each key must hold an integer >= ``minimum``."""
+  for key in keys:
+    value = _get(config, key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+      kind = 'a positive integer' if minimum == 1 else f'an integer >= {minimum}'
+      raise ConfigError(f'config.{key}={value!r} must be {kind}.')
+
+
+def _check_milestones(config, key):
+  value = tuple(_get(config, key))
+  if (any(isinstance(m, bool) or not isinstance(m, int) or m < 0 for m in value)
+      or list(value) != sorted(value)):
+    raise ConfigError(f'config.{key}={value} must be ascending non-negative '
+                      'integers (global iterations).')
+
+
+def _validate_ide(config):
+  """The keys only the IDE trainer reads (config.ide)."""
+  _check_ints(config, ('ide.num_train_steps',))
+  _check_milestones(config, 'ide.lr_milestones')
+  if config.ide.optimizer not in _IDE_OPTIMIZERS:
+    raise ConfigError(f'config.ide.optimizer={config.ide.optimizer!r} is not one '
+                      f'of {_IDE_OPTIMIZERS}.')
+
+
+def _validate_gan(config, num_devices):
+  """The keys only the AlignGAN trainer reads (config.gan)."""
+  g = config.gan
+  _check_ints(config, ('gan.conv_dim', 'gan.d_layers', 'gan.pixel_ids_per_batch',
+                       'gan.pixel_instances_per_id'))
+  _check_ints(config, ('gan.num_residual',), minimum=0)
+  iterations = tuple(g.stage_iterations)
+  if (len(iterations) != 3 or sum(iterations) <= 0 or any(
+      isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in iterations)):
+    raise ConfigError(f'config.gan.stage_iterations={iterations} must be three '
+                      'non-negative integers (stages 1, 2, 3), at least one of '
+                      'them positive.')
+  _check_milestones(config, 'gan.lr_milestones')
+  if g.pixel_ids_per_batch < 2:
+    raise ConfigError(f'config.gan.pixel_ids_per_batch={g.pixel_ids_per_batch} '
+                      'must be >= 2: the joint discriminator pairs each IR image '
+                      'with the feature map of another identity.')
+  pixel = g.pixel_ids_per_batch * g.pixel_instances_per_id
+  if pixel % num_devices:
+    raise ConfigError(
+        f'config.gan.pixel_ids_per_batch * config.gan.pixel_instances_per_id = '
+        f'{g.pixel_ids_per_batch} * {g.pixel_instances_per_id} = {pixel} images '
+        f'per modality is not divisible by the {num_devices} devices.')
 
 
 def _validate_eval(ev):

@@ -109,6 +109,31 @@ def load_data(config):
   return train, test
 
 
+def grid_pairs(records: Records, num_people: int) -> tuple[np.ndarray, np.ndarray]:
+  """Record indices (rgb [n], ir [n]) of the first RGB and the first IR image
+  of up to ``num_people`` identities seen in both modalities (on the test
+  split: people the generators never saw), for translation grids."""
+  rgb, ir = [], []
+  for pid in np.unique(records.person_id):
+    of_id = records.person_id == pid
+    r = np.flatnonzero(of_id & (records.modality == RGB))
+    i = np.flatnonzero(of_id & (records.modality == IR))
+    if len(r) and len(i):
+      rgb.append(r[0])
+      ir.append(i[0])
+    if len(rgb) == num_people:
+      break
+  return np.asarray(rgb, np.int64), np.asarray(ir, np.int64)
+
+
+def load_images(records: Records, image_size: int) -> np.ndarray:
+  """All images of ``records`` ([n, S, S, 3] in [-1, 1]) in one batch."""
+  batch = next(create_eval_iterator(records, image_size=image_size,
+                                    batch_size=len(records), process_index=0,
+                                    process_count=1))
+  return batch['image']
+
+
 # Rows: R, G, B, ITU-R 601 luma (PIL's convert('L')); see PKBatch.rgb_mono.
 _MONO_WEIGHTS = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0),
                  (0.299, 0.587, 0.114))

@@ -51,15 +51,16 @@ def feature_models(config, num_classes: int) -> dict:
   }
 
 
-def create_models(config, num_classes: int) -> dict:
-  """All eight networks, sized by ``config.model`` and ``config.gan``."""
+def create_models(config, num_classes: int, networks=ALL) -> dict:
+  """The named networks (default: all eight), sized by ``config.model`` and
+  ``config.gan``."""
   m, g, dtype = config.model, config.gan, compute_dtype(config)
   scale_init = gan.NORM_SCALE_INITS[m.gan_norm_scale_init]
   generator = gan.Generator(conv_dim=g.conv_dim, num_residual=g.num_residual,
                             norm_scale_init=scale_init, dtype=dtype)
   patch = gan.PatchDiscriminator(conv_dim=g.conv_dim, num_layers=g.d_layers,
                                  dtype=dtype)
-  return {
+  models = {
       'G_rgb2ir': generator, 'G_ir2rgb': generator,
       'D_rgb': patch, 'D_rgb_warmup': patch, 'D_ir_warmup': patch,
       'D_ir': gan.JointDiscriminator(conv_dim=g.conv_dim,
@@ -67,20 +68,39 @@ def create_models(config, num_classes: int) -> dict:
                                      dtype=dtype),
       **feature_models(config, num_classes),
   }
+  return {name: models[name] for name in networks}
 
 
-def create_optimizers(config) -> dict:
+def _feature_optimizer(config) -> optax.GradientTransformation:
+  """PyTorch-style SGD (official: nesterov momentum, coupled weight decay),
+  or, for the IDE trainer only, ``config.ide.optimizer='adam'``
+  (torch.optim.Adam with weight_decay; docs/decisions.md)."""
+  if config.trainer == 'ide' and config.ide.optimizer == 'adam':
+    update = optax.scale_by_adam()
+  else:
+    update = optax.trace(decay=config.momentum, nesterov=config.nesterov)
+  return optax.chain(optax.add_decayed_weights(config.weight_decay), update)
+
+
+def create_optimizers(config, networks=ALL) -> dict:
   """network -> optax transformation *without* the learning rate."""
-  sgd = optax.chain(optax.add_decayed_weights(config.weight_decay),
-                    optax.trace(decay=config.momentum, nesterov=config.nesterov))
+  feature = _feature_optimizer(config)
   adam = optax.scale_by_adam(b1=config.gan.adam_b1, b2=config.gan.adam_b2,
                              eps=1e-8)
-  return {name: (sgd if name in FEATURE else adam) for name in ALL}
+  return {name: (feature if name in FEATURE else adam) for name in networks}
+
+
+def lr_milestones(config) -> tuple[int, ...]:
+  """The running trainer's global iterations of the x``lr_decay_factor``
+  decays: ``config.gan.lr_milestones`` or ``config.ide.lr_milestones``."""
+  group = config.ide if config.trainer == 'ide' else config.gan
+  return tuple(int(m) for m in group.lr_milestones)
 
 
 def lr_at(config, step) -> dict:
-  """network -> learning rate at global iteration ``step`` (traceable)."""
-  decays = sum(jnp.asarray(step >= m, jnp.float32) for m in config.gan.lr_milestones)
+  """network -> learning rate at global iteration ``step`` (traceable): the
+  one learning-rate path of both trainers."""
+  decays = sum(jnp.asarray(step >= m, jnp.float32) for m in lr_milestones(config))
   factor = config.lr_decay_factor ** decays
   rates = {'encoder': config.learning_rate * config.encoder_lr_multiplier,
            'embedder': config.learning_rate}
@@ -100,8 +120,12 @@ def apply_updates(state, grads: dict, config) -> train_state_lib.TrainState:
 
 
 def create_state(config, models: dict, mesh) -> train_state_lib.TrainState:
-  """A fresh state holding every player, replicated over ``mesh``."""
-  tx = create_optimizers(config)
+  """A fresh state holding the players in ``models`` (the feature module
+  always), replicated over ``mesh``: the one state builder of both trainers.
+  Each network's initial key depends on its name only, so the feature
+  module starts the same under either trainer."""
+  networks = tuple(name for name in ALL if name in models)
+  tx = create_optimizers(config, networks)
   size = config.image_size
 
   def init():
@@ -112,15 +136,17 @@ def create_state(config, models: dict, mesh) -> train_state_lib.TrainState:
     variables = {'encoder': models['encoder'].init(keys['encoder'], x, train=False)}
     fmap = models['encoder'].apply(variables['encoder'], x, train=False)
     variables['embedder'] = models['embedder'].init(keys['embedder'], fmap, train=False)
-    for name in GENERATORS + ('D_rgb', 'D_rgb_warmup', 'D_ir_warmup'):
-      variables[name] = models[name].init(keys[name], image, train=False)
-    variables['D_ir'] = models['D_ir'].init(keys['D_ir'], image, fmap, train=False)
-    params = {k: v['params'] for k, v in variables.items()}
+    for name in networks:
+      if name == 'D_ir':
+        variables[name] = models[name].init(keys[name], image, fmap, train=False)
+      elif name not in FEATURE:
+        variables[name] = models[name].init(keys[name], image, train=False)
+    params = {k: variables[k]['params'] for k in networks}
     return train_state_lib.TrainState(
         step=jnp.zeros((), jnp.int32), params=params,
-        batch_stats={k: v['batch_stats'] for k, v in variables.items()
-                     if 'batch_stats' in v},
-        opt_state={k: tx[k].init(params[k]) for k in ALL},
+        batch_stats={k: variables[k]['batch_stats'] for k in networks
+                     if 'batch_stats' in variables[k]},
+        opt_state={k: tx[k].init(params[k]) for k in networks},
         rng=jax.random.fold_in(base, 1), tx=tx)
 
   return jax.jit(init, out_shardings=sharding.replicated(mesh))()

@@ -17,7 +17,6 @@ import os
 import jax
 import numpy as np
 
-from aligngan_jax import aligngan_train
 from aligngan_jax import config_checks
 from aligngan_jax import reporting
 from aligngan_jax import sharding
@@ -94,11 +93,11 @@ def write_sheets(config, workdir: str) -> dict[str, str]:
                         top_k=vis.top_k, seed=config.seed)
   pictures[f'retrieval_{scored[0].replace(" ", "_")}'], _ = visualize.retrieval_sheet(rows)
   if opened.translate is not None:
-    rgb, ir = aligngan_train.grid_pairs(test, config.grid_people)
-    real_rgb = aligngan_train.load_images(test.select(rgb), config)
+    rgb, ir = input_pipeline.grid_pairs(test, config.grid_people)
+    real_rgb = input_pipeline.load_images(test.select(rgb), config.image_size)
     fake_ir, reconstructed = jax.device_get(opened.translate(real_rgb))
     pictures['translation'] = visualize.translation_grid(
-        real_rgb, fake_ir, aligngan_train.load_images(test.select(ir), config),
+        real_rgb, fake_ir, input_pipeline.load_images(test.select(ir), config.image_size),
         reconstructed)
   config_checks.ensure_writable(workdir)
   writer = reporting.writer_for(workdir)

@@ -1,4 +1,9 @@
-"""The three AlignGAN training stages, each one pure step (spec §2).
+"""The training stages, each one pure step: the three of AlignGAN (spec §2)
+and the IDE baseline's one.
+
+``ide_step(state, batch)``: the feature module alone on a feature batch:
+CE on both modalities + the cross-modal triplets; SGD on encoder and
+embedder (the baseline AlignGAN builds on).
 
 ``stage1_step(state, batch)``: feature warm-up on the IR half of a feature
 batch: CE + tri(ir, ir, ir); SGD on encoder and embedder.
@@ -105,6 +110,15 @@ def _triplet(config):
   return functools.partial(losses.cross_modal_triplet, margin=config.triplet_margin)
 
 
+def _feature_update(state, loss_fn, config):
+  """One optimizer step of the feature module on ``loss_fn(feature params)
+  -> (loss, (running statistics, metrics))``."""
+  grads, (stats, metrics) = jax.grad(loss_fn, has_aux=True)(
+      {k: state.params[k] for k in players.FEATURE})
+  state = players.apply_updates(state.replace(batch_stats=stats), grads, config)
+  return state, metrics
+
+
 def stage1_step(state, batch, *, models, config):
   """Feature warm-up: CE(IR) + tri(ir, ir, ir) on the IR images."""
   (key,) = _keys(state, 1)
@@ -122,9 +136,49 @@ def stage1_step(state, batch, *, models, config):
     return loss, (nets.stats, {'feature/loss': loss, 'feature/ce_ir': ce,
                                'feature/triplet_ir': triplet})
 
-  feature = {k: state.params[k] for k in players.FEATURE}
-  grads, (stats, metrics) = jax.grad(loss_fn, has_aux=True)(feature)
-  state = players.apply_updates(state.replace(batch_stats=stats), grads, config)
+  state, metrics = _feature_update(state, loss_fn, config)
+  return state.replace(step=state.step + 1), metrics
+
+
+def ide_step(state, batch, *, models, config):
+  """The IDE baseline: lambda_cls * (CE_rgb + CE_ir)
+  + lambda_triplet * (tri(rgb, ir, ir) + tri(ir, rgb, rgb)).
+
+  The two modalities run through the networks separately, so BatchNorm
+  statistics are per modality (as the official feature iteration), unless
+  ``config.joint_modality_forward`` (one forward of both).
+  """
+  key_rgb, key_ir = _keys(state, 2)
+  labels = batch['labels']
+  tri = _triplet(config)
+
+  def loss_fn(feature_params):
+    nets = _Nets(models, config, state.batch_stats)
+    if config.joint_modality_forward:
+      # One forward of [RGB; IR]: BatchNorm statistics shared by the two
+      # modalities, as the running statistics used at test time are.
+      (fmap,) = nets.encode(feature_params['encoder'],
+                            jnp.concatenate([batch['rgb'], batch['ir']]))
+      out = nets.embed(feature_params['embedder'], fmap, key_rgb)
+      halves = {k: jnp.split(v, 2) for k, v in out.items()}
+      rgb, ir = ({k: v[i] for k, v in halves.items()} for i in (0, 1))
+    else:
+      rgb_map, ir_map = nets.encode(feature_params['encoder'], batch['rgb'], batch['ir'])
+      rgb = nets.embed(feature_params['embedder'], rgb_map, key_rgb)
+      ir = nets.embed(feature_params['embedder'], ir_map, key_ir)
+    ce_rgb = losses.cross_entropy(rgb['logits'], labels)
+    ce_ir = losses.cross_entropy(ir['logits'], labels)
+    triplet = (tri(rgb['embedding'], ir['embedding'], ir['embedding'], labels, labels, labels)
+               + tri(ir['embedding'], rgb['embedding'], rgb['embedding'],
+                     labels, labels, labels))
+    loss = config.lambda_cls * (ce_rgb + ce_ir) + config.lambda_triplet * triplet
+    return loss, (nets.stats, {
+        'feature/loss': loss, 'feature/ce_rgb': ce_rgb, 'feature/ce_ir': ce_ir,
+        'feature/triplet': triplet,
+        'feature/accuracy_rgb': jnp.mean(jnp.argmax(rgb['logits'], -1) == labels),
+        'feature/accuracy_ir': jnp.mean(jnp.argmax(ir['logits'], -1) == labels)})
+
+  state, metrics = _feature_update(state, loss_fn, config)
   return state.replace(step=state.step + 1), metrics
 
 
@@ -266,10 +320,7 @@ def _feature_iteration(state, batch, key, *, models, config):
     return loss, (nets.stats, {'feature/loss': loss, 'feature/ce': ce,
                                'feature/triplet': triplet, 'feature/gan': gan})
 
-  grads, (stats, metrics) = jax.grad(loss_fn, has_aux=True)(
-      {k: p[k] for k in players.FEATURE})
-  state = players.apply_updates(state.replace(batch_stats=stats), grads, config)
-  return state, metrics
+  return _feature_update(state, loss_fn, config)
 
 
 def stage3_step(state, batch, *, models, config):
@@ -281,5 +332,3 @@ def stage3_step(state, batch, *, models, config):
       state, batch['pixel'], pixel_key, models=models, config=config, joint=True)
   return state.replace(step=state.step + 1), {**feature_metrics, **pixel_metrics}
 
-
-STAGES = {1: stage1_step, 2: stage2_step, 3: stage3_step}

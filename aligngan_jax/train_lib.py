@@ -1,18 +1,17 @@
 """The job: train (IDE baseline or AlignGAN) or evaluate a workdir.
 
-The one module the entry point calls; it picks the trainer
-(``config.trainer``: 'ide' in ide_train.py, 'aligngan' in
-aligngan_train.py). Nothing else in the package imports it.
+The one module the entry point calls. Training of either trainer
+(``config.trainer``) runs in `train_loop`; nothing else in the package
+imports this module.
 """
 
 import jax
 import ml_collections
 
-from aligngan_jax import aligngan_train
 from aligngan_jax import config_checks
-from aligngan_jax import ide_train
 from aligngan_jax import reporting
 from aligngan_jax import sharding
+from aligngan_jax import train_loop
 from aligngan_jax import trained
 from aligngan_jax.evaluation import driver
 
@@ -23,9 +22,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains (resuming from ``workdir`` if it holds a checkpoint) and
   evaluates; returns the final evaluation result."""
   jax.config.update('jax_debug_nans', bool(config.debug_nans))
-  if config.trainer == 'aligngan':
-    return aligngan_train.train_and_evaluate(config, workdir)
-  return ide_train.train_and_evaluate(config, workdir)
+  return train_loop.train_and_evaluate(config, workdir)
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict:

@@ -12,12 +12,11 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
-from aligngan_jax import aligngan_train
 from aligngan_jax import checkpointing
 from aligngan_jax import config_checks
-from aligngan_jax import ide_train
 from aligngan_jax import players
 from aligngan_jax import sharding
+from aligngan_jax import trainers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +39,12 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
         f'--workdir={workdir} has no config.json: not a workdir written by '
         'main.py (train first, or pass the folder given to --workdir).')
   with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+    raw = json.load(f)
+  # Runs from before the trainer groups kept the IDE-only keys at the top.
+  moved = {k: raw.pop(k) for k in config_checks.MOVED_KEYS if k in raw}
+  if moved:
+    raw.setdefault('ide', {}).update(moved)
+  return ml_collections.ConfigDict(raw)
 
 
 def num_classes(workdir: str) -> int:
@@ -70,24 +74,18 @@ def _no_checkpoint(workdir):
 def restore(config, workdir: str, num_classes_: int, mesh=None) -> Opened:
   """The newest checkpoint of ``workdir`` with extractors bound to it."""
   mesh = mesh or sharding.create_mesh()
-  translate = None
-  if config.trainer == 'aligngan':
-    models = players.create_models(config, num_classes_)
-    template = players.create_state(config, models, mesh)
-    extractors = aligngan_train.make_extractors(models, config, mesh)
-    translator = aligngan_train.make_translator(models)
-  else:
-    models = ide_train.create_models(config, num_classes_)
-    template = ide_train.create_train_state(config, models, mesh)
-    extract = ide_train.make_feature_extractor(models, config, mesh)
-    extractors = {'rgb': extract, 'ir': extract}
+  trainer = trainers.trainer_for(config)
+  models = players.create_models(config, num_classes_, trainer.networks)
+  template = players.create_state(config, models, mesh)
+  extractors = trainers.make_extractors(models, config, mesh)
   manager = checkpointing.create_manager(workdir, save_every=1, max_to_keep=1)
   state = checkpointing.restore_latest(manager, template)
   manager.close()
   if state is None:
     raise config_checks.ConfigError(_no_checkpoint(workdir))
-  if config.trainer == 'aligngan':
-    translate = functools.partial(translator, state)
+  translate = None
+  if trainer.translates:
+    translate = functools.partial(trainers.make_translator(models), state)
   return Opened(config=config, step=int(state.step), state=state,
                 extract={k: functools.partial(f, state) for k, f in extractors.items()},
                 translate=translate, mesh=mesh)

@@ -8,7 +8,7 @@ No TensorFlow, TFDS or clu (the lent GPU machines have none): the dataset is
 rendered with datasets/synthetic_vireid/render.py (numpy) into memory,
 batches come from the project's P x K samplers (aligngan_jax/sampler.py,
 same seeds and flips as training), the steps are the project's jitted stage
-steps (aligngan_train.make_stage_steps) and the scores come from the SYSU-MM01
+steps (trainers.make_steps) and the scores come from the SYSU-MM01
 protocol engine plus the per-stage diagnostics (evaluation/diagnostics.py).
 ml_collections (configs/) must be importable: carry its wheel to a machine
 without it.
@@ -200,7 +200,7 @@ def _evaluate(state, extractors, test, config, mesh):
 def main(argv):
   del argv
   import jax
-  from aligngan_jax import aligngan_train, players, pretrained, sampler as sampler_lib, sharding
+  from aligngan_jax import players, pretrained, sampler as sampler_lib, sharding, trainers
   from aligngan_jax.evaluation import diagnostics
   preset = _preset()
   config = _config(preset)
@@ -217,8 +217,9 @@ def main(argv):
   state = players.create_state(config, models, mesh)
   if config.pretrained_backbone:
     state = pretrained.load_backbone(state, config, mesh)
-  steps = aligngan_train.make_stage_steps(models, config, mesh)
-  extractors = aligngan_train.make_extractors(models, config, mesh)
+  trainer = trainers.trainer_for(config)
+  steps = trainers.make_steps(trainer, models, config, mesh)
+  extractors = trainers.make_extractors(models, config, mesh)
   samplers = {
       'feature': sampler_lib.PKSampler(rgb.label, ir.label, ids_per_batch=config.ids_per_batch,
                                        instances_per_id=config.instances_per_id, seed=config.seed),
@@ -227,7 +228,7 @@ def main(argv):
                                      instances_per_id=config.gan.pixel_instances_per_id,
                                      seed=config.seed + 1)}
   rows = []
-  for stage, (lo, hi) in aligngan_train.stage_bounds(config).items():
+  for stage, (lo, hi) in trainer.bounds().items():
     def batch(step, stage=stage):
       if stage == 1:
         return sharding.shard_batch(_batch(samplers['feature'], step, rgb, ir), mesh)

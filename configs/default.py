@@ -13,9 +13,11 @@ def get_config(arg=None):
   """The default config; ``arg`` may be ``'tiny'`` (see `apply_arg`)."""
   config = ml_collections.ConfigDict()
   config.mode = 'train'              # 'train' | 'eval' | 'visualize'
-  # 'ide': the feature module alone (CE + cross-modal triplets, the IDE
-  # baseline); 'aligngan': the three stages of the full model (§2-§3).
-  config.trainer = 'ide'
+  # 'aligngan': the three stages of the full model (§2-§3), scheduled by
+  # config.gan; 'ide': the feature module alone (CE + cross-modal triplets,
+  # the IDE baseline), scheduled by config.ide. Both run in one loop
+  # (aligngan_jax/train_loop.py); each reads only its own group.
+  config.trainer = 'aligngan'
   config.seed = 0
   # What convolutions compute in: 'float32' (official) or 'bfloat16'
   # (parameters, optimizer states, norm statistics and losses stay float32).
@@ -88,21 +90,26 @@ def get_config(arg=None):
   # 1 as under PyTorch >= 1.2 ('ones').
   config.model.gan_norm_scale_init = 'uniform'
 
-  # Optimisation of the feature module (§3): SGD nesterov, trunk lr = 0.1 x
-  # head lr, weight decay on every parameter, x0.1 decays at milestones.
-  config.optimizer = 'sgd'             # 'sgd' (official) | 'adam'
+  # Optimisation of the feature module (§3), both trainers: SGD nesterov,
+  # trunk lr = 0.1 x head lr, weight decay on every parameter, x0.1 decays
+  # at the trainer's milestones (gan.lr_milestones or ide.lr_milestones).
   config.learning_rate = 0.2
   config.encoder_lr_multiplier = 0.1
   config.momentum = 0.9
   config.nesterov = True
   config.weight_decay = 5e-4
-  # The official feature module takes 5,000 warm-up + 10,100 joint SGD steps
-  # and decays once, after 5,000 joint steps.
-  config.num_train_steps = 15_100
-  config.lr_milestones = (10_000,)
   config.lr_decay_factor = 0.1
 
-  # The pixel module and the three stages (§2-§3; aligngan_jax/stages.py).
+  # The IDE trainer only (config.trainer='ide'). Its schedule mirrors the
+  # official feature module's: 5,000 warm-up + 10,100 joint SGD steps, one
+  # decay after 5,000 joint steps.
+  config.ide = ml_collections.ConfigDict()
+  config.ide.num_train_steps = 15_100
+  config.ide.lr_milestones = (10_000,)
+  config.ide.optimizer = 'sgd'         # 'sgd' (official) | 'adam'
+
+  # The AlignGAN trainer only (config.trainer='aligngan'): the pixel module
+  # and the three stages (§2-§3; aligngan_jax/stages.py).
   config.gan = ml_collections.ConfigDict()
   config.gan.conv_dim = 64
   config.gan.num_residual = 4
@@ -203,8 +210,8 @@ def apply_arg(config, arg):
   config.gan.pixel_instances_per_id = 2
   config.gan.stage_iterations = (2, 2, 2)
   config.gan.lr_milestones = (5,)
-  config.num_train_steps = 4
-  config.lr_milestones = (2,)
+  config.ide.num_train_steps = 4
+  config.ide.lr_milestones = (2,)
   config.log_every_steps = 1
   config.checkpoint_every_steps = 2
   config.eval_every_steps = 1_000

@@ -75,8 +75,8 @@ def get_config(arg=None):
     config.rgb_channel_prob = 0.5
     config.joint_modality_forward = True
   # The IDE baseline at the AlignGAN demo's budget (about 7 CPU minutes).
-  config.num_train_steps = 2_000
-  config.lr_milestones = (1_600,)
+  config.ide.num_train_steps = 2_000
+  config.ide.lr_milestones = (1_600,)
   config = default.apply_arg(config, 'tiny' if 'tiny' in args else None)
   if 'tiny' in args:
     # The tiny model has no pretrained trunk; from scratch, the demo's

@@ -23,6 +23,8 @@ os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', 'true')
 import jax  # noqa: E402,F401  (after XLA_FLAGS on purpose)
 import pytest  # noqa: E402
 
+import run_files  # noqa: E402
+
 
 @pytest.fixture(scope='session')
 def tfds_data_dir(tmp_path_factory):
@@ -44,3 +46,31 @@ def tiny_records(tfds_data_dir):
                                        data_dir=tfds_data_dir)
   return (input_pipeline.load_split(builder, 'train'),
           input_pipeline.load_split(builder, 'test'))
+
+
+@pytest.fixture(scope='session')
+def aligngan_run(tfds_data_dir, tmp_path_factory):
+  """The session's one trained AlignGAN: main.py on the demo config at
+  ``:tiny`` (64 px: the joint discriminator's last maps are then 2x2), 2 + 2
+  + 2 iterations, every checkpoint kept. It is the smoke run (test_main) and
+  the workdir of the resume, eval, visualize, search and export tests; tests
+  that write into a workdir work on a copy (`copy_run`).
+
+  Returns (workdir, main.py's stderr)."""
+  workdir = str(tmp_path_factory.mktemp('aligngan') / 'run')
+  run = run_files.run_main('--config=configs/synthetic.py:tiny', f'--workdir={workdir}',
+                 f'--config.data_dir={tfds_data_dir}', '--config.image_size=64',
+                 '--config.checkpoint_every_steps=1',
+                 '--config.max_checkpoints_to_keep=10', '--config.eval.num_trials=2',
+                 f'--compilation_cache_dir={os.environ["JAX_COMPILATION_CACHE_DIR"]}')
+  assert run.returncode == 0, run.stderr[-3000:]
+  return workdir, run.stderr
+
+
+@pytest.fixture
+def copy_run(aligngan_run, tmp_path):
+  """A private copy of the shared AlignGAN workdir, for tests that write."""
+  import shutil
+  path = str(tmp_path / 'run')
+  shutil.copytree(aligngan_run[0], path)
+  return path

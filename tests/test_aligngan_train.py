@@ -1,51 +1,20 @@
 """The three-stage loop: resume after an interruption is bit-identical."""
 
 import json
-import logging
 import os
 import shutil
 
 import jax
 import numpy as np
 
-from aligngan_jax import aligngan_train
-from aligngan_jax import checkpointing
-from aligngan_jax import players
-from aligngan_jax import sharding
-from configs import synthetic
-
-
-def _config(data_dir):
-  config = synthetic.get_config('tiny')
-  config.trainer = 'aligngan'
-  config.data_dir = data_dir
-  config.image_size = 64          # the joint D needs >= 2x2 maps at its end
-  config.gan.stage_iterations = (2, 2, 2)
-  config.checkpoint_every_steps = 1
-  config.max_checkpoints_to_keep = 10
-  config.log_every_steps = 1
-  config.eval_every_steps = 1000
-  return config
+from aligngan_jax import train_loop
+from aligngan_jax import trained
+import run_files
 
 
 def _final_state(config, workdir):
-  mesh = sharding.create_mesh()
-  models = players.create_models(config, 8)
-  template = players.create_state(config, models, mesh)
-  manager = checkpointing.create_manager(workdir, save_every=1, max_to_keep=10)
-  state = checkpointing.restore_latest(manager, template)
-  manager.close()
-  return jax.device_get(state)
-
-
-def _tensorboard_tags(workdir):
-  import tensorflow as tf
-  tags = set()
-  for name in os.listdir(workdir):
-    if name.startswith('events.out.tfevents'):
-      for event in tf.compat.v1.train.summary_iterator(os.path.join(workdir, name)):
-        tags.update(v.tag for v in event.summary.value)
-  return tags
+  """The newest checkpoint of ``workdir`` on the host."""
+  return jax.device_get(trained.restore(config, workdir, trained.num_classes(workdir)).state)
 
 
 def _assert_stage_diagnostics(workdir, log_text):
@@ -65,29 +34,31 @@ def _assert_stage_diagnostics(workdir, log_text):
   with open(os.path.join(workdir, 'eval', 'step_4.json')) as f:
     step4 = json.load(f)
   assert step4['stage'] == 2 and step4['diagnostics'] == rows[2]['diagnostics']
-  tags = _tensorboard_tags(workdir)
+  tags = run_files.tensorboard_tags(workdir)
   assert {'diagnostics/fake_ir_to_ir/rank1', 'diagnostics/ir_to_ir/mAP',
           'diagnostics/cosine/gap'} <= tags
+  # The tag scheme both trainers share.
+  assert {'train/feature/loss', 'train/G/loss', 'train/stage', 'train/steps_per_sec',
+          'lr/encoder', 'lr/G_rgb2ir', 'translation'} <= tags
   assert log_text.count('Per-stage diagnostics') == 4
 
 
-def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tfds_data_dir, tmp_path,
-                                                              caplog):
-  config = _config(tfds_data_dir)
-  straight, broken = str(tmp_path / 'straight'), str(tmp_path / 'broken')
-  with caplog.at_level(logging.INFO):
-    result = aligngan_train.train_and_evaluate(config, straight)
-  assert 'sysu all single' in result['results']
-  _assert_stage_diagnostics(straight, caplog.text)
+def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(aligngan_run, tmp_path):
+  # The straight run is the session's shared one (main.py, conftest.py).
+  straight, stderr = aligngan_run
+  config = trained.load_config(straight)
+  _assert_stage_diagnostics(straight, stderr)
   # A run that crashed after iteration 3 (inside stage 2) has exactly the
   # straight run's first three checkpoints (saving is deterministic; a crash
   # cannot change what was already written): copy them rather than train
   # them again.
+  broken = str(tmp_path / 'broken')
   os.makedirs(os.path.join(broken, 'checkpoints'))
   for step in ('1', '2', '3'):
     shutil.copytree(os.path.join(straight, 'checkpoints', step),
                     os.path.join(broken, 'checkpoints', step))
-  aligngan_train.train_and_evaluate(config, broken)
+  result = train_loop.train_and_evaluate(config, broken)
+  assert 'sysu all single' in result['results']
   # Translation grids at the end of each stage: 4 columns of 64 px tiles.
   from PIL import Image
   for step in (2, 4, 6):

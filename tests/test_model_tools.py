@@ -1,5 +1,5 @@
 """What people look at: mode=visualize sheets, search and export, on a
-workdir holding a randomly initialised AlignGAN checkpoint."""
+copy of the session's trained AlignGAN workdir (conftest.py)."""
 
 import os
 import shutil
@@ -8,41 +8,22 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aligngan_jax import checkpointing
 from aligngan_jax import config_checks
 from aligngan_jax import export
-from aligngan_jax import players
 from aligngan_jax import search
-from aligngan_jax import sharding
 from aligngan_jax import sheets
 from aligngan_jax import trained
 from aligngan_jax import visualize
 from aligngan_jax.evaluation import driver
 from aligngan_jax.evaluation import engine
-from configs import synthetic
-
-
-def _config(data_dir):
-  config = synthetic.get_config('tiny')
-  config.data_dir = data_dir
-  config.image_size = 64      # as the other AlignGAN tests (shared compiles)
-  config.eval.num_trials = 2
-  return config
 
 
 @pytest.fixture(scope='module')
-def workdir(tfds_data_dir, tiny_records, tmp_path_factory):
-  """config.json plus a step-0 checkpoint of a random AlignGAN."""
-  path = str(tmp_path_factory.mktemp('run'))
-  config = _config(tfds_data_dir)
-  mesh = sharding.create_mesh()
-  models = players.create_models(config, int(tiny_records[0].label.max()) + 1)
-  manager = checkpointing.create_manager(path, save_every=1, max_to_keep=1)
-  checkpointing.save(manager, players.create_state(config, models, mesh), force=True)
-  manager.wait_until_finished()
-  manager.close()
-  with open(os.path.join(path, 'config.json'), 'w') as f:
-    f.write(config.to_json_best_effort())
+def workdir(aligngan_run, tmp_path_factory):
+  """A copy of the session's trained AlignGAN workdir (the tools write
+  sheets and caches into it)."""
+  path = str(tmp_path_factory.mktemp('tools') / 'run')
+  shutil.copytree(aligngan_run[0], path)
   return path
 
 
@@ -152,4 +133,4 @@ def test_export_round_trips(workdir, tiny_records, tmp_path):
     want = driver.features_by_modality(opened.extract, test, opened.config, opened.mesh)
     np.testing.assert_allclose(stored['features'], want, atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(stored['features'], axis=1), 1, atol=1e-5)
-    assert int(stored['step']) == 0
+    assert int(stored['step']) == opened.step == 6

@@ -34,7 +34,10 @@ def _launch(tmp_path, workdir, data_dir, *, processes, devices, steps, extra=())
   for i in range(processes):
     args = [sys.executable, 'main.py', '--config=configs/synthetic.py:ide,tiny',
             f'--workdir={workdir}', f'--config.data_dir={data_dir}',
-            f'--config.num_train_steps={steps}', '--config.checkpoint_every_steps=1',
+            f'--config.ide.num_train_steps={steps}', '--config.checkpoint_every_steps=1',
+            # No starting-point evaluation: these tests compare and resume
+            # training, and the final evaluation still runs.
+            '--config.eval.stage_end=False',
             *extra]
     if processes > 1:
       args += [f'--coordinator_address=localhost:{port}',

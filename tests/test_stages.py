@@ -60,6 +60,7 @@ def _stage_batch(stage, config):
 
 
 _STEPS, _RUNS = {}, {}
+STAGE_STEPS = {1: stages.stage1_step, 2: stages.stage2_step, 3: stages.stage3_step}
 
 
 def _run(stage, state, config, models, mesh):
@@ -67,16 +68,21 @@ def _run(stage, state, config, models, mesh):
   is jitted once per module and each result computed once: several tests
   read the same step (results are immutable arrays). The memo keeps
   ``state`` alive, so its id cannot be reused by another state."""
-  key = (stage, id(models), config.to_json())
-  if key not in _STEPS:
-    _STEPS[key] = jax.jit(functools.partial(stages.STAGES[stage], models=models,
-                                            config=config))
-  run_key = (*key, id(state), id(mesh))
+  run_key = (stage, id(models), config.to_json(), id(state), id(mesh))
   if run_key not in _RUNS:
     batch = jax.tree.map(lambda x: sharding.shard_batch(x, mesh),
                          _stage_batch(stage, config))
-    _RUNS[run_key] = (state, mesh, _STEPS[key](state, batch))
+    _RUNS[run_key] = (state, mesh, _step(stage, config, models)(state, batch))
   return _RUNS[run_key][2]
+
+
+def _step(stage, config, models):
+  """The jitted step of ``stage``, one per (stage, config, models)."""
+  key = (stage, id(models), config.to_json())
+  if key not in _STEPS:
+    _STEPS[key] = jax.jit(functools.partial(STAGE_STEPS[stage], models=models,
+                                            config=config))
+  return _STEPS[key]
 
 
 def _changed(before, after):
@@ -249,8 +255,8 @@ def test_a_nan_in_the_inputs_stops_with_the_loss_term_named(config, setup):
   mesh, models, state = setup
   batch = _pixel_batch(config)
   batch['ir'][0, 0, 0, 0] = np.nan
-  step = jax.jit(functools.partial(stages.stage2_step, models=models, config=config))
-  _, metrics = step(state, jax.tree.map(lambda x: sharding.shard_batch(x, mesh), batch))
+  _, metrics = _step(2, config, models)(
+      state, jax.tree.map(lambda x: sharding.shard_batch(x, mesh), batch))
   with pytest.raises(FloatingPointError, match=r'Non-finite .*G/.* between steps 4 and 5'):
     reporting.check_finite(reporting.mean_metrics([metrics]), first_step=4, last_step=5)
 

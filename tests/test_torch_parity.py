@@ -390,7 +390,7 @@ def test_official_test_features_follow_spec_section_5(official):
 def test_pretrained_backbone_initialises_only_the_trunk(tmp_path):
   from aligngan_jax import pretrained
   from aligngan_jax import sharding
-  from aligngan_jax import ide_train
+  from aligngan_jax import players
   from configs import default
   path = str(tmp_path / 'resnet50.pth')
   torch.save(_randomise(TorchResNet50(), seed=3).state_dict(), path)
@@ -398,8 +398,8 @@ def test_pretrained_backbone_initialises_only_the_trunk(tmp_path):
   config.model.depth, config.model.width = 50, 64
   config.pretrained_backbone = path
   mesh = sharding.create_mesh()
-  models = ide_train.create_models(config, 5)
-  fresh = ide_train.create_train_state(config, models, mesh)
+  models = players.create_models(config, 5, players.FEATURE)
+  fresh = players.create_state(config, models, mesh)
   state = pretrained.load_backbone(fresh, config, mesh)
   want = convert.load_torchvision_resnet50(path)
   for got, ref in zip(jax.tree.leaves((state.params['encoder'], state.batch_stats['encoder'])),
@@ -410,19 +410,19 @@ def test_pretrained_backbone_initialises_only_the_trunk(tmp_path):
     np.testing.assert_array_equal(got, ref)
 
 
-def test_main_evaluates_the_official_release(official, tfds_data_dir, tmp_path):
-  """main.py --config.mode=eval --config.init_from=<release dir>: the files
-  load and the §5 features feed the protocol table."""
-  import subprocess
-  import sys
+def test_eval_mode_evaluates_the_official_release(official, tfds_data_dir, tmp_path,
+                                                  caplog):
+  """config.mode='eval' with config.init_from=<release dir> (as main.py runs
+  it): the files load and the §5 features feed the protocol table."""
+  import logging
+  from aligngan_jax import train_lib
+  from configs import synthetic
   _, _, directory = official
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', JAX_PLATFORMS='cpu')
-  run = subprocess.run(
-      [sys.executable, 'main.py', '--config=configs/synthetic.py:ide,tiny',
-       f'--workdir={tmp_path}', f'--config.data_dir={tfds_data_dir}',
-       '--config.mode=eval', f'--config.init_from={directory}'],
-      cwd=root, env=env, capture_output=True, text=True, timeout=600)
-  assert run.returncode == 0, run.stderr[-3000:]
-  assert 'all-search single-shot' in run.stderr
+  config = synthetic.get_config('ide,tiny')
+  config.data_dir, config.mode, config.init_from = tfds_data_dir, 'eval', str(directory)
+  config.eval.num_trials = 2
+  with caplog.at_level(logging.INFO):
+    result = train_lib.evaluate_checkpoint(config, str(tmp_path))
+  assert 'all-search single-shot' in caplog.text
+  assert 'sysu all single' in result['results']
   assert os.path.exists(os.path.join(tmp_path, 'eval', 'latest.json'))

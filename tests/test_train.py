@@ -1,14 +1,17 @@
 """The jitted train step, sharding, and checkpoint round trips."""
 
 
+import os
+
 import jax
 import numpy as np
 import pytest
 
 from aligngan_jax import checkpointing
 from aligngan_jax import config_checks
-from aligngan_jax import ide_train
+from aligngan_jax import players
 from aligngan_jax import sharding
+from aligngan_jax import trainers
 from configs import synthetic
 
 NUM_CLASSES = 6
@@ -21,7 +24,7 @@ def config():
 
 @pytest.fixture(scope='module')
 def models(config):
-  return ide_train.create_models(config, NUM_CLASSES)
+  return players.create_models(config, NUM_CLASSES, players.FEATURE)
 
 
 def _batch(config, seed=0):
@@ -39,9 +42,14 @@ def _host(tree):
   return jax.tree.map(np.asarray, tree)
 
 
+def _step(config, models, mesh):
+  """The IDE trainer's one jitted stage step."""
+  return trainers.make_steps(trainers.trainer_for(config), models, config, mesh)[1]
+
+
 def _run(config, models, mesh, steps):
-  state = ide_train.create_train_state(config, models, mesh)
-  step = ide_train.make_train_step(models, config, mesh)
+  state = players.create_state(config, models, mesh)
+  step = _step(config, models, mesh)
   for i in range(steps):
     state, metrics = step(state, sharding.shard_batch(_batch(config, i), mesh))
   return state, metrics
@@ -50,10 +58,10 @@ def _run(config, models, mesh, steps):
 def test_step_changes_parameters_and_keeps_replicated_shardings(config, models):
   mesh = sharding.create_mesh()
   assert mesh.devices.size == 2               # conftest forces two host devices
-  before = _host(ide_train.create_train_state(config, models, mesh).params)
+  before = _host(players.create_state(config, models, mesh).params)
   state, metrics = _run(config, models, mesh, 1)
   assert int(state.step) == 1
-  assert np.isfinite(float(metrics['loss']))
+  assert np.isfinite(float(metrics['feature/loss']))
   changed = jax.tree.map(lambda a, b: not np.array_equal(a, np.asarray(b)),
                          before, state.params)
   assert all(jax.tree.leaves(changed))        # every parameter got an update
@@ -72,14 +80,18 @@ def test_one_and_two_devices_agree(config, models):
     np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
 
 
-def test_learning_rate_groups_and_decay(config):
-  rates = ide_train.learning_rates(config)
+def test_learning_rate_groups_and_decay_follow_the_running_trainer(config):
   base = config.learning_rate
-  milestone = config.lr_milestones[0]
-  assert float(rates['embedder'](0)) == pytest.approx(base)
-  assert float(rates['encoder'](0)) == pytest.approx(base * config.encoder_lr_multiplier)
-  assert float(rates['embedder'](milestone - 1)) == pytest.approx(base)
-  assert float(rates['embedder'](milestone)) == pytest.approx(base * config.lr_decay_factor)
+  # Each trainer decays at its own group's milestone, never at the other's.
+  for trainer, milestone in (('ide', 3), ('aligngan', 5)):
+    cfg = config.copy_and_resolve_references()
+    cfg.trainer = trainer
+    cfg.ide.lr_milestones, cfg.gan.lr_milestones = (3,), (5,)
+    before, after = players.lr_at(cfg, milestone - 1), players.lr_at(cfg, milestone)
+    assert float(before['embedder']) == pytest.approx(base)
+    assert float(before['encoder']) == pytest.approx(base * cfg.encoder_lr_multiplier)
+    assert float(after['embedder']) == pytest.approx(base * cfg.lr_decay_factor)
+    assert float(before['G_rgb2ir']) == pytest.approx(cfg.gan.learning_rate)
 
 
 def test_checkpoint_restore_is_bit_identical(config, models, tmp_path):
@@ -88,7 +100,7 @@ def test_checkpoint_restore_is_bit_identical(config, models, tmp_path):
   manager = checkpointing.create_manager(str(tmp_path), save_every=1, max_to_keep=2)
   checkpointing.save(manager, state, force=True)
   manager.wait_until_finished()
-  template = ide_train.create_train_state(config, models, mesh)
+  template = players.create_state(config, models, mesh)
   restored = checkpointing.restore_latest(manager, template)
   manager.close()
   assert int(restored.step) == 2
@@ -137,11 +149,11 @@ def test_joint_forward_shares_batchnorm_statistics(config, models):
     cfg = config.copy_and_resolve_references()
     cfg.joint_modality_forward = joint
     cfg.model.dropout_rate = 0.0
-    nets = ide_train.create_models(cfg, NUM_CLASSES)
-    state = ide_train.create_train_state(cfg, nets, mesh)
-    _, metrics = ide_train.make_train_step(nets, cfg, mesh)(
+    nets = players.create_models(cfg, NUM_CLASSES, players.FEATURE)
+    state = players.create_state(cfg, nets, mesh)
+    _, metrics = _step(cfg, nets, mesh)(
         state, sharding.shard_batch(batch, mesh))
-    return {k: float(metrics[k]) for k in ('ce_rgb', 'ce_ir', 'triplet')}
+    return {k: float(metrics[f'feature/{k}']) for k in ('ce_rgb', 'ce_ir', 'triplet')}
 
   same = _batch(config)
   same['ir'] = same['rgb']
@@ -172,14 +184,14 @@ def test_a_saved_trunk_starts_a_new_state_and_a_wrong_one_is_named(config, model
   mesh = sharding.create_mesh()
   other = config.copy_and_resolve_references()
   other.seed = 7
-  source = jax.device_get(ide_train.create_train_state(other, models, mesh))
+  source = jax.device_get(players.create_state(other, models, mesh))
   path = str(tmp_path / 'trunk.msgpack')
   pretrained.save_trunk(path, source.params['encoder'], source.batch_stats['encoder'],
                         config, source='test')
   run = config.copy_and_resolve_references()
   run.pretrained_backbone = path
   assert pretrained.check_backbone_config(run) is None
-  state = ide_train.create_train_state(run, models, mesh)
+  state = players.create_state(run, models, mesh)
   loaded = jax.device_get(pretrained.load_backbone(state, run, mesh))
   for got, want in zip(jax.tree.leaves((loaded.params['encoder'], loaded.batch_stats['encoder'])),
                        jax.tree.leaves((source.params['encoder'], source.batch_stats['encoder']))):
@@ -207,3 +219,77 @@ def test_the_demo_config_finds_its_committed_trunk_from_any_directory(tmp_path, 
   trunk = pretrained.read_trunk(demo.pretrained_backbone)
   assert (trunk['depth'], trunk['width']) == (demo.model.depth, demo.model.width)
   assert synthetic.get_config('tiny').pretrained_backbone == ''
+
+
+def test_ide_trainer_runs_in_the_one_loop_resumes_and_evaluates(tfds_data_dir, tmp_path,
+                                                                 caplog):
+  """The IDE baseline through train_lib, as main.py runs it: checkpoints,
+  evaluation, the shared tag scheme, a resume with a longer schedule, then
+  config.mode='eval'."""
+  import logging
+  from aligngan_jax import train_lib
+  import run_files
+  workdir = str(tmp_path / 'run')
+  config = synthetic.get_config('ide,tiny')
+  config.data_dir = tfds_data_dir
+  config.checkpoint_every_steps = 1
+  config.eval.num_trials = 2
+  config.ide.num_train_steps = 2
+  with caplog.at_level(logging.INFO):
+    train_lib.train_and_evaluate(config, workdir)
+  assert 'ide step 2/2' in caplog.text
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['1', '2']
+  result = run_files.latest_eval(workdir)
+  assert result['step'] == 2 and result['stage'] == 1 and result['protocol'] == 'sysu'
+  tags = run_files.tensorboard_tags(workdir)
+  assert {'train/feature/loss', 'train/feature/accuracy_ir', 'train/stage',
+          'lr/encoder', 'lr/embedder'} <= tags
+  assert not any(t.startswith('lr/G') or t == 'translation' for t in tags)
+  # A longer schedule resumes from the step-2 checkpoint.
+  caplog.clear()
+  config.ide.num_train_steps = 3
+  with caplog.at_level(logging.INFO):
+    train_lib.train_and_evaluate(config, workdir)
+  assert 'Resumed from' in caplog.text and 'at step 2' in caplog.text
+  assert 'step 3/3' in caplog.text and 'step 1/3' not in caplog.text
+  config.mode = 'eval'
+  train_lib.evaluate_checkpoint(config, workdir)
+  assert run_files.latest_eval(workdir)['step'] == 3
+
+
+def test_trainer_groups_are_validated_and_old_keys_named(config):
+  """Keys one trainer reads live in its group and are checked; a top-level
+  key from before the groups names its new place."""
+  def error(edit, trainer='ide'):
+    bad = config.copy_and_resolve_references()
+    bad.trainer = trainer
+    edit(bad)
+    with pytest.raises(config_checks.ConfigError) as e:
+      config_checks.validate_config(bad, num_devices=2)
+    return str(e.value)
+  moved = error(lambda c: c.__setattr__('num_train_steps', 5))
+  assert moved.startswith('config.num_train_steps moved to config.ide.num_train_steps')
+  assert 'config.ide.optimizer' in error(lambda c: c.__setattr__('optimizer', 'adam'))
+  assert "config.ide.optimizer='rmsprop'" in error(
+      lambda c: c.ide.__setattr__('optimizer', 'rmsprop'))
+  assert 'config.ide.num_train_steps=0' in error(
+      lambda c: c.ide.__setattr__('num_train_steps', 0))
+  assert 'config.ide.lr_milestones=(5, 2)' in error(
+      lambda c: c.ide.__setattr__('lr_milestones', (5, 2)))
+  for stage_iterations in ((2, -1, 2), (0, 0, 0), (2, 2)):
+    assert 'config.gan.stage_iterations' in error(
+        lambda c, s=stage_iterations: c.gan.__setattr__('stage_iterations', s), 'aligngan')
+  assert 'config.gan.lr_milestones' in error(
+      lambda c: c.gan.__setattr__('lr_milestones', (3, 1)), 'aligngan')
+  assert 'config.gan.pixel_instances_per_id=0 must be a positive integer' in error(
+      lambda c: c.gan.__setattr__('pixel_instances_per_id', 0), 'aligngan')
+  bad_pixel = error(lambda c: c.gan.update({'pixel_ids_per_batch': 3,
+                                            'pixel_instances_per_id': 3}), 'aligngan')
+  assert bad_pixel.startswith('config.gan.pixel_ids_per_batch * config.gan.pixel_'
+                              'instances_per_id = 3 * 3 = 9 images per modality is '
+                              'not divisible by the 2 devices')
+  # Each trainer ignores the other's group: a broken one does not stop it.
+  fine = config.copy_and_resolve_references()
+  fine.trainer, fine.ide.optimizer = 'aligngan', 'rmsprop'
+  config_checks.validate_config(fine, num_devices=2)
+  assert synthetic.get_config('tiny').trainer == 'aligngan'
