@@ -33,6 +33,6 @@ setuptools.setup(
         'torch': ['torch>=2.0'],
         # The tests compare every network with a PyTorch twin and write
         # safetensors files with the reference implementation.
-        'test': ['pytest>=8.0', 'torch>=2.0', 'safetensors>=0.4'],
+        'test': ['pytest>=8.0', 'pytest-xdist>=3.5', 'torch>=2.0', 'safetensors>=0.4'],
     },
 )

@@ -74,3 +74,33 @@ def copy_run(aligngan_run, tmp_path):
   path = str(tmp_path / 'run')
   shutil.copytree(aligngan_run[0], path)
   return path
+
+
+# Groups that take longest, scheduled first so that both workers finish
+# together (measured: bench/RESULTS.md, issue 16).
+_LONG_GROUPS = ('aligngan_run', 'test_stages', 'test_multihost', 'test_sysu_mm01')
+
+
+def pytest_collection_modifyitems(config, items):
+  """For pytest-xdist (pytest.ini: ``-n 2 --dist loadgroup``): the tests of
+  the shared AlignGAN run go to one worker (it is trained once), and so do
+  the tests of a module with module-scoped fixtures (set up once); every
+  other test is scheduled on its own. Long groups go first."""
+  del config
+  groups = {}
+  for item in items:
+    if 'aligngan_run' in item.fixturenames:
+      groups[item] = 'aligngan_run'
+    elif any(defs[-1].scope == 'module'
+             for defs in item._fixtureinfo.name2fixturedefs.values()):  # pylint: disable=protected-access
+      groups[item] = item.module.__name__
+    elif item.module.__name__ in _LONG_GROUPS:
+      groups[item] = None       # not grouped, but early
+    if item in groups and groups[item]:
+      item.add_marker(pytest.mark.xdist_group(groups[item]))
+  rank = {name: i for i, name in enumerate(_LONG_GROUPS)}
+
+  def priority(item):
+    group = groups.get(item, '') or item.module.__name__
+    return rank.get(group, len(rank))
+  items.sort(key=priority)      # stable: the order within a group is kept

@@ -79,10 +79,19 @@ def _run(stage, state, config, models, mesh):
 def _step(stage, config, models):
   """The jitted step of ``stage``, one per (stage, config, models)."""
   key = (stage, id(models), config.to_json())
+  if key not in _STEPS:   # keeps ``models`` alive, so its id is not reused
+    _STEPS[key] = (models, jax.jit(functools.partial(STAGE_STEPS[stage], models=models,
+                                                     config=config)))
+  return _STEPS[key][1]
+
+
+def _feature_iteration(config, models):
+  """Stage 3's feature iteration jitted, once per (config, models)."""
+  key = ('feature iteration', id(models), config.to_json())
   if key not in _STEPS:
-    _STEPS[key] = jax.jit(functools.partial(STAGE_STEPS[stage], models=models,
-                                            config=config))
-  return _STEPS[key]
+    _STEPS[key] = (models, jax.jit(functools.partial(
+        stages._feature_iteration, models=models, config=config)))
+  return _STEPS[key][1]
 
 
 def _changed(before, after):
@@ -172,8 +181,7 @@ def test_stage3_discriminator_updates_see_only_their_own_losses(config, setup):
   new, metrics = _run(3, state, config, models, mesh)
   # Re-run the pixel iteration's D_ir loss from the post-feature-iteration
   # state with the fakes and maps the step used.
-  mid, _ = jax.jit(functools.partial(stages._feature_iteration, models=models,
-                                     config=config))(
+  mid, _ = _feature_iteration(config, models)(
       state, _feature_batch(config), jax.random.split(
           jax.random.fold_in(state.rng, state.step), 2)[0])
   batch = _pixel_batch(config)
@@ -314,8 +322,8 @@ def test_without_pixel_alignment_the_feature_iteration_sees_real_rgb(config, set
   key = jax.random.key(3)
 
   def feature_metrics(cfg, state, models=models):
-    step = jax.jit(functools.partial(stages._feature_iteration, models=models, config=cfg))
-    return {k: float(v) for k, v in step(state, batch, key)[1].items()}
+    return {k: float(v) for k, v in
+            _feature_iteration(cfg, models)(state, batch, key)[1].items()}
 
   zeroed = state.replace(params={**state.params, 'G_rgb2ir': jax.tree.map(
       jnp.zeros_like, state.params['G_rgb2ir'])})

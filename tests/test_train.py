@@ -144,24 +144,23 @@ def test_joint_forward_shares_batchnorm_statistics(config, models):
   same images (each modality's batch statistics then equal the joint ones),
   and differ otherwise."""
   mesh = sharding.create_mesh()
-
-  def losses(joint, batch):
+  same = _batch(config)
+  same['ir'] = same['rgb']
+  losses = {}
+  for joint in (True, False):   # one jitted step per forward, two batches each
     cfg = config.copy_and_resolve_references()
     cfg.joint_modality_forward = joint
     cfg.model.dropout_rate = 0.0
     nets = players.create_models(cfg, NUM_CLASSES, players.FEATURE)
-    state = players.create_state(cfg, nets, mesh)
-    _, metrics = _step(cfg, nets, mesh)(
-        state, sharding.shard_batch(batch, mesh))
-    return {k: float(metrics[f'feature/{k}']) for k in ('ce_rgb', 'ce_ir', 'triplet')}
-
-  same = _batch(config)
-  same['ir'] = same['rgb']
-  a, b = losses(True, same), losses(False, same)
-  for k in a:
-    np.testing.assert_allclose(a[k], b[k], rtol=1e-5)
-  c, d = losses(True, _batch(config)), losses(False, _batch(config))
-  assert abs(c['ce_rgb'] - d['ce_rgb']) > 1e-4
+    step = _step(cfg, nets, mesh)
+    for name, batch in (('same', same), ('different', _batch(config))):
+      _, metrics = step(players.create_state(cfg, nets, mesh),
+                        sharding.shard_batch(batch, mesh))
+      losses[joint, name] = {k: float(metrics[f'feature/{k}'])
+                             for k in ('ce_rgb', 'ce_ir', 'triplet')}
+  for k in losses[True, 'same']:
+    np.testing.assert_allclose(losses[True, 'same'][k], losses[False, 'same'][k], rtol=1e-5)
+  assert abs(losses[True, 'different']['ce_rgb'] - losses[False, 'different']['ce_rgb']) > 1e-4
 
 
 def test_pretrained_backbone_errors_name_the_key(config, tmp_path):
@@ -293,3 +292,23 @@ def test_trainer_groups_are_validated_and_old_keys_named(config):
   fine.trainer, fine.ide.optimizer = 'aligngan', 'rmsprop'
   config_checks.validate_config(fine, num_devices=2)
   assert synthetic.get_config('tiny').trainer == 'aligngan'
+
+
+def test_cadence_says_which_periodic_actions_are_due():
+  from aligngan_jax import train_loop
+  cadence = train_loop.Cadence(log=2, checkpoint=3, image=4, eval=5,
+                               eval_at_stage_end=True)
+  due = lambda done, stage_end=False, last=False: set(
+      cadence.due(done, stage_end=stage_end, last=last))
+  assert due(1) == set()
+  assert due(2) == {'log'}
+  assert due(3) == {'log', 'checkpoint'}     # a save always follows a checked log
+  assert due(4) == {'log', 'image'}
+  assert due(5) == {'eval'}
+  assert due(12) == {'log', 'checkpoint', 'image'}
+  everything = {'log', 'image', 'checkpoint', 'eval'}
+  assert due(7, stage_end=True) == due(7, last=True) == everything
+  quiet = train_loop.Cadence(log=2, checkpoint=3, image=4, eval=5,
+                             eval_at_stage_end=False)
+  assert set(quiet.due(7, stage_end=True, last=False)) == everything - {'eval'}
+  assert set(quiet.due(7, stage_end=False, last=True)) == everything
