@@ -81,6 +81,7 @@ def copy_run(aligngan_run, tmp_path):
 _LONG_GROUPS = ('aligngan_run', 'test_stages', 'test_multihost', 'test_sysu_mm01')
 
 
+@pytest.hookimpl(tryfirst=True)   # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
   """For pytest-xdist (pytest.ini: ``-n 2 --dist loadgroup``): the tests of
   the shared AlignGAN run go to one worker (it is trained once), and so do
