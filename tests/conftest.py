@@ -52,9 +52,10 @@ def tiny_records(tfds_data_dir):
 def aligngan_run(tfds_data_dir, tmp_path_factory):
   """The session's one trained AlignGAN: main.py on the demo config at
   ``:tiny`` (64 px: the joint discriminator's last maps are then 2x2), 2 + 2
-  + 2 iterations, every checkpoint kept. It is the smoke run (test_main) and
-  the workdir of the resume, eval, visualize, search and export tests; tests
-  that write into a workdir work on a copy (`copy_run`).
+  + 2 iterations, every checkpoint kept. It is the smoke run and the
+  workdir of the resume, eval, visualize, search and export tests, all in
+  test_trained_run.py (its only user, so that pytest-xdist trains it once);
+  tests that write into a workdir work on a copy (`copy_run`).
 
   Returns (workdir, main.py's stderr)."""
   workdir = str(tmp_path_factory.mktemp('aligngan') / 'run')
@@ -76,32 +77,17 @@ def copy_run(aligngan_run, tmp_path):
   return path
 
 
-# Groups that take longest, scheduled first so that both workers finish
-# together (measured: bench/RESULTS.md, issue 16).
-_LONG_GROUPS = ('aligngan_run', 'test_stages', 'test_multihost', 'test_sysu_mm01')
+
+# Test files that take longest (measured: bench/RESULTS.md, issue 16),
+# scheduled first so that the two pytest-xdist workers finish together.
+_LONG_FILES = ('test_trained_run', 'test_stages', 'test_multihost')
 
 
-@pytest.hookimpl(tryfirst=True)   # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-  """For pytest-xdist (pytest.ini: ``-n 2 --dist loadgroup``): the tests of
-  the shared AlignGAN run go to one worker (it is trained once), and so do
-  the tests of a module with module-scoped fixtures (set up once); every
-  other test is scheduled on its own. Long groups go first."""
+  """pytest.ini runs two workers with ``--dist loadfile``: a file's tests
+  share one worker, so module- and file-level setups (the shared AlignGAN
+  run is used by test_trained_run.py alone) happen once. Long files go
+  first; the order within a file is kept."""
   del config
-  groups = {}
-  for item in items:
-    if 'aligngan_run' in item.fixturenames:
-      groups[item] = 'aligngan_run'
-    elif any(defs[-1].scope == 'module'
-             for defs in item._fixtureinfo.name2fixturedefs.values()):  # pylint: disable=protected-access
-      groups[item] = item.module.__name__
-    elif item.module.__name__ in _LONG_GROUPS:
-      groups[item] = None       # not grouped, but early
-    if item in groups and groups[item]:
-      item.add_marker(pytest.mark.xdist_group(groups[item]))
-  rank = {name: i for i, name in enumerate(_LONG_GROUPS)}
-
-  def priority(item):
-    group = groups.get(item, '') or item.module.__name__
-    return rank.get(group, len(rank))
-  items.sort(key=priority)      # stable: the order within a group is kept
+  rank = {name: i for i, name in enumerate(_LONG_FILES)}
+  items.sort(key=lambda item: rank.get(item.module.__name__, len(rank)))

@@ -312,3 +312,32 @@ def test_cadence_says_which_periodic_actions_are_due():
                              eval_at_stage_end=False)
   assert set(quiet.due(7, stage_end=True, last=False)) == everything - {'eval'}
   assert set(quiet.due(7, stage_end=False, last=True)) == everything
+
+
+def test_a_checkpoint_of_another_trainer_or_the_old_ide_layout_is_refused(config, models,
+                                                                          tmp_path):
+  mesh = sharding.create_mesh()
+  ide = players.create_state(config, models, mesh)
+
+  def save(state, name):
+    manager = checkpointing.create_manager(str(tmp_path / name), save_every=1,
+                                           max_to_keep=1)
+    checkpointing.save(manager, state, force=True)
+    manager.wait_until_finished()
+    return manager
+
+  # Before issue 16 the IDE trainer kept one optimizer state, 'feature'.
+  old = save(ide.replace(opt_state={'feature': ide.opt_state}), 'old')
+  with pytest.raises(config_checks.ConfigError,
+                     match=r'old/checkpoints/0 is an IDE checkpoint from before'):
+    checkpointing.restore_latest(old, ide)
+  old.close()
+  other = save(ide, 'ide')
+  # A template with one more network stands for another trainer's state
+  # (the check runs before anything is read).
+  with_generator = ide.replace(params={**ide.params, 'G_rgb2ir': ide.params['encoder']})
+  with pytest.raises(config_checks.ConfigError,
+                     match=r"holds the networks \['embedder', 'encoder'\], but this config "
+                           r"builds \['G_rgb2ir', 'embedder', 'encoder'\]"):
+    checkpointing.restore_latest(other, with_generator)
+  other.close()

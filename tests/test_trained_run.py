@@ -1,0 +1,238 @@
+"""The session's one trained AlignGAN run (conftest.py: main.py on the
+demo config at :tiny) and everything that reads it: the smoke run itself,
+bit-identical resume, config.mode=eval, and what people look at
+(mode=visualize sheets, search, export). One file, so that pytest-xdist
+(--dist loadfile) trains it once; tests that write use a copy."""
+
+import json
+import logging
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from aligngan_jax import config_checks
+from aligngan_jax import export
+from aligngan_jax import search
+from aligngan_jax import sheets
+from aligngan_jax import train_lib
+from aligngan_jax import train_loop
+from aligngan_jax import trained
+from aligngan_jax import visualize
+from aligngan_jax.evaluation import driver
+from aligngan_jax.evaluation import engine
+import run_files
+
+
+def test_smoke_run_trains_the_demo_aligngan_with_the_compilation_cache(aligngan_run):
+  # The demo's default trainer is the full model: three stages, translation
+  # grids, an evaluation, every checkpoint (checkpoint_every_steps=1).
+  workdir, stderr = aligngan_run
+  for stage in (1, 2, 3):
+    assert f'Stage {stage}:' in stderr
+  assert 'step 6/6' in stderr and 'Traceback' not in stderr
+  assert sorted(os.listdir(os.path.join(workdir, 'images'))) == [
+      'translation_000002.png', 'translation_000004.png', 'translation_000006.png']
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints')), key=int) == [
+      str(i) for i in range(1, 7)]
+  assert os.path.exists(os.path.join(workdir, 'config.json'))
+  # The persistent compilation cache is on, in the folder the flag names.
+  cache = os.environ['JAX_COMPILATION_CACHE_DIR']
+  assert f'Persistent compilation cache: {cache}' in stderr and os.listdir(cache)
+  result = run_files.latest_eval(workdir)
+  assert result['step'] == 6 and result['protocol'] == 'sysu'
+  scored = [r for r in result['results'].values() if 'skipped' not in r]
+  assert scored and all(len(r['cmc']) == 20 and 0 <= r['mAP']['mean'] <= 1
+                        for r in scored)
+
+
+def test_eval_mode_reads_the_newest_checkpoint(copy_run, caplog):
+  config = trained.load_config(copy_run)
+  config.mode = 'eval'
+  with caplog.at_level(logging.INFO):
+    train_lib.evaluate_checkpoint(config, copy_run)
+  # The protocol table, naming the variant.
+  for phrase in ('SYSU-MM01', 'all-search single-shot', 'indoor-search multi-shot',
+                 'identity-level CMC', "AGW's random.seed(trial)"):
+    assert phrase in caplog.text
+  assert run_files.latest_eval(copy_run)['step'] == 6
+
+
+def _final_state(config, workdir):
+  """The newest checkpoint of ``workdir`` on the host."""
+  return jax.device_get(trained.restore(config, workdir, trained.num_classes(workdir)).state)
+
+
+def _assert_stage_diagnostics(workdir, log_text):
+  """An evaluation with diagnostics at the end of every stage: console
+  table, eval/stages.json, eval/step_N.json and TensorBoard."""
+  with open(os.path.join(workdir, 'eval', 'stages.json')) as f:
+    rows = json.load(f)
+  assert [(r['stage'], r['step']) for r in rows] == [(0, 0), (1, 2), (2, 4), (3, 6)]
+  for row in rows:
+    d = row['diagnostics']
+    assert set(d) == {'fake_ir_to_ir', 'ir_to_ir', 'cosine'}
+    for measure in ('fake_ir_to_ir', 'ir_to_ir'):
+      assert 0.0 <= d[measure]['rank1'] <= 1.0
+      assert 0.0 < d[measure]['chance_rank1'] < 1.0
+    assert -1.0 <= d['cosine']['different_mean'] <= 1.0
+    assert 0.0 <= row['protocol']['rank1'] <= 1.0
+  with open(os.path.join(workdir, 'eval', 'step_4.json')) as f:
+    step4 = json.load(f)
+  assert step4['stage'] == 2 and step4['diagnostics'] == rows[2]['diagnostics']
+  tags = run_files.tensorboard_tags(workdir)
+  assert {'diagnostics/fake_ir_to_ir/rank1', 'diagnostics/ir_to_ir/mAP',
+          'diagnostics/cosine/gap'} <= tags
+  # The tag scheme both trainers share.
+  assert {'train/feature/loss', 'train/G/loss', 'train/stage', 'train/steps_per_sec',
+          'lr/encoder', 'lr/G_rgb2ir', 'translation'} <= tags
+  assert log_text.count('Per-stage diagnostics') == 4
+
+
+def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(aligngan_run, tmp_path):
+  # The straight run is the session's shared one (main.py, conftest.py).
+  straight, stderr = aligngan_run
+  config = trained.load_config(straight)
+  _assert_stage_diagnostics(straight, stderr)
+  # A run that crashed after iteration 3 (inside stage 2) has exactly the
+  # straight run's first three checkpoints (saving is deterministic; a crash
+  # cannot change what was already written): copy them rather than train
+  # them again.
+  broken = str(tmp_path / 'broken')
+  os.makedirs(os.path.join(broken, 'checkpoints'))
+  for step in ('1', '2', '3'):
+    shutil.copytree(os.path.join(straight, 'checkpoints', step),
+                    os.path.join(broken, 'checkpoints', step))
+  result = train_loop.train_and_evaluate(config, broken)
+  assert 'sysu all single' in result['results']
+  # Translation grids at the end of each stage: 4 columns of 64 px tiles.
+  from PIL import Image
+  for step in (2, 4, 6):
+    png = Image.open(os.path.join(straight, 'images', f'translation_{step:06d}.png'))
+    assert png.size[0] == 4 * 66 - 2 and (png.size[1] + 2) % 66 == 0
+  a, b = _final_state(config, straight), _final_state(config, broken)
+  assert int(a.step) == int(b.step) == 6
+  for x, y in zip(jax.tree.leaves((a.params, a.batch_stats, a.opt_state)),
+                  jax.tree.leaves((b.params, b.batch_stats, b.opt_state))):
+    np.testing.assert_array_equal(x, y)
+
+
+@pytest.fixture(scope='module')
+def tools_workdir(aligngan_run, tmp_path_factory):
+  """A copy of the session's trained AlignGAN workdir (the tools write
+  sheets and caches into it)."""
+  path = str(tmp_path_factory.mktemp('tools') / 'run')
+  shutil.copytree(aligngan_run[0], path)
+  return path
+
+
+def test_visualize_writes_retrieval_translation_and_cmc_sheets(tools_workdir, tiny_records):
+  config = trained.load_config(tools_workdir)
+  paths = sheets.write_sheets(config, tools_workdir)
+  assert set(paths) == {'retrieval_sysu_all_single', 'translation', 'cmc'}
+  vis = config.visualize
+  retrieval = np.asarray(Image.open(paths['retrieval_sysu_all_single']))
+  row_h = visualize.TILE[0] + 2 * visualize.BORDER + visualize.CAPTION + visualize.GAP
+  assert retrieval.shape[0] == visualize.GAP + (vis.queries + vis.worst) * row_h
+  translation = np.asarray(Image.open(paths['translation']))
+  assert translation.shape[1] == 4 * (config.image_size + 2) - 2
+  assert np.asarray(Image.open(paths['cmc'])).shape == (360, 560, 3)
+
+  # The sheet's borders against the identities, rebuilt with the same rows.
+  test = tiny_records[1]
+  opened = trained.open_workdir(tools_workdir)
+  feats = driver.features_by_modality(opened.extract, test, config, opened.mesh)
+  split = engine.splits(test, driver.eval_settings(config))['sysu all single'][0]
+  rows = sheets.retrieval_rows(feats, test, split, queries=vis.queries, worst=vis.worst,
+                               top_k=vis.top_k, seed=config.seed)
+  image, boxes = visualize.retrieval_sheet(rows)
+  np.testing.assert_array_equal(image, retrieval)
+  q_ids = {int(row.caption[0].split()[-1]) for row in rows}
+  assert len(rows) == vis.queries + vis.worst and q_ids
+  distance = 1 - feats[split.query] @ feats[split.gallery].T
+  for r, row in enumerate(rows):
+    query_id = int(row.caption[0].split()[-1])
+    for c, hit in enumerate(row.hits, start=1):
+      x0, y0, _, _ = boxes[(r, c)]
+      same = hit.correct
+      assert tuple(image[y0 + 1, x0 + 1]) == (visualize.GREEN if same else visualize.RED)
+      # The flag is the identity's: find the gallery image by its distance.
+      matches = np.isclose(distance, hit.distance, atol=1e-5)
+      gallery_ids = test.person_id[split.gallery][np.nonzero(matches)[1]]
+      assert same == (query_id in gallery_ids) or len(set(gallery_ids)) > 1
+    if row.first_match is not None:
+      assert row.first_match.rank > vis.top_k and not any(h.correct for h in row.hits)
+  # The worst rows are the queries whose first true match ranks lowest.
+  assert [row.caption[1].startswith('worst') for row in rows] == (
+      [False] * vis.queries + [True] * vis.worst)
+
+
+def _gallery(folder, n=7):
+  """Distinct generated people in three formats, plus a broken file."""
+  rng = np.random.default_rng(0)
+  os.makedirs(os.path.join(folder, 'sub'), exist_ok=True)
+  paths = []
+  for i in range(n):
+    pixels = rng.integers(0, 256, (40 + 7 * i, 20 + 3 * i, 3), dtype=np.uint8)
+    ext = ('jpg', 'png', 'bmp')[i % 3]
+    path = os.path.join(folder, 'sub' if i % 2 else '', f'person{i}.{ext}')
+    Image.fromarray(pixels).save(path)
+    paths.append(path)
+  with open(os.path.join(folder, 'broken.jpg'), 'wb') as f:
+    f.write(b'not an image')
+  return paths
+
+
+def test_search_finds_the_copy_first_and_caches_the_gallery(tools_workdir, tmp_path, caplog):
+  paths = _gallery(str(tmp_path / 'gallery'))
+  # The query: person 4's pixels (a PNG in the gallery) saved as BMP. Same
+  # modality, so the copy's features are the gallery image's.
+  query = str(tmp_path / 'query.bmp')
+  Image.open(paths[4]).save(query)
+  first = search.search(tools_workdir, query, str(tmp_path / 'gallery'), top_k=4,
+                        gallery_modality='ir')
+  assert first['ranked'][0][0][0] == paths[4]
+  assert first['ranked'][0][0][1] == pytest.approx(0.0, abs=1e-5)
+  assert len(first['ranked'][0]) == 4 and not first['from_cache']
+  assert 'broken.jpg' in caplog.text and 'Skipped 1 unreadable' in caplog.text
+  sheet = np.asarray(Image.open(first['sheet']))
+  assert sheet.shape[1] == visualize.GAP + 5 * (visualize.TILE[1] + 2 * visualize.BORDER
+                                                + visualize.GAP) + 2 * visualize.GAP
+  second = search.search(tools_workdir, query, str(tmp_path / 'gallery'), top_k=4,
+                         gallery_modality='ir')
+  assert second['from_cache'] and second['ranked'] == first['ranked']
+  assert 'person4' in search.format_table(second)
+  # The other modality's features are cached apart; so is a changed gallery.
+  assert not search.search(tools_workdir, query, str(tmp_path / 'gallery'))['from_cache']
+  os.remove(paths[0])
+  assert not search.search(tools_workdir, query, str(tmp_path / 'gallery'),
+                           gallery_modality='ir')['from_cache']
+
+
+def test_search_and_export_errors_name_the_problem(tools_workdir, tmp_path):
+  os.makedirs(tmp_path / 'empty')
+  with pytest.raises(search.SearchError, match=r'empty holds no image files'):
+    search.search(tools_workdir, str(tmp_path / 'q.jpg'), str(tmp_path / 'empty'))
+  bare = tmp_path / 'bare'
+  os.makedirs(bare)
+  shutil.copy(os.path.join(tools_workdir, 'config.json'), bare / 'config.json')
+  with pytest.raises(config_checks.ConfigError, match='holds no checkpoint'):
+    export.export(str(bare), 'test', str(tmp_path / 'f.npz'))
+  with pytest.raises(config_checks.ConfigError, match='no config.json'):
+    trained.open_workdir(str(tmp_path / 'empty'))
+
+
+def test_export_round_trips(tools_workdir, tiny_records, tmp_path):
+  out = export.export(tools_workdir, 'test', str(tmp_path / 'features.npz'))
+  test = tiny_records[1]
+  with np.load(out) as stored:
+    for key in ('person_id', 'label', 'camera', 'modality', 'index', 'path'):
+      np.testing.assert_array_equal(stored[key], getattr(test, key))
+    opened = trained.open_workdir(tools_workdir)
+    want = driver.features_by_modality(opened.extract, test, opened.config, opened.mesh)
+    np.testing.assert_allclose(stored['features'], want, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(stored['features'], axis=1), 1, atol=1e-5)
+    assert int(stored['step']) == opened.step == 6
