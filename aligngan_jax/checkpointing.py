@@ -38,7 +38,8 @@ def save(manager: ocp.CheckpointManager, state: train_state_lib.TrainState, *,
 def restore_latest(manager: ocp.CheckpointManager,
                    template: train_state_lib.TrainState):
   """The newest checkpoint restored like ``template`` (same shapes, dtypes and
-  shardings), or None when there is none."""
+  shardings; arrays or `jax.ShapeDtypeStruct`s, e.g.
+  ``players.create_state(..., abstract=True)``), or None when there is none."""
   step = manager.latest_step()
   if step is None:
     return None
@@ -74,15 +75,16 @@ def _check_networks(manager, step, template):
         'with, or a new --workdir.')
 
 
-def resume_or_start(config, workdir, fresh):
+def resume_or_start(config, workdir, create_state):
   """(checkpoint manager, state, resumed): the newest checkpoint in
-  ``workdir`` restored like ``fresh``, or ``fresh`` itself."""
+  ``workdir`` restored into ``create_state(abstract=True)``, or
+  ``create_state()`` when there is none (initialisers run only then)."""
   manager = create_manager(
       workdir, save_every=config.checkpoint_every_steps,
       max_to_keep=config.max_checkpoints_to_keep)
-  restored = restore_latest(manager, fresh)
+  restored = restore_latest(manager, create_state(abstract=True))
   if restored is None:
-    return manager, fresh, False
+    return manager, create_state(), False
   logging.info('Resumed from %s at step %d.', manager.directory, int(restored.step))
   return manager, restored, True
 

@@ -119,11 +119,17 @@ def apply_updates(state, grads: dict, config) -> train_state_lib.TrainState:
   return state.replace(params=params, opt_state=opt_state)
 
 
-def create_state(config, models: dict, mesh) -> train_state_lib.TrainState:
+def create_state(config, models: dict, mesh, *, abstract: bool = False
+                 ) -> train_state_lib.TrainState:
   """A fresh state holding the players in ``models`` (the feature module
   always), replicated over ``mesh``: the one state builder of both trainers.
   Each network's initial key depends on its name only, so the feature
-  module starts the same under either trainer."""
+  module starts the same under either trainer.
+
+  ``abstract``: the same state as `jax.ShapeDtypeStruct` leaves with their
+  shardings, without running (or compiling) the initialisers: the template
+  a checkpoint is restored into.
+  """
   networks = tuple(name for name in ALL if name in models)
   tx = create_optimizers(config, networks)
   size = config.image_size
@@ -149,4 +155,9 @@ def create_state(config, models: dict, mesh) -> train_state_lib.TrainState:
         opt_state={k: tx[k].init(params[k]) for k in networks},
         rng=jax.random.fold_in(base, 1), tx=tx)
 
-  return jax.jit(init, out_shardings=sharding.replicated(mesh))()
+  replicated = sharding.replicated(mesh)
+  if abstract:
+    return jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+        jax.eval_shape(init))
+  return jax.jit(init, out_shardings=replicated)()

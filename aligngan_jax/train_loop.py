@@ -12,6 +12,7 @@ checkpoint, evaluation) is decided by one `Cadence`.
 """
 
 import dataclasses
+import functools
 import json
 import os
 
@@ -160,7 +161,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   num_classes = int(train.label.max()) + 1
   models = players.create_models(config, num_classes, trainer.networks)
   manager, state, resumed = checkpointing.resume_or_start(
-      config, workdir, players.create_state(config, models, mesh))
+      config, workdir, functools.partial(players.create_state, config, models, mesh))
   if not resumed and config.pretrained_backbone:
     state = pretrained.load_backbone(state, config, mesh)
     logging.info('Trunk initialised from %s.', config.pretrained_backbone)

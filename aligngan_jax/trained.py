@@ -76,7 +76,7 @@ def restore(config, workdir: str, num_classes_: int, mesh=None) -> Opened:
   mesh = mesh or sharding.create_mesh()
   trainer = trainers.trainer_for(config)
   models = players.create_models(config, num_classes_, trainer.networks)
-  template = players.create_state(config, models, mesh)
+  template = players.create_state(config, models, mesh, abstract=True)
   extractors = trainers.make_extractors(models, config, mesh)
   manager = checkpointing.create_manager(workdir, save_every=1, max_to_keep=1)
   state = checkpointing.restore_latest(manager, template)

@@ -35,9 +35,9 @@ def _launch(tmp_path, workdir, data_dir, *, processes, devices, steps, extra=())
     args = [sys.executable, 'main.py', '--config=configs/synthetic.py:ide,tiny',
             f'--workdir={workdir}', f'--config.data_dir={data_dir}',
             f'--config.ide.num_train_steps={steps}', '--config.checkpoint_every_steps=1',
-            # No starting-point evaluation: these tests compare and resume
-            # training, and the final evaluation still runs.
-            '--config.eval.stage_end=False',
+            # No starting-point evaluation and two trials: these tests
+            # compare and resume training; the final evaluation still runs.
+            '--config.eval.stage_end=False', '--config.eval.num_trials=2',
             *extra]
     if processes > 1:
       args += [f'--coordinator_address=localhost:{port}',
