@@ -1,6 +1,7 @@
 """Several cooperating processes on one machine (jax.distributed, CPU, gloo):
-the same run as one process with as many devices, resumable by either, and
-a clear failure when a process dies."""
+the same run as one process (this one), resumable by one process, and a
+clear failure when a process dies. The one-process runs happen in-process:
+only the cooperating processes need processes."""
 
 import json
 import os
@@ -69,18 +70,36 @@ def _restore(workdir, step):
   return jax.device_get({k: tree[k] for k in ('params', 'batch_stats', 'opt_state')})
 
 
-def test_two_processes_equal_one_and_resume_in_one(tfds_data_dir, tmp_path):
+def _train_here(workdir, data_dir, steps, caplog) -> str:
+  """The run `_launch` starts, in this process (two devices); its log."""
+  import logging
+  from aligngan_jax import train_lib
+  from configs import synthetic
+  config = synthetic.get_config('ide,tiny')
+  config.data_dir, config.ide.num_train_steps = data_dir, steps
+  config.checkpoint_every_steps = 1
+  config.eval.stage_end, config.eval.num_trials = False, 2
+  caplog.clear()
+  with caplog.at_level(logging.INFO):
+    train_lib.train_and_evaluate(config, workdir)
+  return caplog.text
+
+
+def test_two_processes_equal_one_and_resume_in_one(tfds_data_dir, tmp_path, caplog):
   two, one = str(tmp_path / 'two'), str(tmp_path / 'one')
   log = _finish(_launch(tmp_path, two, tfds_data_dir, processes=2, devices=2, steps=1))
   assert 'step 1/1' in log and 'all-search single-shot' in log
-  _finish(_launch(tmp_path, one, tfds_data_dir, processes=1, devices=4, steps=1))
-  # Same global batch on 4 devices either way: same parameters, up to the
-  # order of floating-point sums across processes (measured: 8e-6 after one
-  # step). One step, because the tiny model is ill-conditioned: at width 4
-  # some BatchNorm channels are nearly constant, and the rounding noise of
-  # x - E[x] in them (which depends on the summation order) reaches the
-  # gradient amplified by 1/sqrt(eps); after three steps the two topologies
-  # differ by 1e-3 (measured), which says nothing about the batches.
+  # The reference: the same run in this one process, on two devices. The
+  # global batch is the same either way (4 images per device there, 2 x 2
+  # here): same parameters, up to the order of floating-point sums across
+  # devices and processes (measured: 8e-6 after one step against one
+  # process on 4 devices). One step, because the tiny model is
+  # ill-conditioned: at width 4 some BatchNorm channels are nearly
+  # constant, and the rounding noise of x - E[x] in them (which depends on
+  # the summation order) reaches the gradient amplified by 1/sqrt(eps);
+  # after three steps two topologies differ by 1e-3 (measured), which says
+  # nothing about the batches.
+  _train_here(one, tfds_data_dir, 1, caplog)
   for a, b in zip(jax.tree.leaves(_restore(two, 1)), jax.tree.leaves(_restore(one, 1))):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
   with open(os.path.join(two, 'eval', 'latest.json')) as f:
@@ -93,12 +112,13 @@ def test_two_processes_equal_one_and_resume_in_one(tfds_data_dir, tmp_path):
           row[metric]['mean'], abs=1e-4), (setting, metric)
   # Process 0 alone wrote the logs' report and the event files.
   assert len([f for f in os.listdir(two) if f.startswith('events.out')]) == 1
-  # The two-process checkpoint resumes in one process (4 devices).
-  log = _finish(_launch(tmp_path, two, tfds_data_dir, processes=1, devices=4, steps=2))
+  # The two-process checkpoint (4 devices) resumes in one process (2).
+  log = _train_here(two, tfds_data_dir, 2, caplog)
   assert 'at step 1' in log and 'step 2/2' in log and 'step 1/2' not in log
 
 
-def test_a_dead_process_fails_the_others_and_a_restart_resumes(tfds_data_dir, tmp_path):
+def test_a_dead_process_fails_the_others_and_a_restart_resumes(tfds_data_dir, tmp_path,
+                                                               caplog):
   workdir = str(tmp_path / 'run')
   launched = _launch(tmp_path, workdir, tfds_data_dir, processes=2, devices=2, steps=500,
                      extra=('--heartbeat_timeout_seconds=5',))
@@ -126,6 +146,5 @@ def test_a_dead_process_fails_the_others_and_a_restart_resumes(tfds_data_dir, tm
               'another task died' in text), text[-3000:]
   last = saved()[-1]
   # Restarting (here as one process) resumes from the newest checkpoint.
-  log = _finish(_launch(tmp_path, workdir, tfds_data_dir, processes=1, devices=2,
-                        steps=last + 2))
+  log = _train_here(workdir, tfds_data_dir, last + 2, caplog)
   assert f'at step {last}.' in log and f'step {last + 1}/{last + 2}' in log
