@@ -94,6 +94,16 @@ def _feature_iteration(config, models):
   return _STEPS[key][1]
 
 
+_ONE_DEVICE = {}
+
+
+def _on_one_device(state, mesh):
+  """``state`` replicated on ``mesh`` (one copy per module, kept alive)."""
+  if id(state) not in _ONE_DEVICE:
+    _ONE_DEVICE[id(state)] = (state, jax.device_put(state, sharding.replicated(mesh)))
+  return _ONE_DEVICE[id(state)][1]
+
+
 def _changed(before, after):
   return {k for k in before
           if not all(np.array_equal(a, b) for a, b in
@@ -240,7 +250,8 @@ def test_joint_step_agrees_on_one_and_two_devices(config, setup):
   assert two_device_mesh.size == 2
   one_device_mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ('data',))
   results = [
-      jax.device_get(_run(3, players.create_state(config, models, one_device_mesh),
+      # The same initial state, replicated on one device instead of two.
+      jax.device_get(_run(3, _on_one_device(two_device_state, one_device_mesh),
                           config, models, one_device_mesh)[0].params),
       jax.device_get(_run(3, two_device_state, config, models, two_device_mesh)[0].params)]
   for name in players.ALL:
@@ -276,10 +287,11 @@ def test_bfloat16_compute_keeps_float32_state_and_close_losses(config, setup):
   for dtype in ('float32', 'bfloat16'):
     c = config.copy_and_resolve_references()
     c.compute_dtype = dtype
-    # Same initial weights in both (the same seed); float32 is the module's
-    # shared step.
+    # Same initial weights in both: parameters and statistics are float32
+    # under either compute dtype, so the module's shared float32 state is
+    # also the bf16 run's initial state.
     models = float32_models if dtype == 'float32' else players.create_models(c, NUM_CLASSES)
-    state = float32_state if dtype == 'float32' else players.create_state(c, models, mesh)
+    state = float32_state
     new, metrics = _run(3, state, c, models, mesh)
     host = jax.device_get(new)
     # Parameters, optimizer states and running statistics stay float32.
