@@ -42,9 +42,17 @@ def _host(tree):
   return jax.tree.map(np.asarray, tree)
 
 
+_STEPS = {}
+
+
 def _step(config, models, mesh):
-  """The IDE trainer's one jitted stage step."""
-  return trainers.make_steps(trainers.trainer_for(config), models, config, mesh)[1]
+  """The IDE trainer's one jitted stage step, once per (config, models, mesh)
+  in this module (kept alive with ``models``, so ids are not reused)."""
+  key = (config.to_json(), id(models), tuple(d.id for d in mesh.devices.flat))
+  if key not in _STEPS:
+    _STEPS[key] = (models, trainers.make_steps(trainers.trainer_for(config), models,
+                                               config, mesh)[1])
+  return _STEPS[key][1]
 
 
 def _run(config, models, mesh, steps):
