@@ -82,9 +82,9 @@ def resume_or_start(config, workdir, create_state):
   manager = create_manager(
       workdir, save_every=config.checkpoint_every_steps,
       max_to_keep=config.max_checkpoints_to_keep)
-  restored = restore_latest(manager, create_state(abstract=True))
-  if restored is None:
+  if manager.latest_step() is None:
     return manager, create_state(), False
+  restored = restore_latest(manager, create_state(abstract=True))
   logging.info('Resumed from %s at step %d.', manager.directory, int(restored.step))
   return manager, restored, True
 

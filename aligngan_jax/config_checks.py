@@ -34,7 +34,7 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int):
   """Checks the values a run depends on before any work is done."""
   if config.mode not in _MODES:
     raise ConfigError(f'config.mode={config.mode!r} is not one of {_MODES}.')
-  for key, new in MOVED_KEYS.items():
+  for key in MOVED_KEYS:
     if key in config:
       raise ConfigError(moved_key_message(key))
   if config.trainer not in trainers.TRAINERS:
@@ -102,19 +102,23 @@ def _get(config, key):
   return config
 
 
+def _is_count(value, minimum=0) -> bool:
+  """An integer (not a bool) >= ``minimum``."""
+  return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
 def _check_ints(config, keys, *, minimum=1):
   """Each key must hold an integer >= ``minimum``."""
   for key in keys:
     value = _get(config, key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not _is_count(value, minimum):
       kind = 'a positive integer' if minimum == 1 else f'an integer >= {minimum}'
       raise ConfigError(f'config.{key}={value!r} must be {kind}.')
 
 
 def _check_milestones(config, key):
   value = tuple(_get(config, key))
-  if (any(isinstance(m, bool) or not isinstance(m, int) or m < 0 for m in value)
-      or list(value) != sorted(value)):
+  if not all(map(_is_count, value)) or list(value) != sorted(value):
     raise ConfigError(f'config.{key}={value} must be ascending non-negative '
                       'integers (global iterations).')
 
@@ -135,8 +139,7 @@ def _validate_gan(config, num_devices):
                        'gan.pixel_instances_per_id'))
   _check_ints(config, ('gan.num_residual',), minimum=0)
   iterations = tuple(g.stage_iterations)
-  if (len(iterations) != 3 or sum(iterations) <= 0 or any(
-      isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in iterations)):
+  if len(iterations) != 3 or not all(map(_is_count, iterations)) or sum(iterations) <= 0:
     raise ConfigError(f'config.gan.stage_iterations={iterations} must be three '
                       'non-negative integers (stages 1, 2, 3), at least one of '
                       'them positive.')

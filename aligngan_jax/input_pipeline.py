@@ -126,6 +126,14 @@ def grid_pairs(records: Records, num_people: int) -> tuple[np.ndarray, np.ndarra
   return np.asarray(rgb, np.int64), np.asarray(ir, np.int64)
 
 
+def grid_images(records: Records, num_people: int, image_size: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+  """The RGB and the IR images of `grid_pairs`, each [n, S, S, 3] in [-1, 1]."""
+  rgb, ir = grid_pairs(records, num_people)
+  return (load_images(records.select(rgb), image_size),
+          load_images(records.select(ir), image_size))
+
+
 def load_images(records: Records, image_size: int) -> np.ndarray:
   """All images of ``records`` ([n, S, S, 3] in [-1, 1]) in one batch."""
   batch = next(create_eval_iterator(records, image_size=image_size,

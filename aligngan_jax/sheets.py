@@ -93,12 +93,11 @@ def write_sheets(config, workdir: str) -> dict[str, str]:
                         top_k=vis.top_k, seed=config.seed)
   pictures[f'retrieval_{scored[0].replace(" ", "_")}'], _ = visualize.retrieval_sheet(rows)
   if opened.translate is not None:
-    rgb, ir = input_pipeline.grid_pairs(test, config.grid_people)
-    real_rgb = input_pipeline.load_images(test.select(rgb), config.image_size)
+    real_rgb, real_ir = input_pipeline.grid_images(test, config.grid_people,
+                                                   config.image_size)
     fake_ir, reconstructed = jax.device_get(opened.translate(real_rgb))
-    pictures['translation'] = visualize.translation_grid(
-        real_rgb, fake_ir, input_pipeline.load_images(test.select(ir), config.image_size),
-        reconstructed)
+    pictures['translation'] = visualize.translation_grid(real_rgb, fake_ir, real_ir,
+                                                         reconstructed)
   config_checks.ensure_writable(workdir)
   writer = reporting.writer_for(workdir)
   writer.write_images(opened.step, {f'visualize/{k}': v[None] for k, v in pictures.items()})

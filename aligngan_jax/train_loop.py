@@ -177,10 +177,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
   extractors = trainers.make_extractors(models, config, mesh)
   grid = None
   if trainer.translates:
-    rgb_rows, ir_rows = input_pipeline.grid_pairs(test, config.grid_people)
     grid = TranslationGrid(
-        models, input_pipeline.load_images(test.select(rgb_rows), config.image_size),
-        input_pipeline.load_images(test.select(ir_rows), config.image_size),
+        models, *input_pipeline.grid_images(test, config.grid_people, config.image_size),
         workdir, writer)
   cadence = Cadence.from_config(config)
   progress = reporting.Progress(start_step=start, num_steps=total, images_per_step=0)

@@ -96,22 +96,20 @@ def make_extractors(models, config, mesh) -> dict:
   has_generator = 'G_rgb2ir' in models
 
   def features(state, images, translate):
-    encoder = {'params': state.params['encoder'],
-               'batch_stats': state.batch_stats['encoder']}
-    if not translate:
-      return features_lib.flip_pooled_features(models['encoder'], encoder, images,
-                                               encoder_input_size=size)
-    generator = {'params': state.params['G_rgb2ir'],
-                 'batch_stats': state.batch_stats['G_rgb2ir']}
+    variables = lambda name: {'params': state.params[name],
+                              'batch_stats': state.batch_stats[name]}
     return features_lib.translated_test_features(
-        models['G_rgb2ir'], generator, models['encoder'], encoder, images,
-        translate=True, encoder_input_size=size)
+        models.get('G_rgb2ir'), variables('G_rgb2ir') if translate else None,
+        models['encoder'], variables('encoder'), images, translate=translate,
+        encoder_input_size=size)
   repl = sharding.replicated(mesh)
   translate_rgb = has_generator and bool(config.gan.pixel_alignment)
-  return {name: jax.jit(functools.partial(features, translate=translate),
-                        in_shardings=(repl, sharding.data_sharded(mesh)),
-                        out_shardings=repl)
-          for name, translate in (('rgb', translate_rgb), ('ir', False))}
+  # Without translation both modalities share one function (one compile).
+  jitted = {translate: jax.jit(functools.partial(features, translate=translate),
+                               in_shardings=(repl, sharding.data_sharded(mesh)),
+                               out_shardings=repl)
+            for translate in {False, translate_rgb}}
+  return {'rgb': jitted[translate_rgb], 'ir': jitted[False]}
 
 
 def make_translator(models):
