@@ -78,16 +78,21 @@ def copy_run(aligngan_run, tmp_path):
 
 
 
-# Test files that take longest (measured: bench/RESULTS.md, issue 16),
-# scheduled first so that the two pytest-xdist workers finish together.
-_LONG_FILES = ('test_trained_run', 'test_stages', 'test_multihost')
+# Test files by the time they take, longest first (measured with
+# --durations=0 on two cores: bench/RESULTS.md, issue 16). pytest.ini runs
+# two workers with ``--dist loadfile --no-loadscope-reorder``: files are
+# handed out in collection order, so the longest start first and the two
+# workers finish together (xdist's own order, by number of tests, started
+# the shared AlignGAN run last).
+_LONG_FILES = ('test_stages', 'test_trained_run', 'test_multihost', 'test_models',
+               'test_train', 'test_torch_parity', 'test_ranking', 'test_sysu_mm01',
+               'test_engine')
 
 
 def pytest_collection_modifyitems(config, items):
-  """pytest.ini runs two workers with ``--dist loadfile``: a file's tests
+  """Long files first; the order within a file is kept. A file's tests
   share one worker, so module- and file-level setups (the shared AlignGAN
-  run is used by test_trained_run.py alone) happen once. Long files go
-  first; the order within a file is kept."""
+  run is used by test_trained_run.py alone) happen once."""
   del config
   rank = {name: i for i, name in enumerate(_LONG_FILES)}
   items.sort(key=lambda item: rank.get(item.module.__name__, len(rank)))

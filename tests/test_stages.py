@@ -59,6 +59,12 @@ def _stage_batch(stage, config):
   return {'feature': _feature_batch(config), 'pixel': _pixel_batch(config)}
 
 
+def _sharded(batch, mesh):
+  """``batch`` split over ``mesh`` as the training loop feeds it (so that
+  every jitted call sees the same input shardings: one compile)."""
+  return jax.tree.map(lambda x: sharding.shard_batch(x, mesh), batch)
+
+
 _STEPS, _RUNS = {}, {}
 STAGE_STEPS = {1: stages.stage1_step, 2: stages.stage2_step, 3: stages.stage3_step}
 
@@ -70,8 +76,7 @@ def _run(stage, state, config, models, mesh):
   ``state`` alive, so its id cannot be reused by another state."""
   run_key = (stage, id(models), config.to_json(), id(state), id(mesh))
   if run_key not in _RUNS:
-    batch = jax.tree.map(lambda x: sharding.shard_batch(x, mesh),
-                         _stage_batch(stage, config))
+    batch = _sharded(_stage_batch(stage, config), mesh)
     _RUNS[run_key] = (state, mesh, _step(stage, config, models)(state, batch))
   return _RUNS[run_key][2]
 
@@ -192,7 +197,7 @@ def test_stage3_discriminator_updates_see_only_their_own_losses(config, setup):
   # Re-run the pixel iteration's D_ir loss from the post-feature-iteration
   # state with the fakes and maps the step used.
   mid, _ = _feature_iteration(config, models)(
-      state, _feature_batch(config), jax.random.split(
+      state, _sharded(_feature_batch(config), mesh), jax.random.split(
           jax.random.fold_in(state.rng, state.step), 2)[0])
   batch = _pixel_batch(config)
   p, stats = jax.device_get(mid.params), jax.device_get(mid.batch_stats)
@@ -275,7 +280,7 @@ def test_a_nan_in_the_inputs_stops_with_the_loss_term_named(config, setup):
   batch = _pixel_batch(config)
   batch['ir'][0, 0, 0, 0] = np.nan
   _, metrics = _step(2, config, models)(
-      state, jax.tree.map(lambda x: sharding.shard_batch(x, mesh), batch))
+      state, _sharded(batch, mesh))
   with pytest.raises(FloatingPointError, match=r'Non-finite .*G/.* between steps 4 and 5'):
     reporting.check_finite(reporting.mean_metrics([metrics]), first_step=4, last_step=5)
 
@@ -330,7 +335,7 @@ def test_without_pixel_alignment_the_feature_iteration_sees_real_rgb(config, set
   mesh, models, state = setup
   ablation = config.copy_and_resolve_references()
   ablation.gan.pixel_alignment = False
-  batch = jax.tree.map(lambda x: sharding.shard_batch(x, mesh), _feature_batch(config))
+  batch = _sharded(_feature_batch(config), mesh)
   key = jax.random.key(3)
 
   def feature_metrics(cfg, state, models=models):
