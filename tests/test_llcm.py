@@ -75,3 +75,25 @@ def test_errors_name_the_folder_list_or_file(tmp_path):
     _load(root, tmp_path / 'tfds')
   # Nothing half-built was left for a later run to trust.
   assert not list((tmp_path / 'tfds').glob('llcm/*/dataset_info.json'))
+
+
+def test_empty_list_listed_apple_double_or_hidden_only_folder_is_named(tmp_path):
+  only_hidden = tmp_path / 'only_hidden'
+  only_hidden.mkdir()
+  (only_hidden / '.DS_Store').write_bytes(b'Bud1')
+  with pytest.raises(llcm.LlcmError, match=rf'manual_dir {only_hidden} is missing or empty'):
+    _load(only_hidden, tmp_path / 'tfds')
+  root = tmp_path / 'LLCM'
+  dataset_fixtures.write_llcm_tree(str(root), splits=SPLITS, cameras=CAMERAS)
+  vis_list = root / 'idx' / 'test_vis.txt'
+  original = vis_list.read_text()
+  vis_list.write_text('')
+  with pytest.raises(llcm.LlcmError, match=rf'index list {vis_list} lists no images'):
+    _load(root, tmp_path / 'tfds')
+  name = 'vis/0005/._0005_c01_s101_f900_vis.jpg'
+  (root / name).write_bytes(b'\x00\x05\x16\x07')
+  vis_list.write_text(f'{name} 1\n' + original)
+  with pytest.raises(llcm.LlcmError, match=rf'{vis_list} line 1 names {name}, a hidden or '
+                     'macOS AppleDouble'):
+    _load(root, tmp_path / 'tfds')
+  assert not list((tmp_path / 'tfds').glob('llcm/*/dataset_info.json'))

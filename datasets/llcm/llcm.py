@@ -18,7 +18,10 @@ id over both modalities), ``test`` (label -1). ``camera`` is 1..9, shared by
 both modalities; ``index`` is an image's position in ascending file-name
 order within its (modality, camera, person). Images are stored as the
 original JPEG bytes. DEEN's preprocessing script (which copies the test
-images into ``test_vis/cam<c>/<id>/`` folders) is not needed.
+images into ``test_vis/cam<c>/<id>/`` folders) is not needed. Only the
+images the lists name are read (no folder is listed, so stray hidden or
+macOS ``._*`` files are never seen); an empty list, or a line naming such a
+file, is an error naming the list.
 """
 
 import collections

@@ -14,7 +14,10 @@ each list line being ``relative/path label``. One builder config per trial
 0..N-1 by ascending list label) and ``test`` (label -1). ``person_id`` is the
 list label; camera 1 is visible, camera 2 thermal; ``index`` is an image's
 position in ascending path order within its (modality, person). Images are
-stored as PNG (lossless; the originals are BMP).
+stored as PNG (lossless; the originals are BMP). Only the images the lists
+name are read (no folder is listed, so stray hidden or macOS ``._*`` files
+are never seen); an empty list, or a line naming such a file, is an error
+naming the list.
 """
 
 import dataclasses
