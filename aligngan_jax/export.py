@@ -7,8 +7,19 @@ them), ``person_id``, ``label``, ``camera``, ``modality`` (0 RGB, 1 IR),
 ``index``, ``path`` and ``step`` (the checkpoint's). The dataset is the
 one the run was trained on (its saved config), read from the TFDS
 ``data_dir`` (``--data_dir``/``--manual_dir`` override the saved ones).
+
+Every argument is checked before the dataset is read and the model is
+restored, so a mistake is one ``error:`` line within seconds, not after
+the extraction: the workdir (config.json and a checkpoint), ``--split``,
+``--manual_dir`` and ``--out``. A missing folder of ``--out`` is created
+then, as ``mkdir -p`` would (as search does for its sheet); one that
+cannot be created or written is an error then. The dataset is read before
+the model is restored, so that its errors too come before the compile. The
+file is written whole or not at all (through a ``.partial`` file renamed
+into place), so an interrupted export never leaves a truncated one.
 """
 
+import os
 import sys
 
 from absl import app
@@ -23,20 +34,40 @@ def export(workdir: str, split: str, out: str, *, data_dir=None,
            manual_dir=None) -> str:
   """Writes the features of ``split`` to ``out`` (.npz); returns the path."""
   import datasets  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  from aligngan_jax import config_checks  # pylint: disable=g-import-not-at-top
   from aligngan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from aligngan_jax import search  # pylint: disable=g-import-not-at-top
   from aligngan_jax import trained  # pylint: disable=g-import-not-at-top
   from aligngan_jax.evaluation import driver  # pylint: disable=g-import-not-at-top
+  # The checks: seconds, before anything is read, built or compiled.
+  trained.require_trained_workdir(workdir)
   config = trained.load_config(workdir)
+  if split not in ('train', 'test'):
+    raise config_checks.ConfigError(f'--split={split!r} is not one of train, test.')
+  if manual_dir and not os.path.isdir(manual_dir):
+    raise config_checks.ConfigError(f'--manual_dir={manual_dir} is not a folder.')
+  if data_dir and os.path.isfile(data_dir):
+    raise config_checks.ConfigError(f'--data_dir={data_dir} is a file, not a folder.')
   for key, value in (('data_dir', data_dir), ('manual_dir', manual_dir)):
     if value:
       config[key] = value
-  opened = trained.open_workdir(workdir, config)
+  path = out if out.endswith('.npz') else out + '.npz'
+  if problem := search.prepare_output(path):
+    raise config_checks.ConfigError(f'--out={out}: {problem}.')
   records = dict(zip(('train', 'test'), input_pipeline.load_data(config)))[split]
+  opened = trained.open_workdir(workdir, config)
   feats = driver.features_by_modality(opened.extract, records, config, opened.mesh)
-  np.savez(out, features=feats, person_id=records.person_id, label=records.label,
-           camera=records.camera, modality=records.modality, index=records.index,
-           path=records.path, step=opened.step)
-  return out if out.endswith('.npz') else out + '.npz'
+  partial = f'{path}.partial'
+  try:
+    with open(partial, 'wb') as f:
+      np.savez(f, features=feats, person_id=records.person_id, label=records.label,
+               camera=records.camera, modality=records.modality, index=records.index,
+               path=records.path, step=opened.step)
+    os.replace(partial, path)
+  finally:
+    if os.path.exists(partial):
+      os.remove(partial)
+  return path
 
 
 def main(argv):
@@ -50,7 +81,7 @@ def main(argv):
     path = export(FLAGS.workdir, FLAGS.split, FLAGS.out, data_dir=FLAGS.data_dir,
                   manual_dir=FLAGS.manual_dir)
   except (config_checks.ConfigError, common.DatasetError) as e:
-    sys.exit(f'error: {e}')
+    sys.exit('error: ' + ' '.join(str(e).splitlines()))  # One line, always.
   print(f'Wrote {path}')
 
 

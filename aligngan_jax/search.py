@@ -13,13 +13,25 @@ unknown) to ``--out`` (default ``<workdir>/search/<query name>.png``).
 Gallery features are cached in ``<workdir>/search_cache/``, keyed by the
 checkpoint and the folder's file list (path, size, modification time), so
 a second query against the same gallery extracts only the query.
-Unreadable files are named, skipped and counted.
+Unreadable files (a broken image, a dangling symlink, a folder that cannot
+be listed) are named in a warning, skipped and counted; a cache file that
+cannot be read is extracted again, one that cannot be written is skipped.
+
+Every argument is checked before the model is restored and compiled (tens
+of seconds), so a mistake is one ``error:`` line within seconds: the
+workdir (config.json and a checkpoint), ``--top_k``, the gallery's
+listing, the query images (read then) and the sheet's folder. A missing folder of
+the sheet is created then, as ``mkdir -p`` would (the default one, in the
+workdir, too); one that cannot be created or written is an error then, not
+after the extraction.
 """
 
 import hashlib
 import json
 import os
+import stat
 import sys
+import tempfile
 
 from absl import app
 from absl import flags
@@ -37,17 +49,79 @@ class SearchError(ValueError):
   """Bad search input: the message names the path at fault."""
 
 
-def list_images(path: str) -> list[str]:
-  """``path`` itself if it is a file, else its image files, sorted."""
+def list_images(path: str, flag: str | None = None) -> list[str]:
+  """``path`` itself if it is a file, else its image files, sorted.
+
+  Entries that cannot be opened (a dangling symlink, something that is not
+  a regular file, a subfolder that cannot be listed) are named in a
+  warning, skipped and counted: one bad entry must not end a search over
+  thousands, nor reach the cache key (which stats every file). ``flag``
+  (e.g. '--gallery') names the argument in messages.
+  """
+  named = f'{flag}={path}' if flag else path
   if os.path.isfile(path):
     return [path]
   if not os.path.isdir(path):
-    raise SearchError(f'{path} is neither an image file nor a folder.')
-  found = []
-  for folder, _, names in os.walk(path):
-    found += [os.path.join(folder, n) for n in names
-              if n.lower().endswith(IMAGE_EXTENSIONS)]
+    raise SearchError(f'{named} {_not_there(path)}.')
+  found, skipped = [], []
+
+  def unlisted(error):
+    skipped.append(error.filename)
+    logging.warning('Skipping %s: cannot be listed (%s).', error.filename,
+                    error.strerror or error)
+  for folder, _, names in os.walk(path, onerror=unlisted):
+    for name in names:
+      if not name.lower().endswith(IMAGE_EXTENSIONS):
+        continue
+      file = os.path.join(folder, name)
+      try:
+        why = None if stat.S_ISREG(os.stat(file).st_mode) else 'not a regular file'
+      except OSError as e:
+        why = _not_there(file) if os.path.islink(file) else e.strerror or str(e)
+      if why:
+        skipped.append(file)
+        logging.warning('Skipping %s: %s.', file, why)
+      else:
+        found.append(file)
+  if skipped:
+    logging.warning('Skipped %d entr%s of %s that cannot be opened.', len(skipped),
+                    'y' if len(skipped) == 1 else 'ies', named)
   return sorted(found)
+
+
+def _not_there(path: str) -> str:
+  """Why ``path`` cannot be opened, for an error or warning."""
+  if os.path.islink(path) and not os.path.exists(path):
+    return f'is a dangling symlink (to {os.readlink(path)})'
+  if not os.path.exists(path):
+    return 'does not exist'
+  return 'is neither an image file nor a folder'
+
+
+def prepare_output(path: str) -> str | None:
+  """Creates the folder of the file ``path`` (as ``mkdir -p``) and proves it
+  writable; returns what is wrong, or None.
+
+  Run before the model is restored (search's sheet, export's features), so
+  that a bad output path costs a second, not the extracted features.
+  """
+  if os.path.isdir(path):
+    return 'is a folder; name the file to write'
+  if os.path.exists(path) and not os.access(path, os.W_OK):
+    return 'exists and is read-only'
+  folder = os.path.dirname(os.path.abspath(path))
+  above = folder
+  while not os.path.exists(above):
+    above = os.path.dirname(above)
+  if not os.path.isdir(above):
+    return f'{above} is a file, not a folder'
+  try:
+    os.makedirs(folder, exist_ok=True)
+    with tempfile.TemporaryFile(dir=folder):
+      pass
+  except OSError as e:
+    return f'its folder {folder} cannot be created or written ({e.strerror or e})'
+  return None
 
 
 def read_images(paths: list[str]) -> tuple[list[str], list[bytes]]:
@@ -90,8 +164,14 @@ def features(opened, blobs: list[bytes], modality: str) -> np.ndarray:
 
 def _cache_key(opened, workdir: str, folder: str, paths: list[str], modality: str) -> str:
   checkpoint = os.path.join(os.path.abspath(workdir), 'checkpoints', str(opened.step))
-  stats = [(os.path.relpath(p, folder), st.st_size, st.st_mtime_ns)
-           for p, st in ((p, os.stat(p)) for p in paths)]
+  stats = []
+  for path in paths:
+    try:
+      st = os.stat(path)
+    except OSError as e:  # Gone since it was listed: read_images skips it too.
+      logging.warning('Skipping %s in the cache key: %s.', path, e.strerror or e)
+      continue
+    stats.append((os.path.relpath(path, folder), st.st_size, st.st_mtime_ns))
   payload = {'checkpoint': checkpoint, 'checkpoint_mtime': os.stat(checkpoint).st_mtime_ns,
              'modality': modality, 'image_size': opened.config.image_size,
              'encoder_input_size': list(opened.config.encoder_input_size),
@@ -99,39 +179,106 @@ def _cache_key(opened, workdir: str, folder: str, paths: list[str], modality: st
   return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def gallery_features(opened, workdir: str, folder: str, modality: str):
-  """(paths, features, from_cache) of every readable image in ``folder``."""
-  paths = list_images(folder)
+def gallery_features(opened, workdir: str, folder: str, modality: str,
+                     paths: list[str] | None = None):
+  """(paths, features, from_cache) of every readable image in ``folder``
+  (``paths``: its `list_images`, when the caller has it already).
+
+  The cache is a convenience: one that cannot be read is extracted again,
+  one that cannot be written is skipped (the features are still used), and
+  it is written whole or not at all (an interrupted write would otherwise
+  leave a file that breaks every later search of the gallery).
+  """
+  paths = list_images(folder, '--gallery') if paths is None else paths
   if not paths:
     raise SearchError(f'--gallery={folder} holds no image files '
                       f'({", ".join(IMAGE_EXTENSIONS)}).')
   cache = os.path.join(workdir, 'search_cache',
                        f'gallery_{_cache_key(opened, workdir, folder, paths, modality)}.npz')
   if os.path.isfile(cache):
-    with np.load(cache) as stored:
-      return list(stored['paths']), stored['features'], True
+    try:
+      with np.load(cache) as stored:
+        return list(stored['paths']), stored['features'], True
+    except Exception as e:  # pylint: disable=broad-except  (zip, pickle, OS errors)
+      logging.warning('Ignoring the unreadable gallery cache %s (%s); extracting again.',
+                      cache, e)
   paths, blobs = read_images(paths)
   if not paths:
     raise SearchError(f'--gallery={folder}: none of its image files can be read.')
   feats = features(opened, blobs, modality)
-  os.makedirs(os.path.dirname(cache), exist_ok=True)
-  np.savez(cache, paths=np.array(paths), features=feats)
+  partial = f'{cache}.{os.getpid()}.partial'
+  try:
+    os.makedirs(os.path.dirname(cache), exist_ok=True)
+    with open(partial, 'wb') as f:
+      np.savez(f, paths=np.array(paths), features=feats)
+    os.replace(partial, cache)
+  except OSError as e:
+    logging.warning('Could not cache the gallery features in %s (%s); the next '
+                    'search extracts them again.', cache, e.strerror or e)
+    if os.path.exists(partial):
+      os.remove(partial)
   return paths, feats, False
+
+
+def check_arguments(workdir: str, query: str, gallery: str, *, top_k: int,
+                    query_modality: str, gallery_modality: str, out: str | None):
+  """(config, query paths, query bytes, gallery paths, sheet path), or the
+  first mistake as a one-line `SearchError`/`ConfigError`.
+
+  Reads only the workdir's config.json, the folders' listings and the
+  query images: seconds, where restoring and compiling the model takes
+  tens of them. Creates the sheet's folder (`prepare_output`).
+  """
+  from aligngan_jax import trained  # pylint: disable=g-import-not-at-top
+  if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+    raise SearchError(f'--top_k={top_k!r} must be a positive integer (the gallery '
+                      'images listed per query).')
+  for flag, value in (('query_modality', query_modality),
+                      ('gallery_modality', gallery_modality)):
+    if value not in ('ir', 'rgb'):
+      raise SearchError(f'--{flag}={value!r} is not one of ir, rgb.')
+  trained.require_trained_workdir(workdir)
+  config = trained.load_config(workdir)
+  g_paths = list_images(gallery, '--gallery')
+  if not g_paths:
+    raise SearchError(f'--gallery={gallery} holds no image files '
+                      f'({", ".join(IMAGE_EXTENSIONS)}).')
+  q_paths = list_images(query, '--query')
+  if not q_paths:
+    raise SearchError(f'--query={query} holds no image files '
+                      f'({", ".join(IMAGE_EXTENSIONS)}).')
+  q_paths, q_blobs = read_images(q_paths)
+  if not q_paths:
+    raise SearchError(f'--query={query}: no readable image (see the warnings above).')
+  if out:
+    if problem := prepare_output(out):
+      raise SearchError(f'--out={out}: {problem}.')
+  else:
+    stem = os.path.splitext(os.path.basename(os.path.normpath(query)))[0]
+    out = os.path.join(workdir, 'search', f'{stem}.png')
+    if problem := prepare_output(out):
+      raise SearchError(f'--workdir={workdir}: the sheet goes to {out} without '
+                        f'--out, but {problem}; pass --out.')
+  return config, q_paths, q_blobs, g_paths, out
 
 
 def search(workdir: str, query: str, gallery: str, *, top_k: int = 10,
            query_modality: str = 'ir', gallery_modality: str | None = None,
            out: str | None = None) -> dict:
   """Ranks the gallery for every query; returns {'queries': [...], 'ranked':
-  [[(path, distance), ...] per query], 'sheet': PNG path, 'from_cache': bool}."""
+  [[(path, distance), ...] per query], 'sheet': PNG path, 'from_cache': bool}.
+
+  Every argument is checked (`check_arguments`) before the model is
+  restored."""
   from aligngan_jax import trained  # pylint: disable=g-import-not-at-top
   from aligngan_jax import visualize  # pylint: disable=g-import-not-at-top
-  opened = trained.open_workdir(workdir)
   gallery_modality = gallery_modality or ('rgb' if query_modality == 'ir' else 'ir')
-  g_paths, g_feats, cached = gallery_features(opened, workdir, gallery, gallery_modality)
-  q_paths, q_blobs = read_images(list_images(query))
-  if not q_paths:
-    raise SearchError(f'--query={query}: no readable image.')
+  config, q_paths, q_blobs, g_listed, out = check_arguments(
+      workdir, query, gallery, top_k=top_k, query_modality=query_modality,
+      gallery_modality=gallery_modality, out=out)
+  opened = trained.open_workdir(workdir, config)
+  g_paths, g_feats, cached = gallery_features(opened, workdir, gallery, gallery_modality,
+                                              g_listed)
   q_feats = features(opened, q_blobs, query_modality)
   distance = 1.0 - q_feats.astype(np.float64) @ g_feats.astype(np.float64).T
   order = np.argsort(distance, axis=1, kind='stable')[:, :top_k]
@@ -149,8 +296,7 @@ def search(workdir: str, query: str, gallery: str, *, top_k: int = 10,
         query=visualize.tile_from_encoded(q_blobs[i]),
         caption=('query', os.path.basename(path)[:12]), hits=tuple(hits)))
   sheet, _ = visualize.retrieval_sheet(rows)
-  stem = os.path.splitext(os.path.basename(os.path.normpath(query)))[0]
-  out = visualize.save_png(out or os.path.join(workdir, 'search', f'{stem}.png'), sheet)
+  out = visualize.save_png(out, sheet)
   return {'queries': q_paths, 'ranked': ranked, 'sheet': out, 'from_cache': cached}
 
 
@@ -175,7 +321,7 @@ def main(argv):
                     query_modality=FLAGS.query_modality,
                     gallery_modality=FLAGS.gallery_modality, out=FLAGS.out)
   except (SearchError, config_checks.ConfigError) as e:
-    sys.exit(f'error: {e}')
+    sys.exit('error: ' + ' '.join(str(e).splitlines()))  # One line, always.
   print(format_table(result))
 
 

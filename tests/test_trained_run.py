@@ -8,6 +8,8 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -16,6 +18,7 @@ from PIL import Image
 
 from aligngan_jax import config_checks
 from aligngan_jax import export
+from aligngan_jax import input_pipeline
 from aligngan_jax import search
 from aligngan_jax import sheets
 from aligngan_jax import train_lib
@@ -223,6 +226,167 @@ def test_search_and_export_errors_name_the_problem(tools_workdir, tmp_path):
     export.export(str(bare), 'test', str(tmp_path / 'f.npz'))
   with pytest.raises(config_checks.ConfigError, match='no config.json'):
     trained.open_workdir(str(tmp_path / 'empty'))
+
+
+def _restorable_only_in_name(folder) -> str:
+  """A workdir that passes the cheap checks (config.json, a finished step
+  folder) but holds no model: with `no_restore`, a tool that reaches the
+  model before its argument checks fails the test."""
+  os.makedirs(os.path.join(folder, 'checkpoints', '6'))
+  with open(os.path.join(folder, 'config.json'), 'w') as f:
+    json.dump({'image_size': 64}, f)
+  return str(folder)
+
+
+@pytest.fixture
+def no_restore(monkeypatch):
+  """Reading the dataset or restoring a model fails the test: the argument
+  checks must come first."""
+  def fail(*args, **kwargs):
+    raise AssertionError('restored too early')
+  for name in ('restore', 'open_workdir', 'num_classes'):
+    monkeypatch.setattr(trained, name, fail)
+  monkeypatch.setattr(input_pipeline, 'load_data', fail)
+
+
+def _raises_one_line(error, match, call, *args, **kwargs):
+  with pytest.raises(error, match=match) as raised:
+    call(*args, **kwargs)
+  assert '\n' not in str(raised.value)
+
+
+def test_search_checks_every_argument_before_restoring(tmp_path, no_restore, caplog):
+  workdir = _restorable_only_in_name(tmp_path / 'run')
+  gallery = str(tmp_path / 'gallery')
+  _gallery(gallery, n=2)
+  query = str(tmp_path / 'q.png')
+  Image.new('RGB', (16, 32)).save(query)
+  os.symlink(tmp_path / 'gone.jpg', tmp_path / 'dangling.jpg')
+  os.makedirs(tmp_path / 'ghosts')
+  os.symlink(tmp_path / 'gone.jpg', tmp_path / 'ghosts' / 'ghost.jpg')
+  (tmp_path / 'notes.txt').write_text('not an image')
+  se, ce = search.SearchError, config_checks.ConfigError
+  cases = [
+      ({'top_k': 0}, se, r'^--top_k=0 must be a positive integer'),
+      ({'query_modality': 'nir'}, se, r"^--query_modality='nir' is not one of ir, rgb\.$"),
+      ({'workdir': str(tmp_path / 'rnu')}, ce, r'^--workdir=\S*rnu does not exist'),
+      ({'query': str(tmp_path / 'missing.jpg')}, se, r'^--query=\S*missing\.jpg does not exist\.$'),
+      ({'query': str(tmp_path / 'dangling.jpg')}, se,
+       r'^--query=\S*dangling\.jpg is a dangling symlink \(to \S*gone\.jpg\)\.$'),
+      ({'query': str(tmp_path / 'notes.txt')}, se, r'^--query=\S*notes\.txt: no readable image'),
+      ({'gallery': str(tmp_path / 'galery')}, se, r'^--gallery=\S*galery does not exist\.$'),
+      ({'gallery': str(tmp_path / 'ghosts')}, se, r'^--gallery=\S*ghosts holds no image files'),
+      ({'out': str(tmp_path / 'notes.txt' / 'sheet.png')}, se,
+       r'^--out=\S*sheet\.png: \S*notes\.txt is a file, not a folder\.$'),
+      ({'out': gallery}, se, r'^--out=\S*gallery: is a folder; name the file to write\.$'),
+  ]
+  for change, error, match in cases:
+    args = {'workdir': workdir, 'query': query, 'gallery': gallery, 'top_k': 3} | change
+    _raises_one_line(error, match, search.search, args.pop('workdir'), args.pop('query'),
+                     args.pop('gallery'), **args)
+  assert not os.path.exists(tmp_path / 'rnu')
+  assert 'ghost.jpg: is a dangling symlink' in caplog.text
+  assert 'Skipped 1 entry of --gallery=' in caplog.text
+
+
+def test_export_checks_every_argument_before_reading_or_restoring(tmp_path, no_restore):
+  workdir = _restorable_only_in_name(tmp_path / 'run')
+  (tmp_path / 'notes.txt').write_text('')
+  os.makedirs(tmp_path / 'taken.npz')
+  ce = config_checks.ConfigError
+  cases = [
+      ({'workdir': str(tmp_path / 'rnu')}, r'^--workdir=\S*rnu does not exist'),
+      ({'split': 'val'}, r"^--split='val' is not one of train, test\.$"),
+      ({'manual_dir': str(tmp_path / 'nowhere')}, r'^--manual_dir=\S*nowhere is not a folder\.$'),
+      ({'out': str(tmp_path / 'notes.txt' / 'f.npz')},
+       r'^--out=\S*f\.npz: \S*notes\.txt is a file, not a folder\.$'),
+      ({'out': str(tmp_path / 'taken')}, r'^--out=\S*taken: is a folder'),
+  ]
+  for change, match in cases:
+    args = {'workdir': workdir, 'split': 'test', 'out': str(tmp_path / 'f.npz')} | change
+    _raises_one_line(ce, match, export.export, args.pop('workdir'), args.pop('split'),
+                     args.pop('out'), **args)
+  assert not os.path.exists(tmp_path / 'rnu')
+  # A missing --out folder is created before the dataset is read (so it
+  # cannot fail after the extraction), and nothing is written into it yet.
+  with pytest.raises(AssertionError, match='too early'):
+    export.export(workdir, 'test', str(tmp_path / 'new' / 'features'))
+  assert os.path.isdir(tmp_path / 'new') and not os.listdir(tmp_path / 'new')
+
+
+def test_workdir_errors_are_one_line_and_create_nothing(tmp_path):
+  ce = config_checks.ConfigError
+  mistyped = str(tmp_path / 'rnu')
+  for call in (trained.require_trained_workdir, trained.open_workdir):
+    _raises_one_line(ce, r'^--workdir=\S*rnu does not exist: pass the folder given to '
+                     r'main\.py --workdir\.$', call, mistyped)
+  assert not os.path.exists(mistyped)
+  run = tmp_path / 'run'
+  os.makedirs(run)
+  _raises_one_line(ce, r'^--workdir=\S*run has no config\.json', trained.require_trained_workdir,
+                   str(run))
+  (run / 'config.json').write_text('{"num_train_steps": 5, "image_size": 64}')
+  for call in (trained.require_trained_workdir, trained.num_classes):
+    _raises_one_line(ce, r'^--workdir=\S*run holds no checkpoint', call, str(run))
+  assert not os.path.exists(run / 'checkpoints')
+  # An interrupted save is not a checkpoint.
+  os.makedirs(run / 'checkpoints' / '3.orbax-checkpoint-tmp-1700000000')
+  _raises_one_line(ce, 'holds no checkpoint', trained.require_trained_workdir, str(run))
+  # The moved IDE keys still migrate.
+  assert trained.load_config(str(run)).ide.num_train_steps == 5
+  (run / 'config.json').write_text('{"image_size": 6')
+  _raises_one_line(ce, r'^\S*config\.json is truncated or not valid JSON \(.* at line 1 '
+                   r'column \d+\); copy it from a backup', trained.load_config, str(run))
+  (run / 'config.json').write_text('[64]')
+  _raises_one_line(ce, r'config\.json holds a JSON list, not the config object',
+                   trained.load_config, str(run))
+
+
+def test_export_program_prints_one_error_line(tmp_path):
+  # Once as a program: main() turns the error into one line and status 1.
+  workdir = _restorable_only_in_name(tmp_path / 'run')
+  with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    f.write('{"image_size": 6')  # Truncated: was a JSONDecodeError traceback.
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', JAX_PLATFORMS='cpu')
+  run = subprocess.run([sys.executable, '-m', 'aligngan_jax.export', f'--workdir={workdir}',
+                        f'--out={tmp_path / "f.npz"}'], cwd=run_files.ROOT, env=env,
+                       capture_output=True, text=True, timeout=300)
+  assert run.returncode != 0 and 'Traceback' not in run.stderr
+  errors = [line for line in run.stderr.splitlines() if 'error:' in line]
+  assert len(errors) == 1 and errors[0].startswith('error: '), run.stderr
+  assert 'config.json is truncated or not valid JSON' in errors[0]
+  assert not os.path.exists(tmp_path / 'f.npz')
+
+
+def test_search_skips_dangling_symlinks_and_unreadable_caches(tools_workdir, tmp_path,
+                                                              caplog):
+  gallery = str(tmp_path / 'gallery')
+  paths = _gallery(gallery, n=4)
+  os.symlink(tmp_path / 'moved.jpg', os.path.join(gallery, 'sub', 'ghost.jpg'))
+  queries = tmp_path / 'queries'
+  os.makedirs(queries)
+  Image.open(paths[1]).save(queries / 'q.png')
+  os.symlink(tmp_path / 'gone.png', queries / 'lost.png')
+  out = str(tmp_path / 'new' / 'sheets' / 'q.png')  # A missing folder is created.
+  cache = os.path.join(tools_workdir, 'search_cache')
+  before = set(os.listdir(cache)) if os.path.isdir(cache) else set()
+  with caplog.at_level(logging.WARNING):
+    first = search.search(tools_workdir, str(queries), gallery, top_k=10,
+                          gallery_modality='ir', out=out)
+  assert first['queries'] == [str(queries / 'q.png')] and first['sheet'] == out
+  assert sorted(p for p, _ in first['ranked'][0]) == sorted(paths)
+  assert first['ranked'][0][0][0] == paths[1] and os.path.isfile(out)
+  assert 'ghost.jpg: is a dangling symlink' in caplog.text
+  assert 'lost.png: is a dangling symlink' in caplog.text
+  assert 'Skipped 1 entry of --gallery=' in caplog.text
+  # A cache file cut short (a full disk, a killed copy) is extracted again.
+  new, = set(os.listdir(cache)) - before
+  with open(os.path.join(cache, new), 'r+b') as f:
+    f.truncate(100)
+  second = search.search(tools_workdir, str(queries), gallery, top_k=10,
+                         gallery_modality='ir', out=out)
+  assert not second['from_cache'] and second['ranked'] == first['ranked']
+  assert 'Ignoring the unreadable gallery cache' in caplog.text
 
 
 def test_export_round_trips(tools_workdir, tiny_records, tmp_path):
