@@ -3,8 +3,10 @@
 Intentionally thin: everything testable lives in `aligngan_jax.train_lib`.
 """
 
+import logging as std_logging
 import os
 import sys
+import traceback
 
 from absl import app
 from absl import flags
@@ -32,6 +34,9 @@ flags.DEFINE_string('compilation_cache_dir', None,
                     "JAX's persistent compilation cache (default: "
                     '$JAX_COMPILATION_CACHE_DIR, else '
                     '$XDG_CACHE_HOME/aligngan_jax/xla, else ~/.cache/aligngan_jax/xla).')
+flags.DEFINE_bool('verbose', False,
+                  'Show the traceback of a user error (a bad config value, '
+                  'path or checkpoint) after its one-line message.')
 config_flags.DEFINE_config_file(
     'config', None, 'Config file, optionally with an argument: '
     'configs/sysu.py or configs/sysu.py:tiny.', lock_config=True)
@@ -43,6 +48,19 @@ def _parse_flags(argv):
   (ml_collections raises a bare AttributeError/KeyError for them)."""
   try:
     return FLAGS(argv)
+  except flags.IllegalFlagValueError as e:
+    # A wrong-type override (--config.ids_per_batch=abc) or a config file
+    # that is missing or fails to load: absl's message, on one line.
+    text = str(e)
+    if 'Traceback' in text:   # the config file's own error, with its traceback
+      lines = [l.strip() for l in text.splitlines() if l.strip()]
+      text = f'{text.split(": Error whilst")[0]}: {lines[-1]}'
+    sys.exit(f'error: {" ".join(text.split())}')
+  except SyntaxError as e:
+    sys.exit(f'error: config file {e.filename}, line {e.lineno}: {e.msg}.')
+  except (ImportError, NameError, TypeError, ValueError, OSError) as e:
+    # Raised by the config file's own code (e.g. an unknown ':arg').
+    sys.exit(f'error: --config: {type(e).__name__}: {" ".join(str(e).split())}')
   except (AttributeError, KeyError) as e:
     overrides = [a.split('=')[0] for a in argv[1:] if a.startswith('--config.')]
     from aligngan_jax import config_checks  # pylint: disable=g-import-not-at-top
@@ -86,10 +104,48 @@ def _enable_compilation_cache(jax) -> None:
   logging.info('Persistent compilation cache: %s', path)
 
 
+def _load_config():
+  """--config, loaded (ml_collections loads the file on first access): a
+  missing or broken file, or an override it rejects, is one line."""
+  try:
+    config = FLAGS.config
+    config.keys()   # a file that failed to load raises on first use
+    return config
+  except (OSError, SyntaxError, ImportError, ValueError, TypeError,
+          AttributeError, KeyError, flags.Error) as e:
+    name = config_flags.get_config_filename(FLAGS['config'])
+    # ml_collections nests the cause in the message's last line.
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    sys.exit(f'error: --config={name} cannot be loaded: '
+             f'{lines[-1] if lines else type(e).__name__}')
+
+
+def _log_to_workdir(config, workdir, process_index):
+  """The log, from here on, also in ``<workdir>/log.txt`` (appended, so a
+  resumed run continues it), headed by the full config; the console gets
+  one line pointing there instead of the dump."""
+  from aligngan_jax import config_checks  # pylint: disable=g-import-not-at-top
+  config_checks.ensure_writable(workdir)
+  if process_index > 0:
+    return
+  path = os.path.join(workdir, 'log.txt')
+  with open(path, 'a') as f:
+    f.write(f'Command: {" ".join(sys.argv)}\nConfig:\n{config}\n')
+  handler = std_logging.FileHandler(path)
+  handler.setFormatter(std_logging.Formatter(
+      '%(asctime)s %(levelname)s %(filename)s:%(lineno)d] %(message)s'))
+  handler.addFilter(_quiet_orbax)
+  logging.get_absl_logger().addHandler(handler)
+  overrides = [a for a in sys.argv[1:] if a.startswith('--config')]
+  logging.info('Config: %s; the full config and this log are in %s.',
+               ' '.join(overrides), path)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.get_absl_logger().addFilter(_quiet_orbax)
+  config = _load_config()
   # Hide GPUs from TensorFlow before any TF op: otherwise TF may reserve
   # accelerator memory that JAX needs (tf.data only needs the CPU).
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -105,6 +161,8 @@ def main(argv):
                            heartbeat_timeout_seconds=FLAGS.heartbeat_timeout_seconds)
   import datasets  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   from datasets import common as dataset_common  # pylint: disable=g-import-not-at-top
+  from aligngan_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  from aligngan_jax import config_checks  # pylint: disable=g-import-not-at-top
   from aligngan_jax import train_lib  # pylint: disable=g-import-not-at-top
 
   logging.info('JAX process %d / %d; local devices: %s; global device count %d.',
@@ -112,21 +170,23 @@ def main(argv):
                jax.device_count())
   if jax.process_index() > 0:
     logging.set_verbosity(logging.WARNING)   # process 0 reports for the run
-  config = FLAGS.config
-  logging.info('Config:\n%s', config)
+  user_errors = (config_checks.ConfigError, checkpointing.DivergenceError,
+                 NotImplementedError, dataset_common.DatasetError)
   try:
+    # Every key the run reads, before any data is read or step compiled.
+    config_checks.validate_config(config, num_devices=jax.device_count())
     if config.mode == 'train':
+      _log_to_workdir(config, FLAGS.workdir, jax.process_index())
       train_lib.train_and_evaluate(config, FLAGS.workdir)
     elif config.mode == 'eval':
       train_lib.evaluate_checkpoint(config, FLAGS.workdir)
-    elif config.mode == 'visualize':
+    else:
       from aligngan_jax import sheets  # pylint: disable=g-import-not-at-top
       for name, path in sheets.write_sheets(config, FLAGS.workdir).items():
         logging.info('Wrote the %s sheet: %s', name, path)
-    else:
-      raise train_lib.ConfigError(
-          f"config.mode={config.mode!r} is not one of ('train', 'eval', 'visualize').")
-  except (train_lib.ConfigError, NotImplementedError, dataset_common.DatasetError) as e:
+  except user_errors as e:
+    if FLAGS.verbose:
+      traceback.print_exc()
     sys.exit(f'error: {e}')
   except jax.errors.JaxRuntimeError as e:
     if jax.process_count() == 1:

@@ -1,24 +1,67 @@
 """Orbax checkpoints in ``workdir/checkpoints``: save every N steps, resume
-from the newest one automatically, restore onto the replicated sharding."""
+from the newest one (or ``config.resume_step``), restore onto the
+replicated sharding.
 
+What is guaranteed (README, "Reliability"):
+- No state with a NaN or infinity anywhere (parameters, running statistics,
+  optimizer states) is written: `save` audits the whole state first.
+- Every checkpoint carries a content fingerprint (one 32-bit checksum per
+  leaf, in orbax's custom metadata); a restore recomputes it, so flipped
+  bytes are an error, never a silent load.
+- A damaged checkpoint, or one written by a config with other network
+  shapes, is refused in one line that names the step, the newest intact
+  step or the differing config keys, and how to go on.
+"""
+
+import contextlib
+import errno
+import functools
+import gc
+import json
 import os
+import shutil
+import sys
 
 from absl import logging
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from aligngan_jax import config_checks
+from aligngan_jax import distributed
 from aligngan_jax import train_state as train_state_lib
 
+SET_ASIDE = 'checkpoints_set_aside'
+# Config keys that change the shapes or the tree of the saved state.
+STRUCTURE_KEYS = ('trainer', 'dataset', 'model.depth', 'model.width',
+                  'model.bottle_dim', 'model.embed_dim', 'model.embed_bn',
+                  'gan.conv_dim', 'gan.num_residual', 'gan.d_layers', 'ide.optimizer')
 
-def create_manager(workdir: str, *, save_every: int, max_to_keep: int
-                   ) -> ocp.CheckpointManager:
+
+class CheckpointError(config_checks.ConfigError):
+  """A checkpoint that cannot be written or resumed; the message names the
+  step and what to do."""
+
+
+class DivergenceError(FloatingPointError):
+  """Training produced a non-finite loss or state; the message names the
+  term, the step and the newest finite checkpoint."""
+
+
+def create_manager(workdir: str, *, save_every: int, max_to_keep: int,
+                   create: bool = True) -> ocp.CheckpointManager:
+  # The handler named up front, so that a manager that has not saved yet
+  # (a resume, an evaluation) can read the item's metadata.
   return ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), 'checkpoints'),
+      checkpoint_dir(workdir), item_handlers=ocp.StandardCheckpointHandler(),
       options=ocp.CheckpointManagerOptions(
-          save_interval_steps=save_every, max_to_keep=max_to_keep, create=True,
+          save_interval_steps=save_every, max_to_keep=max_to_keep, create=create,
           enable_async_checkpointing=True))
+
+
+def checkpoint_dir(workdir: str) -> str:
+  return os.path.join(os.path.abspath(workdir), 'checkpoints')
 
 
 def _saved_tree(state: train_state_lib.TrainState) -> dict:
@@ -28,63 +71,372 @@ def _saved_tree(state: train_state_lib.TrainState) -> dict:
           'rng': state.rng}
 
 
+def _leaf_names(tree) -> list[str]:
+  return [jax.tree_util.keystr(path) for path, _ in
+          jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def _words(x):
+  """A leaf's bits as uint32 words (keys as their key data)."""
+  if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+    x = jax.random.key_data(x)
+  x = x.ravel()
+  bits = x.dtype.itemsize * 8
+  if x.dtype == jnp.bool_:
+    return x.astype(jnp.uint32)
+  if bits == 64:
+    return jax.lax.bitcast_convert_type(x, jnp.uint32).ravel()
+  unsigned = {8: jnp.uint8, 16: jnp.uint16, 32: jnp.uint32}[bits]
+  return jax.lax.bitcast_convert_type(x, unsigned).astype(jnp.uint32)
+
+
+@jax.jit
+def audit(tree) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """(finite [leaves] bool, largest magnitude [leaves] float32, checksums
+  [leaves] uint32) of every leaf, in one fused pass on the devices. The
+  checksum is sum_i word_i * (2i + 1) mod 2^32: exact integer arithmetic,
+  so the same on any device count, and any single changed bit changes it
+  (the factor is odd)."""
+  finite, largest, sums = [], [], []
+  for leaf in jax.tree.leaves(tree):
+    if jnp.issubdtype(leaf.dtype, jnp.floating) and leaf.size:
+      finite.append(jnp.all(jnp.isfinite(leaf)))
+      largest.append(jnp.max(jnp.abs(leaf)).astype(jnp.float32))
+    else:
+      finite.append(jnp.array(True))
+      largest.append(jnp.float32(0))
+    words = _words(leaf)
+    odd = 2 * jnp.arange(words.size, dtype=jnp.uint32) + 1
+    sums.append(jnp.sum(words * odd, dtype=jnp.uint32))
+  return jnp.stack(finite), jnp.stack(largest), jnp.stack(sums)
+
+
+def fingerprint(tree) -> tuple[dict[str, int], list[str]]:
+  """({leaf name: checksum}, names of the leaves holding NaN or inf)."""
+  sums, bad, _ = _audit_host(tree)
+  return sums, bad
+
+
+def _audit_host(tree):
+  finite, largest, sums = jax.device_get(audit(tree))
+  names = _leaf_names(tree)
+  return ({n: int(s) for n, s in zip(names, sums)},
+          [n for n, ok in zip(names, finite) if not ok],
+          dict(zip(names, map(float, largest))))
+
+
 def save(manager: ocp.CheckpointManager, state: train_state_lib.TrainState, *,
-         force: bool = False) -> bool:
-  """Saves ``state`` under its step if the save interval (or ``force``) says so."""
-  return manager.save(int(state.step), args=ocp.args.StandardSave(_saved_tree(state)),
-                      force=force)
+         force: bool = False, max_abs: float = 0.0) -> bool:
+  """Saves ``state`` under its step if the save interval (or ``force``) says
+  so, with its fingerprint. A state that holds NaN or inf, or (``max_abs``
+  > 0) parameters or running statistics larger than ``max_abs`` in
+  magnitude, has diverged: it is never written (`DivergenceError`), so
+  the newest checkpoint is always one to resume from. A full disk is a
+  one-line `CheckpointError`."""
+  step = int(state.step)
+  if not (force or manager.should_save(step)):
+    return False
+  tree = _saved_tree(state)
+  sums, bad, largest = _audit_host(tree)
+  if bad:
+    problem = f'non-finite values (in {_some(bad)})'
+  else:
+    huge = [n for n, v in largest.items() if max_abs and v > max_abs
+            and n.startswith(("['params']", "['batch_stats']"))]
+    problem = huge and (f'values beyond config.checkpoint_max_abs={max_abs:g} (up to '
+                        f'{max(largest[n] for n in huge):.3g}, in {_some(huge)})')
+  if problem:
+    raise DivergenceError(
+        f'Training diverged: the state after step {step} holds {problem}; it was '
+        f'not saved. {resume_advice(manager, max_abs=max_abs)}')
+  try:
+    size = max([largest[n] for n in largest
+                if n.startswith(("['params']", "['batch_stats']"))], default=0.0)
+    return manager.save(step, args=ocp.args.StandardSave(tree), force=force,
+                        custom_metadata={'fingerprint': sums, 'largest': size})
+  except Exception as e:  # pylint: disable=broad-except
+    raise _save_error(manager, step, tree, e) from e
 
 
-def restore_latest(manager: ocp.CheckpointManager,
-                   template: train_state_lib.TrainState):
-  """The newest checkpoint restored like ``template`` (same shapes, dtypes and
-  shardings; arrays or `jax.ShapeDtypeStruct`s, e.g.
-  ``players.create_state(..., abstract=True)``), or None when there is none."""
-  step = manager.latest_step()
-  if step is None:
-    return None
-  _check_networks(manager, step, template)
-  abstract = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-      _saved_tree(template))
-  tree = manager.restore(step, args=ocp.args.StandardRestore(abstract))
-  return template.replace(**tree)
+def _some(names: list[str]) -> str:
+  return ', '.join(names[:3]) + (f' and {len(names) - 3} more' if len(names) > 3 else '')
 
 
-def _check_networks(manager, step, template):
-  """Refuses, in one line, a checkpoint whose networks or optimizer states
-  are not the ones ``template`` holds (another trainer, or the IDE layout
-  from before the trainers shared one state builder)."""
+def wait(manager: ocp.CheckpointManager, state) -> None:
+  """Waits for the asynchronous save in flight; its failure (e.g. a full
+  disk) is raised here as a one-line `CheckpointError`."""
+  try:
+    manager.wait_until_finished()
+  except Exception as e:  # pylint: disable=broad-except
+    raise _save_error(manager, int(state.step), _saved_tree(state), e) from e
+
+
+def _save_error(manager, step, tree, error) -> Exception:
+  full = (getattr(error, 'errno', None) == errno.ENOSPC
+          or 'No space left' in str(error))
+  if not full:
+    return error
+  need = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree)
+             if hasattr(x, 'dtype'))
+  directory = str(manager.directory)
+  free = shutil.disk_usage(directory).free if os.path.isdir(directory) else 0
+  return CheckpointError(
+      f'No space left on the device of {directory} while saving step {step}: '
+      f'a checkpoint needs about {need / 2**20:.0f} MiB, {free / 2**20:.0f} MiB '
+      'are free. Free space (or lower config.max_checkpoints_to_keep) and rerun '
+      f'the same command. {resume_advice(manager, step)}')
+
+
+def resume_advice(manager, failed_step: int | None = None, *, max_abs: float = 0.0
+                  ) -> str:
+  """Which checkpoint to go on from: the newest one (every checkpoint is
+  finite and within ``max_abs``, `save` sees to it) or, after a
+  divergence (``max_abs`` > 0), the newest whose parameters and running
+  statistics are still below 1% of ``max_abs``: a state close to the bound
+  is already on its way up and fails again even at a lower learning rate."""
+  steps = sorted(s for s in manager.all_steps() if s != failed_step)
+  if not steps:
+    return ('No checkpoint has been written yet: start again (lower the '
+            'learning rate if the losses diverged).')
+  sizes = {s: _largest(manager, s) for s in steps} if max_abs else {}
+  calm = [s for s in steps if not max_abs or sizes[s] <= max_abs / 100]
+  if not calm:
+    return ('Every checkpoint kept is already close to the bound ('
+            + ', '.join(f'step {s}: {sizes[s]:.3g}' for s in steps)
+            + f') in {manager.directory}: start again in a new --workdir with a '
+            'lower learning rate (or resume one with --config.resume_step=N at '
+            'your own risk).')
+  chosen = calm[-1]
+  return (f'Go on from step {chosen} in {manager.directory}'
+          + (f' (largest value {sizes[chosen]:.3g})' if max_abs else '')
+          + f': rerun with --config.resume_step={chosen} and a lower learning rate '
+          '(config.learning_rate, config.gan.learning_rate)'
+          + (f'; also kept: steps {", ".join(str(s) for s in steps if s != chosen)}.'
+             if len(steps) > 1 else '.'))
+
+
+def _largest(manager, step) -> float:
+  """The largest |parameter| or |running statistic| of a checkpoint, as
+  `save` recorded it (inf when unknown: an older checkpoint)."""
+  try:
+    return float((manager.metadata(step).custom_metadata or {}).get('largest', 'inf'))
+  except Exception:  # pylint: disable=broad-except
+    return float('inf')
+
+
+def _key_name(entry) -> str:
+  for attribute in ('key', 'idx', 'name'):
+    if hasattr(entry, attribute):
+      return str(getattr(entry, attribute))
+  return str(entry)
+
+
+def _shapes(tree) -> dict[str, tuple]:
+  """{'params/encoder/conv1/kernel': shape} of the networks' and optimizer
+  states' leaves (orbax's metadata spells optax's named tuples as plain
+  containers, hence names built from the bare keys; step and rng never
+  depend on the config)."""
+  out = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(
+      {'params': tree['params'], 'batch_stats': tree['batch_stats'],
+       'opt_state': tree['opt_state']})[0]:
+    out['/'.join(map(_key_name, path))] = tuple(getattr(leaf, 'shape', ()))
+  return out
+
+
+def _flat(tree, prefix='') -> dict:
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(_flat(value, f'{prefix}{key}.'))
+    else:
+      out[f'{prefix}{key}'] = value
+  return out
+
+
+def _config_differences(workdir: str, config) -> list[str]:
+  """'key (saved -> now)' of the structure keys in which ``config`` differs
+  from ``<workdir>/config.json`` (all differing keys if none of those do)."""
+  path = os.path.join(workdir, 'config.json')
+  try:
+    with open(path) as f:
+      saved = _flat(json.load(f))
+  except (OSError, ValueError):
+    return []
+  now = _flat(json.loads(config.to_json_best_effort()))
+  differ = [k for k in sorted(set(saved) | set(now))
+            if saved.get(k) != now.get(k) and k not in ('mode', 'data_dir', 'manual_dir')]
+  structural = [k for k in differ if k in STRUCTURE_KEYS] or differ
+  return [f'{k} ({saved.get(k)!r} there, {now.get(k)!r} now)' for k in structural]
+
+
+def _check_structure(manager, step, template, config):
+  """Refuses, in one line, a checkpoint whose tree or shapes are not the
+  ones ``config`` builds (another trainer, width, depth or dataset, or the
+  IDE layout from before the trainers shared one state builder)."""
   saved = manager.item_metadata(step)
   saved = getattr(saved, 'tree', saved)
   if not isinstance(saved, dict) or 'opt_state' not in saved:
-    return
-  where = os.path.join(manager.directory, str(step))
+    raise ValueError('its metadata is missing or unreadable')
+  where = os.path.join(str(manager.directory), str(step))
   if set(saved['opt_state']) == {'feature'}:
-    raise config_checks.ConfigError(
+    raise CheckpointError(
         f'{where} is an IDE checkpoint from before the trainers shared one loop: '
         "its optimizer state is one 'feature' tree, now one per network "
         "('encoder', 'embedder'), so it cannot be resumed or evaluated by this "
         'version; train again in a new --workdir, or use the commit that wrote '
         'it (see docs/decisions.md, "One loop").')
-  want, have = sorted(template.params), sorted(saved['params'])
-  if want != have:
-    raise config_checks.ConfigError(
-        f'{where} holds the networks {have}, but this config builds {want} '
-        '(another config.trainer?); pass the config the workdir was trained '
-        'with, or a new --workdir.')
+  have, want = _shapes(saved), _shapes(_saved_tree(template))
+  if have == want:
+    return
+  workdir = os.path.dirname(str(manager.directory))
+  differences = _config_differences(workdir, config) if config is not None else []
+  hint = (f' The config differs from the one saved in {workdir}/config.json in '
+          f'{"; ".join(differences)}.' if differences else '')
+  advice = (' Pass the config the workdir was trained with (e.g. the same :tiny '
+            'argument), or a new --workdir to start fresh.')
+  have_networks, want_networks = sorted(saved['params']), sorted(template.params)
+  if have_networks != want_networks:
+    raise CheckpointError(
+        f'{where} holds the networks {have_networks}, but this config builds '
+        f'{want_networks} (another config.trainer?).{hint}{advice}')
+  differ = sorted({k.split('/')[1] for k in have
+                   if k.startswith('params/') and have[k] != want.get(k)})
+  raise CheckpointError(
+      f'{where} holds {", ".join(differ) or "optimizer states"} of other shapes '
+      f'than this config builds.{hint}{advice}')
+
+
+def _restore_step(manager, step, template, config):
+  """``template`` filled from checkpoint ``step``, its fingerprint verified.
+  Raises CheckpointError for a mismatched config, anything else for damage."""
+  _check_structure(manager, step, template, config)
+  abstract = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+      _saved_tree(template))
+  tree = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  want = (manager.metadata(step).custom_metadata or {}).get('fingerprint')
+  if want is None:
+    logging.warning('Checkpoint %s/%d has no fingerprint (written before '
+                    'fingerprints existed): loaded unverified.', manager.directory, step)
+  else:
+    got, _ = fingerprint(tree)
+    changed = [name for name in want if got.get(name) != want[name]]
+    if changed or set(got) != set(want):
+      raise ValueError(f'its content does not match its fingerprint (in '
+                       f'{", ".join(changed[:3]) or "the tree"})')
+  return template.replace(**tree)
+
+
+def _first_line(error) -> str:
+  """The gist of a restore error (TensorStore appends pages of spec dumps)."""
+  text = str(error).strip().splitlines()
+  text = (text[0] if text else type(error).__name__).split(' See full TensorStore')[0]
+  return text if len(text) <= 200 else text[:200] + '...'
+
+
+
+@contextlib.contextmanager
+def _quiet_closed_loops():
+  """A failed orbax read leaves coroutines and futures behind; when the
+  garbage collector finds them they print "Event loop is closed" and
+  "Encountered error while reading array" tracebacks: noise after the one
+  line that names the damage. They are collected here, and only they are
+  silenced."""
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    code = getattr(unraisable.object, 'cr_code', None)
+    from_orbax = code is not None and '/orbax/' in code.co_filename
+    closed_loop = (isinstance(unraisable.exc_value, RuntimeError)
+                   and 'Event loop is closed' in str(unraisable.exc_value))
+    if not (from_orbax or closed_loop):
+      previous(unraisable)
+  sys.unraisablehook = hook
+  try:
+    yield
+  finally:
+    gc.collect()
+    sys.unraisablehook = previous
+
+
+def restore(manager, template, config=None, *, step=None):
+  """The checkpoint ``step`` (default: the newest) restored like ``template``
+  (same shapes, dtypes and shardings; arrays or `jax.ShapeDtypeStruct`s,
+  e.g. ``players.create_state(..., abstract=True)``), or None when there is
+  none. A damaged checkpoint is a one-line `CheckpointError` naming the
+  newest intact one."""
+  steps = manager.all_steps()
+  if not steps:
+    return None
+  step = max(steps) if step is None else step
+  with _quiet_closed_loops():
+    try:
+      return _restore_step(manager, step, template, config)
+    except CheckpointError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      damage = _first_line(e)
+    intact = None
+    for older in sorted((s for s in steps if s < step), reverse=True):
+      try:
+        _restore_step(manager, older, template, config)
+        intact = older
+        break
+      except Exception:  # pylint: disable=broad-except
+        continue
+  where = os.path.join(str(manager.directory), str(step))
+  if intact is None:
+    raise CheckpointError(
+        f'Checkpoint {where} is damaged ({damage}) and no older one is intact; '
+        f'move {manager.directory} away to start fresh.')
+  raise CheckpointError(
+      f'Checkpoint {where} is damaged ({damage}). The newest intact one is step '
+      f'{intact}: rerun with --config.resume_step={intact} to go on from it '
+      f'(newer checkpoints are then moved to {SET_ASIDE}/, not deleted).')
+
+
+def set_aside_after(workdir: str, step: int) -> list[int]:
+  """Moves the checkpoints newer than ``step`` to ``<workdir>/checkpoints_set_aside``
+  (orbax would not save a step older than the newest one); returns them."""
+  source = checkpoint_dir(workdir)
+  target = os.path.join(os.path.abspath(workdir), SET_ASIDE)
+  moved = sorted(int(n) for n in os.listdir(source) if n.isdigit() and int(n) > step)
+  for s in moved:
+    os.makedirs(target, exist_ok=True)
+    destination = os.path.join(target, str(s))
+    if os.path.exists(destination):
+      shutil.rmtree(destination)
+    shutil.move(os.path.join(source, str(s)), destination)
+  return moved
 
 
 def resume_or_start(config, workdir, create_state):
-  """(checkpoint manager, state, resumed): the newest checkpoint in
-  ``workdir`` restored into ``create_state(abstract=True)``, or
-  ``create_state()`` when there is none (initialisers run only then)."""
-  manager = create_manager(
-      workdir, save_every=config.checkpoint_every_steps,
-      max_to_keep=config.max_checkpoints_to_keep)
-  if manager.latest_step() is None:
+  """(checkpoint manager, state, resumed): the checkpoint ``config.resume_step``
+  (-1: the newest) of ``workdir`` restored into ``create_state(abstract=True)``,
+  or ``create_state()`` when there is none (initialisers run only then)."""
+  make = functools.partial(create_manager, workdir, save_every=config.checkpoint_every_steps,
+                           max_to_keep=config.max_checkpoints_to_keep)
+  manager = make()
+  steps = manager.all_steps()
+  if not steps:
+    if config.resume_step >= 0:
+      raise CheckpointError(f'config.resume_step={config.resume_step}: '
+                            f'{manager.directory} holds no checkpoint.')
     return manager, create_state(), False
-  restored = restore_latest(manager, create_state(abstract=True))
+  step = max(steps) if config.resume_step < 0 else config.resume_step
+  if step not in steps:
+    raise CheckpointError(
+        f'config.resume_step={step} is not a checkpoint in {manager.directory} '
+        f'(there: {", ".join(map(str, sorted(steps)))}).')
+  restored = restore(manager, create_state(abstract=True), config, step=step)
+  if step < max(steps):
+    manager.close()
+    if jax.process_index() == 0:
+      moved = set_aside_after(workdir, step)
+      logging.info('Resuming from step %d: moved the newer checkpoints %s to %s.',
+                   step, moved, os.path.join(workdir, SET_ASIDE))
+    distributed.barrier('newer checkpoints set aside')
+    manager = make()
   logging.info('Resumed from %s at step %d.', manager.directory, int(restored.step))
   return manager, restored, True
-

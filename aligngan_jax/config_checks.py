@@ -7,6 +7,7 @@ fault; main.py prints it as one line.
 import os
 import tempfile
 
+from absl import logging
 import ml_collections
 
 from aligngan_jax import players
@@ -48,6 +49,14 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int):
                        'checkpoint_every_steps', 'max_checkpoints_to_keep',
                        'eval_every_steps', 'image_every_steps', 'grid_people',
                        'eval.max_rank', 'eval.num_trials'))
+  _check_ints(config, ('resume_step',), minimum=-1)
+  if not isinstance(config.checkpoint_max_abs, (int, float)) or config.checkpoint_max_abs < 0:
+    raise ConfigError(f'config.checkpoint_max_abs={config.checkpoint_max_abs!r} must be '
+                      'a number >= 0 (0: no bound).')
+  if config.instances_per_id < 2:
+    raise ConfigError(
+        f'config.instances_per_id={config.instances_per_id} must be >= 2: the '
+        'batch-hard triplet of a modality needs a positive other than the anchor.')
   _validate_eval(config.eval)
   if config.trainer == 'ide':
     _validate_ide(config)
@@ -144,6 +153,12 @@ def _validate_gan(config, num_devices):
                       'non-negative integers (stages 1, 2, 3), at least one of '
                       'them positive.')
   _check_milestones(config, 'gan.lr_milestones')
+  if g.pixel_instances_per_id < 2:
+    raise ConfigError(
+        f'config.gan.pixel_instances_per_id={g.pixel_instances_per_id} must be '
+        '>= 2: the triplet on the fake IR images needs a positive other than '
+        'the anchor.')
+  _check_image_size(config)
   if g.pixel_ids_per_batch < 2:
     raise ConfigError(f'config.gan.pixel_ids_per_batch={g.pixel_ids_per_batch} '
                       'must be >= 2: the joint discriminator pairs each IR image '
@@ -154,6 +169,55 @@ def _validate_gan(config, num_devices):
         f'config.gan.pixel_ids_per_batch * config.gan.pixel_instances_per_id = '
         f'{g.pixel_ids_per_batch} * {g.pixel_instances_per_id} = {pixel} images '
         f'per modality is not divisible by the {num_devices} devices.')
+
+
+def discriminator_maps(config) -> dict[str, int]:
+  """Side of the smallest map each discriminator's InstanceNorms see at
+  ``config.image_size`` (models/gan.py: 4x4 stride-2 convolutions halve,
+  rounding down). PatchDiscriminator: ``gan.d_layers`` + 1 halvings;
+  JointDiscriminator: five."""
+  size = config.image_size
+  return {'PatchDiscriminator': size >> (config.gan.d_layers + 1),
+          'JointDiscriminator': size >> 5}
+
+
+def _check_image_size(config):
+  """The AlignGAN networks' minimum image sizes: the generators map S to S
+  only for S divisible by 4 (two stride-2 downs, two transposed ups); a
+  discriminator whose last InstanceNorm sees a 0x0 map gives NaN (and 1x1
+  normalises to zero: it then learns nothing, hence the warning)."""
+  size = config.image_size
+  if size % 4:
+    raise ConfigError(f'config.image_size={size}: the generators need a multiple '
+                      f'of 4 (nearest valid: {size - size % 4 or 4}, {size + 4 - size % 4}).')
+  for network, side in discriminator_maps(config).items():
+    halvings = {'PatchDiscriminator': config.gan.d_layers + 1,
+                'JointDiscriminator': 5}[network]
+    if side < 1:
+      raise ConfigError(
+          f'config.image_size={size} is too small for the {network}: its last '
+          f'InstanceNorm would see a 0x0 map (NaN losses); the smallest valid '
+          f'size is {1 << halvings}, {2 << halvings} for 2x2 maps.')
+    if side == 1:
+      logging.warning(
+          'config.image_size=%d: the %s\'s last InstanceNorm sees 1x1 maps, '
+          'which it normalises to zero (that discriminator then learns '
+          'little); %d or more gives 2x2 maps.', size, network, 2 << halvings)
+
+
+def check_data(config, train_labels_rgb, train_labels_ir):
+  """The P x K batch layouts against the training split's identities (those
+  with RGB and IR images), right after the split is read: before anything
+  is compiled."""
+  both = len(set(train_labels_rgb.tolist()) & set(train_labels_ir.tolist()))
+  keys = [('ids_per_batch', config.ids_per_batch)]
+  if config.trainer == 'aligngan':
+    keys.append(('gan.pixel_ids_per_batch', config.gan.pixel_ids_per_batch))
+  for key, value in keys:
+    if value > both:
+      raise ConfigError(
+          f'config.{key}={value} is more than the {both} training identities '
+          f'with both RGB and IR images in {config.dataset}; lower config.{key}.')
 
 
 def _validate_eval(ev):

@@ -50,13 +50,15 @@ def get_builder(dataset: str, *, data_dir=None, manual_dir=None):
   The project's builders must be registered first (``import datasets`` from
   the repository root, as main.py and the tests do).
   """
+  from datasets import common  # pylint: disable=g-import-not-at-top
   try:
     builder = tfds.builder(dataset, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError as e:
-    raise ValueError(
+    raise common.DatasetError(
         f'config.dataset={dataset!r} is not a registered TFDS dataset. The '
         "project's builders register on `import datasets`; known here: "
         'synthetic_vireid/{tiny,demo}, sysu_mm01, regdb/trial{1..10}, llcm.') from e
+  common.remove_stale_builds(builder.data_path.parent)  # left by killed builds
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   return builder
@@ -76,7 +78,9 @@ def load_split(builder, split: str) -> Records:
   arrays['path'] = np.asarray([p.decode() if isinstance(p, bytes) else p
                                for p in arrays['path']])
   if not len(arrays['person_id']):
-    raise ValueError(f'Split {split!r} of {builder.info.full_name} is empty.')
+    from datasets import common  # pylint: disable=g-import-not-at-top
+    raise common.DatasetError(f'Split {split!r} of {builder.info.full_name} is empty '
+                              f'(in {builder.data_dir}).')
   # Modality last: LLCM's cameras record both (elsewhere it follows camera).
   order = np.lexsort((arrays['modality'], arrays['index'], arrays['person_id'],
                       arrays['camera']))

@@ -10,18 +10,21 @@ import numpy as np
 
 
 def mean_metrics(history: list[dict]) -> dict[str, float]:
-  """Averages a list of per-step metric dicts (device scalars) on the host."""
+  """Averages a list of per-step metric dicts (device scalars or host
+  values) on the host."""
   host = jax.device_get(history)
   return {k: float(np.mean([h[k] for h in host])) for k in host[0]}
 
 
-def check_finite(metrics: dict[str, float], *, first_step: int, last_step: int):
-  """Raises FloatingPointError naming every non-finite term."""
-  bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
-  if bad:
-    raise FloatingPointError(
-        f'Non-finite {", ".join(bad)} between steps {first_step} and {last_step} '
-        '(training stopped; the last checkpoint before them is kept).')
+def first_non_finite(history: list[dict], *, first_step: int):
+  """(step, sorted terms) of the first step in ``history`` (the steps after
+  ``first_step``, in order) with a NaN or infinite metric, or None. Every
+  step's losses are checked, when they are read for the log."""
+  for offset, metrics in enumerate(jax.device_get(history)):
+    bad = sorted(k for k, v in metrics.items() if not math.isfinite(float(v)))
+    if bad:
+      return first_step + offset + 1, bad
+  return None
 
 
 def format_duration(seconds: float) -> str:

@@ -70,6 +70,7 @@ def write_sheets(config, workdir: str) -> dict[str, str]:
   {name: PNG path}."""
   from aligngan_jax import input_pipeline  # TensorFlow: only here.
   config_checks.validate_config(config, num_devices=jax.device_count())
+  trained.require_trained_workdir(workdir)   # before the data is read
   mesh = sharding.create_mesh()
   train, test = input_pipeline.load_data(config)
   opened = trained.restore(config, workdir, int(train.label.max()) + 1, mesh)

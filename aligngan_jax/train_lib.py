@@ -29,6 +29,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   """``config.mode='eval'``: evaluates the newest checkpoint in ``workdir``,
   or the official release in ``config.init_from``."""
   config_checks.validate_config(config, num_devices=jax.device_count())
+  if not config.init_from:
+    trained.require_trained_workdir(workdir)   # before the data is read
   mesh = sharding.create_mesh()
   from aligngan_jax import input_pipeline  # TensorFlow: only here.
   train, test = input_pipeline.load_data(config)

@@ -145,6 +145,17 @@ def _next_batch(iterators, mesh):
   return next(iter(batch.values())) if len(batch) == 1 else batch
 
 
+def _stop_if_diverged(history, first, stage, manager, max_abs):
+  """A one-line `DivergenceError` at the first step of ``history`` (the
+  steps after ``first``) with a NaN or infinite loss."""
+  found = reporting.first_non_finite(history, first_step=first)
+  if found:
+    step, terms = found
+    raise checkpointing.DivergenceError(
+        f'Non-finite {", ".join(terms)} at step {step} ({stage.name}); training '
+        f'stopped. {checkpointing.resume_advice(manager, max_abs=max_abs)}')
+
+
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains ``config.trainer``'s stages (resuming from ``workdir`` if it
   holds a checkpoint) and evaluates; returns the final evaluation."""
@@ -158,6 +169,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       train.select(train.modality == input_pipeline.RGB),
       train.select(train.modality == input_pipeline.IR),
       image_size=config.image_size, decode_once=config.decode_once)
+  config_checks.check_data(config, rgb.label, ir.label)
   num_classes = int(train.label.max()) + 1
   models = players.create_models(config, num_classes, trainer.networks)
   manager, state, resumed = checkpointing.resume_or_start(
@@ -203,9 +215,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
         last = done == total
         due = cadence.due(done, stage_end=done == hi, last=last)
         if 'log' in due:
-          # Checked before any save: a non-finite state is never checkpointed.
+          # Every step's losses, checked before any save (and the state
+          # itself is audited by checkpointing.save).
+          history = jax.device_get(history)
+          _stop_if_diverged(history, first, stage, manager, config.checkpoint_max_abs)
           means = reporting.mean_metrics(history)
-          reporting.check_finite(means, first_step=first, last_step=done)
           pace = progress.update(done)
           logging.info('%s %s', stage.name, progress.line(done, means, pace))
           rates = {f'lr/{k}': float(v) for k, v in players.lr_at(config, it).items()
@@ -216,16 +230,25 @@ def train_and_evaluate(config, workdir: str) -> dict:
         if 'image' in due and grid is not None:
           grid.write(done, state)
         if 'checkpoint' in due:
-          checkpointing.save(manager, state, force=last or done == hi)
+          checkpointing.save(manager, state, force=last or done == hi,
+                             max_abs=config.checkpoint_max_abs)
         if 'eval' in due:
+          if 'checkpoint' in due:   # no evaluation of a step whose save failed
+            checkpointing.wait(manager, state)
           result, diagnostics = evaluate(state, extractors, test, config, mesh)
           report.add(stage.number, done, result, diagnostics)
           evaluated = True
     if not evaluated:  # Resumed at the end: evaluate the final state.
       result, diagnostics = evaluate(state, extractors, test, config, mesh)
       report.add(trainer.stages[-1].number, int(state.step), result, diagnostics)
+    checkpointing.wait(manager, state)
   finally:
-    manager.wait_until_finished()
-    manager.close()
+    try:
+      manager.wait_until_finished()
+      manager.close()
+    except Exception as e:  # pylint: disable=broad-except
+      # Raised above already when the loop ended normally: do not hide
+      # the error that ended it.
+      logging.warning('Checkpoint manager: %s', str(e).splitlines()[0] if str(e) else e)
     writer.close()  # flushes, and ends the asynchronous writer's thread
   return result

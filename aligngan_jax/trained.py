@@ -10,7 +10,6 @@ from typing import Callable
 
 import jax
 import ml_collections
-import orbax.checkpoint as ocp
 
 from aligngan_jax import checkpointing
 from aligngan_jax import config_checks
@@ -32,14 +31,32 @@ class Opened:
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The run's config, as training saved it in ``<workdir>/config.json``."""
+  """The run's config, as training saved it in ``<workdir>/config.json``.
+
+  A truncated or hand-broken file is a `ConfigError` naming it (one line,
+  as the tools print it), not a JSON traceback.
+  """
   path = os.path.join(workdir, 'config.json')
   if not os.path.isfile(path):
     raise config_checks.ConfigError(
         f'--workdir={workdir} has no config.json: not a workdir written by '
         'main.py (train first, or pass the folder given to --workdir).')
-  with open(path) as f:
-    raw = json.load(f)
+  # main.py writes it only when a run starts; resuming does not repair it.
+  fix = ("copy it from a backup, or save the run's --config there as JSON "
+         '(ConfigDict.to_json)')
+  try:
+    with open(path, encoding='utf-8') as f:
+      raw = json.load(f)
+  except json.JSONDecodeError as e:
+    raise config_checks.ConfigError(
+        f'{path} is truncated or not valid JSON ({e.msg} at line {e.lineno} '
+        f'column {e.colno}); {fix}.') from e
+  except (OSError, UnicodeDecodeError) as e:
+    raise config_checks.ConfigError(f'{path} cannot be read ({e}); {fix}.') from e
+  if not isinstance(raw, dict):
+    raise config_checks.ConfigError(
+        f'{path} holds a JSON {type(raw).__name__}, not the config object main.py '
+        f'writes; {fix}.')
   # Runs from before the trainer groups kept the IDE-only keys at the top.
   moved = {k: raw.pop(k) for k in config_checks.MOVED_KEYS if k in raw}
   if moved:
@@ -47,23 +64,61 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(raw)
 
 
+def require_trained_workdir(workdir: str) -> None:
+  """Raises `ConfigError` unless ``workdir`` holds a config.json and at least
+  one finished checkpoint.
+
+  Only looks (it never creates a folder: a mistyped --workdir stays
+  absent), so that the tools name a wrong workdir in a second, before they
+  build and restore a model. A step folder is finished once Orbax renamed
+  it to its bare number; ``<step>.orbax-checkpoint-tmp-*`` ones are
+  interrupted saves.
+  """
+  if not os.path.isdir(workdir):
+    what = 'is not a folder' if os.path.exists(workdir) else 'does not exist'
+    raise config_checks.ConfigError(
+        f'--workdir={workdir} {what}: pass the folder given to main.py --workdir.')
+  if not os.path.isfile(os.path.join(workdir, 'config.json')):
+    load_config(workdir)  # Raises, naming what is missing.
+  folder = os.path.join(workdir, 'checkpoints')
+  try:
+    names = os.listdir(folder)
+  except OSError:
+    names = []
+  if not any(n.isdigit() and os.path.isdir(os.path.join(folder, n)) for n in names):
+    raise config_checks.ConfigError(_no_checkpoint(workdir))
+
+
 def num_classes(workdir: str) -> int:
   """Classes of the identity classifier, read from the newest checkpoint's
   metadata (no dataset needed)."""
-  manager = ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), 'checkpoints'),
-      item_handlers=ocp.StandardCheckpointHandler())
-  step = manager.latest_step()
-  if step is None:
+  folder = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  if not os.path.isdir(folder):
     raise config_checks.ConfigError(_no_checkpoint(workdir))
-  tree = manager.item_metadata(step)
-  tree = getattr(tree, 'tree', tree)
+  # create=False: reading must not leave a checkpoints/ folder behind.
+  manager = checkpointing.create_manager(workdir, save_every=1, max_to_keep=1,
+                                         create=False)
+  steps = sorted(manager.all_steps(), reverse=True)
+  if not steps:
+    raise config_checks.ConfigError(_no_checkpoint(workdir))
+  # Every step has the same classifier: the newest readable metadata tells
+  # (a damaged newest checkpoint is named by the restore that follows).
+  for step in steps:
+    try:
+      tree = manager.item_metadata(step)
+      params = getattr(tree, 'tree', tree)['params']
+    except Exception:  # pylint: disable=broad-except
+      continue
+    manager.close()
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+      keys = [getattr(k, 'key', None) for k in path]
+      if 'classifier' in keys and keys[-1] == 'bias':
+        return int(leaf.shape[0])
+    raise config_checks.ConfigError(f'{workdir}: the checkpoint holds no classifier.')
   manager.close()
-  for path, leaf in jax.tree_util.tree_flatten_with_path(tree['params'])[0]:
-    keys = [getattr(k, 'key', None) for k in path]
-    if 'classifier' in keys and keys[-1] == 'bias':
-      return int(leaf.shape[0])
-  raise config_checks.ConfigError(f'{workdir}: the checkpoint holds no classifier.')
+  raise config_checks.ConfigError(
+      f'--workdir={workdir}: no checkpoint in {folder} has readable metadata '
+      '(all damaged); train again in a new --workdir.')
 
 
 def _no_checkpoint(workdir):
@@ -78,8 +133,11 @@ def restore(config, workdir: str, num_classes_: int, mesh=None) -> Opened:
   models = players.create_models(config, num_classes_, trainer.networks)
   template = players.create_state(config, models, mesh, abstract=True)
   extractors = trainers.make_extractors(models, config, mesh)
-  manager = checkpointing.create_manager(workdir, save_every=1, max_to_keep=1)
-  state = checkpointing.restore_latest(manager, template)
+  if not os.path.isdir(checkpointing.checkpoint_dir(workdir)):
+    raise config_checks.ConfigError(_no_checkpoint(workdir))
+  manager = checkpointing.create_manager(workdir, save_every=1, max_to_keep=1,
+                                         create=False)
+  state = checkpointing.restore(manager, template, config)
   manager.close()
   if state is None:
     raise config_checks.ConfigError(_no_checkpoint(workdir))
@@ -94,8 +152,7 @@ def restore(config, workdir: str, num_classes_: int, mesh=None) -> Opened:
 def open_workdir(workdir: str, config=None) -> Opened:
   """``restore`` with the config saved in the workdir (or ``config``) and the
   classifier size read from the checkpoint."""
-  if not os.path.isdir(workdir):
-    raise config_checks.ConfigError(f'--workdir={workdir} does not exist.')
+  require_trained_workdir(workdir)
   config = config or load_config(workdir)
   return restore(config, workdir, num_classes(workdir))
 

@@ -143,6 +143,15 @@ def get_config(arg=None):
   config.log_every_steps = 100
   config.checkpoint_every_steps = 1_000
   config.max_checkpoints_to_keep = 2
+  # Resume from this checkpoint step instead of the newest (-1). Newer
+  # checkpoints are moved to <workdir>/checkpoints_set_aside/, not deleted
+  # (e.g. after a divergence: the stop message names the step to use).
+  config.resume_step = -1
+  # A state whose parameters or running statistics exceed this magnitude
+  # has diverged (a finite state on its way to overflow would not resume):
+  # it is not saved and training stops, naming the checkpoint to resume
+  # from. 0 turns the bound off; non-finite states are never saved.
+  config.checkpoint_max_abs = 1e6
   config.eval_every_steps = 5_000          # and always at the end
   # AlignGAN runs: the translation grid (real RGB | fake IR | real IR |
   # reconstructed RGB of test people) in TensorBoard and workdir/images/.

@@ -85,8 +85,8 @@ def copy_run(aligngan_run, tmp_path):
 # workers finish together (xdist's own order, by number of tests, started
 # the shared AlignGAN run last).
 _LONG_FILES = ('test_stages', 'test_trained_run', 'test_multihost', 'test_models',
-               'test_train', 'test_torch_parity', 'test_ranking', 'test_sysu_mm01',
-               'test_engine')
+               'test_train', 'test_torch_parity', 'test_reliability', 'test_ranking',
+               'test_sysu_mm01', 'test_engine')
 
 
 def pytest_collection_modifyitems(config, items):

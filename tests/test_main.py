@@ -29,3 +29,39 @@ def test_unwritable_workdir_names_the_path_and_the_cache_can_be_off(tmp_path):
   assert run.returncode != 0
   assert f'--workdir={blocker}/run is not writable' in run.stderr.strip().splitlines()[-1]
   assert 'Persistent compilation cache' not in run.stderr
+
+
+def _one_error_line(run) -> str:
+  """The last stderr line of a failed run: 'error: ...', no traceback."""
+  assert run.returncode != 0
+  assert 'Traceback' not in run.stderr, run.stderr[-2000:]
+  last = run.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: '), run.stderr[-2000:]
+  return last
+
+
+def test_user_errors_are_one_line_before_any_work(tmp_path):
+  # A wrong-type override and a missing config file: while parsing flags.
+  last = _one_error_line(run_files.run_main(
+      '--config=configs/synthetic.py:tiny', f'--workdir={tmp_path}/a',
+      '--config.ids_per_batch=abc'))
+  assert 'ids_per_batch' in last and 'abc' in last
+  last = _one_error_line(run_files.run_main(
+      '--config=configs/nonexistent.py', f'--workdir={tmp_path}/b'))
+  assert 'configs/nonexistent.py' in last
+  # A value no run can use: named before anything is read or compiled; the
+  # config dump is not printed before it.
+  run = run_files.run_main('--config=configs/synthetic.py:tiny', f'--workdir={tmp_path}/c',
+                           '--config.image_size=16')
+  assert _one_error_line(run).startswith(
+      'error: config.image_size=16 is too small for the JointDiscriminator')
+  assert 'Config:' not in run.stderr
+  # eval on a mistyped workdir: named at once, and not created.
+  run = run_files.run_main('--config=configs/synthetic.py:tiny', f'--workdir={tmp_path}/typo',
+                           '--config.mode=eval')
+  assert 'typo does not exist' in _one_error_line(run)
+  assert not (tmp_path / 'typo').exists()
+  # --verbose shows the traceback behind the line.
+  run = run_files.run_main('--config=configs/synthetic.py:tiny', f'--workdir={tmp_path}/c',
+                           '--config.image_size=16', '--verbose')
+  assert 'Traceback' in run.stderr and run.returncode != 0

@@ -111,7 +111,7 @@ def test_checkpoint_restore_is_bit_identical(config, models, tmp_path):
   # Restored into an abstract template: shapes, dtypes and shardings only.
   template = players.create_state(config, models, mesh, abstract=True)
   assert all(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(template))
-  restored = checkpointing.restore_latest(manager, template)
+  restored = checkpointing.restore(manager, template)
   manager.close()
   assert int(restored.step) == 2
   np.testing.assert_array_equal(jax.random.key_data(restored.rng),
@@ -127,9 +127,9 @@ def test_checkpoint_restore_is_bit_identical(config, models, tmp_path):
 
 def test_config_errors_name_the_key_or_path(config, tmp_path):
   bad = config.copy_and_resolve_references()
-  bad.ids_per_batch, bad.instances_per_id = 3, 1
+  bad.ids_per_batch, bad.instances_per_id = 3, 3
   with pytest.raises(config_checks.ConfigError,
-                     match=r'ids_per_batch \* config.instances_per_id = 3 \* 1 = 3'):
+                     match=r'ids_per_batch \* config.instances_per_id = 3 \* 3 = 9'):
     config_checks.validate_config(bad, num_devices=2)
   bad = config.copy_and_resolve_references()
   bad.mode = 'serve'
@@ -336,7 +336,7 @@ def test_a_checkpoint_of_another_trainer_or_the_old_ide_layout_is_refused(config
   old = save(ide.replace(opt_state={'feature': ide.opt_state}), 'old')
   with pytest.raises(config_checks.ConfigError,
                      match=r'old/checkpoints/0 is an IDE checkpoint from before'):
-    checkpointing.restore_latest(old, ide)
+    checkpointing.restore(old, ide)
   old.close()
   other = save(ide, 'ide')
   # A template with one more network stands for another trainer's state
@@ -345,5 +345,5 @@ def test_a_checkpoint_of_another_trainer_or_the_old_ide_layout_is_refused(config
   with pytest.raises(config_checks.ConfigError,
                      match=r"holds the networks \['embedder', 'encoder'\], but this config "
                            r"builds \['G_rgb2ir', 'embedder', 'encoder'\]"):
-    checkpointing.restore_latest(other, with_generator)
+    checkpointing.restore(other, with_generator)
   other.close()
