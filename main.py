@@ -170,8 +170,9 @@ def main(argv):
                jax.device_count())
   if jax.process_index() > 0:
     logging.set_verbosity(logging.WARNING)   # process 0 reports for the run
+  from aligngan_jax import weights  # pylint: disable=g-import-not-at-top
   user_errors = (config_checks.ConfigError, checkpointing.DivergenceError,
-                 NotImplementedError, dataset_common.DatasetError)
+                 NotImplementedError, dataset_common.DatasetError, weights.WeightsError)
   try:
     # Every key the run reads, before any data is read or step compiled.
     config_checks.validate_config(config, num_devices=jax.device_count())

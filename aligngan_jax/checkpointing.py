@@ -64,6 +64,14 @@ def checkpoint_dir(workdir: str) -> str:
   return os.path.join(os.path.abspath(workdir), 'checkpoints')
 
 
+def steps_in(workdir: str) -> list[int]:
+  """The finished checkpoint steps in ``workdir`` (orbax renames a step's
+  folder to its bare number once it is complete), without opening orbax."""
+  folder = checkpoint_dir(workdir)
+  names = os.listdir(folder) if os.path.isdir(folder) else []
+  return sorted(int(n) for n in names if n.isdigit())
+
+
 def _saved_tree(state: train_state_lib.TrainState) -> dict:
   # The static optax transformations are code, not data: save the rest.
   return {'step': state.step, 'params': state.params,

@@ -37,6 +37,14 @@ OFFICIAL_NETWORKS = ('G_rgb2ir', 'G_ir2rgb', 'D_rgb', 'D_ir', 'D_rgb_warmup',
                      'D_ir_warmup', 'encoder', 'embeder')
 OFFICIAL_NUM_CLASSES = 395
 RESNET50_URL = 'https://download.pytorch.org/models/resnet50-0676ba61.pth'
+FETCH_USAGE = """Pre-fetch ImageNet weights (on a machine with network access):
+
+  python -m aligngan_jax.convert --fetch torchvision --out DIR
+
+DIR then holds the verified file; copy it into the weights cache of an
+offline machine (config.weights_dir, $ALIGNGAN_WEIGHTS_DIR or
+~/.cache/aligngan_jax/weights), or pass its path as
+config.pretrained_backbone."""
 
 
 def official_modules(num_classes: int = OFFICIAL_NUM_CLASSES) -> dict:
@@ -271,3 +279,30 @@ def load_official_checkpoint(directory: str, step: int = 250,
                       lambda k, n=name: _official_path(n, k), source=path,
                       transposed_convs=transposed)
   return out
+
+
+def main(argv=None) -> int:
+  """``python -m aligngan_jax.convert --fetch NAME --out DIR`` (FETCH_USAGE)."""
+  import argparse  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from aligngan_jax import weights  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser(
+      prog='python -m aligngan_jax.convert', description=FETCH_USAGE,
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--fetch', required=True, choices=sorted(weights.SOURCES),
+                      help='The weights to download and verify.')
+  parser.add_argument('--out', required=True, help='Folder to put the file in.')
+  args = parser.parse_args(argv)
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  logging.set_verbosity(logging.INFO)   # the download's progress lines
+  try:
+    path = weights.fetch(args.fetch, args.out)
+  except weights.WeightsError as e:
+    sys.stderr.write(f'error: {e}\n')
+    return 1
+  print(f'{path} (SHA-256 {weights.sha256_of(path)})')
+  return 0
+
+
+if __name__ == '__main__':
+  raise SystemExit(main())

@@ -1,8 +1,10 @@
 """Starting from, or evaluating, weights made with PyTorch.
 
 * ``config.pretrained_backbone``: torchvision/timm ImageNet ResNet-50 weights
-  for the trunk of a new run (the official starting point; the default of
-  configs/sysu.py and configs/regdb.py), or a ``.msgpack`` trunk of any
+  for the trunk of a new run, named (``'torchvision'``, the official
+  starting point and the default of configs/sysu.py, regdb.py and llcm.py,
+  or ``'timm'``: fetched, verified and cached by `weights`) or as a path;
+  or a ``.msgpack`` trunk of any
   depth and width written by ``save_trunk`` (the demo's, made by
   ``datasets/synthetic_vireid/pretrain_trunk.py``).
 * ``config.init_from``: a directory of the official release files
@@ -21,6 +23,7 @@ import numpy as np
 
 from aligngan_jax import convert
 from aligngan_jax import sharding
+from aligngan_jax import weights
 from aligngan_jax.evaluation import features as features_lib
 from aligngan_jax.models import gan
 from aligngan_jax.models import resnet
@@ -80,12 +83,22 @@ def check_backbone_config(config) -> str | None:
             f'config.model.depth={config.model.depth}, config.model.width='
             f'{config.model.width}; use depth 50 and width 64, or set '
             "config.pretrained_backbone=''.")
+  if path in weights.SOURCES:
+    return None   # fetched (or read from the cache) before the data is read
   if not os.path.isfile(path):
-    return (f'config.pretrained_backbone={path!r} does not exist. Download '
-            f"torchvision's ImageNet ResNet-50 ({convert.RESNET50_URL}) or "
-            "timm's resnet50 model.safetensors and point the key at it, or set "
+    return (f'config.pretrained_backbone={path!r} does not exist. Name a source '
+            f"to fetch it ({', '.join(repr(n) for n in weights.SOURCES)}: "
+            "config.pretrained_backbone='torchvision' is the official starting "
+            "point), point the key at a local copy, or set "
             "config.pretrained_backbone='' to train from scratch.")
   return None
+
+
+def backbone_file(config) -> str:
+  """The local file of ``config.pretrained_backbone``: a named source
+  fetched into the weights cache on first use (``config.weights_dir``), a
+  path checked against the hash prefix its name may carry."""
+  return weights.resolve(config.pretrained_backbone, config.weights_dir)
 
 
 def load_backbone(state, config, mesh):
@@ -102,7 +115,7 @@ def load_backbone(state, config, mesh):
       raise ValueError(f'config.pretrained_backbone={path!r}: its trunk does not '
                        'fit config.model (parameter names or shapes differ).')
   else:
-    variables = convert.load_torchvision_resnet50(path)
+    variables = convert.load_torchvision_resnet50(backbone_file(config))
   variables = jax.device_put(variables, sharding.replicated(mesh))
   return state.replace(
       params={**state.params, 'encoder': variables['params']},

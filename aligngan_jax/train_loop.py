@@ -162,6 +162,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
   from aligngan_jax import input_pipeline  # TensorFlow: only when training.
   config_checks.validate_config(config, num_devices=jax.device_count())
   config_checks.ensure_writable(workdir)
+  if config.pretrained_backbone and not checkpointing.steps_in(workdir):
+    # A new run: fetch (or find in the cache) and verify the trunk's weights
+    # before the data is read; a resumed run does not need them.
+    pretrained.backbone_file(config)
   trainer = trainers.trainer_for(config)
   mesh = sharding.create_mesh()
   train, test = input_pipeline.load_data(config)

@@ -64,9 +64,14 @@ def get_config(arg=None):
   config.joint_modality_forward = False
 
   # Weights made with PyTorch (aligngan_jax/pretrained.py): ImageNet
-  # ResNet-50 for the trunk of a new run ('' = from scratch), and the
-  # official release to evaluate (config.mode='eval').
+  # ResNet-50 for the trunk of a new run ('' = from scratch; a path; or a
+  # source fetched, verified and cached on first use: 'torchvision', the
+  # official starting point, or 'timm'; aligngan_jax/weights.py), and the
+  # official release to evaluate (config.mode='eval'). The cache folder:
+  # weights_dir, else $ALIGNGAN_WEIGHTS_DIR, else
+  # ~/.cache/aligngan_jax/weights.
   config.pretrained_backbone = ''
+  config.weights_dir = ''
   config.init_from = ''
   config.init_from_step = 250
 

@@ -15,5 +15,5 @@ def get_config(arg=None):
   config.eval.protocol = 'regdb'
   # The official starting point: torchvision's ImageNet ResNet-50
   # (README, "Pretrained weights"). Override with the file's real location.
-  config.pretrained_backbone = 'weights/resnet50-0676ba61.pth'
+  config.pretrained_backbone = 'torchvision'   # fetched and verified on first use
   return default.apply_arg(config, arg)

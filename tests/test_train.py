@@ -180,7 +180,7 @@ def test_pretrained_backbone_errors_name_the_key(config, tmp_path):
     config_checks.validate_config(bad, num_devices=2)
   bad.model.depth, bad.model.width = 50, 64
   with pytest.raises(config_checks.ConfigError,
-                     match=r'pretrained_backbone=.*does not exist.*resnet50-0676ba61'):
+                     match=r"pretrained_backbone=.*does not exist.*'torchvision'"):
     config_checks.validate_config(bad, num_devices=2)
   bad.mode, bad.init_from = 'eval', str(tmp_path)
   with pytest.raises(config_checks.ConfigError, match='model-0_250.pkl'):
