@@ -16,7 +16,6 @@ import argparse
 import os
 import shutil
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -27,6 +26,7 @@ from aligngan_jax import checkpointing  # noqa: E402
 from aligngan_jax import players  # noqa: E402
 from aligngan_jax import sharding  # noqa: E402
 from configs import sysu  # noqa: E402
+import timing  # noqa: E402  (bench/timing.py)
 
 
 def _filled(abstract, mesh):
@@ -46,12 +46,7 @@ def _filled(abstract, mesh):
 
 def _median_seconds(fn, repeats):
   fn()   # warm-up (compiles the audit)
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
+  return timing.median_seconds(fn, repeats)
 
 
 def main():

@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 from aligngan_jax.evaluation import engine  # noqa: E402
 from aligngan_jax.evaluation import numpy_reference  # noqa: E402
 from aligngan_jax.evaluation import ranking  # noqa: E402
+import timing  # noqa: E402  (bench/timing.py)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('repeats', 5, 'Timed kernel runs (median reported).')
@@ -69,13 +70,7 @@ def _regdb_case(rng):
   return ids, ids.copy(), np.full(2060, 1), np.full(2060, 2)
 
 
-def _time(fn, repeats):
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
+_time = timing.median_seconds
 
 
 def _sysu_records(rng):
