@@ -49,6 +49,10 @@ def test_user_errors_are_one_line_before_any_work(tmp_path):
   last = _one_error_line(run_files.run_main(
       '--config=configs/nonexistent.py', f'--workdir={tmp_path}/b'))
   assert 'configs/nonexistent.py' in last
+  broken = tmp_path / 'broken.py'
+  broken.write_text('def get_config(:\n')
+  last = _one_error_line(run_files.run_main(f'--config={broken}', f'--workdir={tmp_path}/b'))
+  assert last == f'error: config file {broken}, line 1: invalid syntax.'
   # A value no run can use: named before anything is read or compiled; the
   # config dump is not printed before it.
   run = run_files.run_main('--config=configs/synthetic.py:tiny', f'--workdir={tmp_path}/c',

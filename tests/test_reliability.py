@@ -249,6 +249,16 @@ def test_values_no_run_can_use_are_refused_before_any_work(tfds_data_dir, tmp_pa
   with caplog.at_level(logging.WARNING):
     config_checks.validate_config(ok, num_devices=2)
   assert "JointDiscriminator's last InstanceNorm sees 1x1 maps" in caplog.text
+  # An unknown dataset, and visualize on a mistyped workdir (not created).
+  from aligngan_jax import input_pipeline
+  from aligngan_jax import sheets
+  from datasets import common
+  with pytest.raises(common.DatasetError, match="config.dataset='nope' is not a registered"):
+    input_pipeline.get_builder('nope', data_dir=tfds_data_dir)
+  config = _config(tfds_data_dir)
+  with pytest.raises(config_checks.ConfigError, match='typo does not exist'):
+    sheets.write_sheets(config, str(tmp_path / 'typo'))
+  assert not (tmp_path / 'typo').exists()
   # A resume step that is not there names those that are.
   with pytest.raises(checkpointing.CheckpointError, match='holds no checkpoint'):
     checkpointing.resume_or_start(_config(tfds_data_dir, resume_step=3), str(tmp_path / 'new'),
