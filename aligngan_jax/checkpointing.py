@@ -30,6 +30,7 @@ import orbax.checkpoint as ocp
 
 from aligngan_jax import config_checks
 from aligngan_jax import distributed
+from aligngan_jax import reporting
 from aligngan_jax import train_state as train_state_lib
 
 SET_ASIDE = 'checkpoints_set_aside'
@@ -68,8 +69,12 @@ def steps_in(workdir: str) -> list[int]:
   """The finished checkpoint steps in ``workdir`` (orbax renames a step's
   folder to its bare number once it is complete), without opening orbax."""
   folder = checkpoint_dir(workdir)
-  names = os.listdir(folder) if os.path.isdir(folder) else []
-  return sorted(int(n) for n in names if n.isdigit())
+  try:
+    names = os.listdir(folder)
+  except OSError:
+    return []
+  return sorted(int(n) for n in names
+                if n.isdigit() and os.path.isdir(os.path.join(folder, n)))
 
 
 def _saved_tree(state: train_state_lib.TrainState) -> dict:
@@ -252,26 +257,16 @@ def _shapes(tree) -> dict[str, tuple]:
   return out
 
 
-def _flat(tree, prefix='') -> dict:
-  out = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      out.update(_flat(value, f'{prefix}{key}.'))
-    else:
-      out[f'{prefix}{key}'] = value
-  return out
-
-
 def _config_differences(workdir: str, config) -> list[str]:
   """'key (saved -> now)' of the structure keys in which ``config`` differs
   from ``<workdir>/config.json`` (all differing keys if none of those do)."""
   path = os.path.join(workdir, 'config.json')
   try:
     with open(path) as f:
-      saved = _flat(json.load(f))
+      saved = reporting.flatten(json.load(f))
   except (OSError, ValueError):
     return []
-  now = _flat(json.loads(config.to_json_best_effort()))
+  now = reporting.flatten(json.loads(config.to_json_best_effort()))
   differ = [k for k in sorted(set(saved) | set(now))
             if saved.get(k) != now.get(k) and k not in ('mode', 'data_dir', 'manual_dir')]
   structural = [k for k in differ if k in STRUCTURE_KEYS] or differ

@@ -171,34 +171,35 @@ def _validate_gan(config, num_devices):
         f'per modality is not divisible by the {num_devices} devices.')
 
 
-def discriminator_maps(config) -> dict[str, int]:
-  """Side of the smallest map each discriminator's InstanceNorms see at
-  ``config.image_size`` (models/gan.py: 4x4 stride-2 convolutions halve,
-  rounding down). PatchDiscriminator: ``gan.d_layers`` + 1 halvings;
-  JointDiscriminator: five."""
-  size = config.image_size
-  return {'PatchDiscriminator': size >> (config.gan.d_layers + 1),
-          'JointDiscriminator': size >> 5}
+def _discriminator_halvings(config) -> dict[str, int]:
+  """How often each discriminator halves the image (models/gan.py: 4x4
+  stride-2 convolutions, rounding down) before its last InstanceNorm."""
+  return {'PatchDiscriminator': config.gan.d_layers + 1, 'JointDiscriminator': 5}
 
 
 def _check_image_size(config):
   """The AlignGAN networks' minimum image sizes: the generators map S to S
   only for S divisible by 4 (two stride-2 downs, two transposed ups); a
-  discriminator whose last InstanceNorm sees a 0x0 map gives NaN (and 1x1
-  normalises to zero: it then learns nothing, hence the warning)."""
+  discriminator whose last InstanceNorm sees a 0x0 map gives NaN."""
   size = config.image_size
   if size % 4:
     raise ConfigError(f'config.image_size={size}: the generators need a multiple '
                       f'of 4 (nearest valid: {size - size % 4 or 4}, {size + 4 - size % 4}).')
-  for network, side in discriminator_maps(config).items():
-    halvings = {'PatchDiscriminator': config.gan.d_layers + 1,
-                'JointDiscriminator': 5}[network]
-    if side < 1:
+  for network, halvings in _discriminator_halvings(config).items():
+    if size >> halvings < 1:
       raise ConfigError(
           f'config.image_size={size} is too small for the {network}: its last '
           f'InstanceNorm would see a 0x0 map (NaN losses); the smallest valid '
           f'size is {1 << halvings}, {2 << halvings} for 2x2 maps.')
-    if side == 1:
+
+
+def warn_about_image_size(config):
+  """Logs (once, when AlignGAN training starts; `validate_config` runs in
+  several places) each discriminator whose last InstanceNorm sees 1x1 maps:
+  it normalises them to zero, so that discriminator learns little."""
+  size = config.image_size
+  for network, halvings in _discriminator_halvings(config).items():
+    if size >> halvings == 1:
       logging.warning(
           'config.image_size=%d: the %s\'s last InstanceNorm sees 1x1 maps, '
           'which it normalises to zero (that discriminator then learns '
@@ -244,13 +245,20 @@ def _validate_eval(ev):
           '(github.com/wuancong/SYSU-MM01).')
 
 
-def ensure_writable(workdir: str):
-  """Creates ``workdir`` and proves it is writable, or raises ConfigError."""
+def writable_problem(folder: str) -> str | None:
+  """Creates ``folder`` (as ``mkdir -p``) and proves it writable; returns
+  why it cannot be, or None."""
   try:
-    os.makedirs(workdir, exist_ok=True)
-    with tempfile.TemporaryFile(dir=workdir):
+    os.makedirs(folder, exist_ok=True)
+    with tempfile.TemporaryFile(dir=folder):
       pass
   except OSError as e:
-    raise ConfigError(f'--workdir={workdir} is not writable: '
-                      f'{e.strerror or e}.') from e
+    return str(e.strerror or e)
+  return None
+
+
+def ensure_writable(workdir: str):
+  """Creates ``workdir`` and proves it is writable, or raises ConfigError."""
+  if problem := writable_problem(workdir):
+    raise ConfigError(f'--workdir={workdir} is not writable: {problem}.')
 

@@ -15,7 +15,7 @@ the extraction: the workdir (config.json and a checkpoint), ``--split``,
 then, as ``mkdir -p`` would (as search does for its sheet); one that
 cannot be created or written is an error then. The dataset is read before
 the model is restored, so that its errors too come before the compile. The
-file is written whole or not at all (through a ``.partial`` file renamed
+file is written whole or not at all (through a temporary file renamed
 into place), so an interrupted export never leaves a truncated one.
 """
 
@@ -57,16 +57,10 @@ def export(workdir: str, split: str, out: str, *, data_dir=None,
   records = dict(zip(('train', 'test'), input_pipeline.load_data(config)))[split]
   opened = trained.open_workdir(workdir, config)
   feats = driver.features_by_modality(opened.extract, records, config, opened.mesh)
-  partial = f'{path}.partial'
-  try:
-    with open(partial, 'wb') as f:
-      np.savez(f, features=feats, person_id=records.person_id, label=records.label,
-               camera=records.camera, modality=records.modality, index=records.index,
-               path=records.path, step=opened.step)
-    os.replace(partial, path)
-  finally:
-    if os.path.exists(partial):
-      os.remove(partial)
+  search.write_whole(path, lambda f: np.savez(
+      f, features=feats, person_id=records.person_id, label=records.label,
+      camera=records.camera, modality=records.modality, index=records.index,
+      path=records.path, step=opened.step))
   return path
 
 

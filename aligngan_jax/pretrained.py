@@ -101,8 +101,9 @@ def backbone_file(config) -> str:
   return weights.resolve(config.pretrained_backbone, config.weights_dir)
 
 
-def load_backbone(state, config, mesh):
-  """``state`` with the trunk's params and BatchNorm statistics replaced."""
+def load_backbone(state, config, mesh, resolved: str | None = None):
+  """``state`` with the trunk's params and BatchNorm statistics replaced
+  (``resolved``: `backbone_file` of ``config``, when the caller has it)."""
   path = config.pretrained_backbone
   if path.endswith(TRUNK_SUFFIX):
     trunk = read_trunk(path)
@@ -115,7 +116,7 @@ def load_backbone(state, config, mesh):
       raise ValueError(f'config.pretrained_backbone={path!r}: its trunk does not '
                        'fit config.model (parameter names or shapes differ).')
   else:
-    variables = convert.load_torchvision_resnet50(backbone_file(config))
+    variables = convert.load_torchvision_resnet50(resolved or backbone_file(config))
   variables = jax.device_put(variables, sharding.replicated(mesh))
   return state.replace(
       params={**state.params, 'encoder': variables['params']},

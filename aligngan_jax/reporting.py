@@ -80,15 +80,18 @@ def writer_for(workdir):
       workdir, just_logging=jax.process_index() > 0, asynchronous=True)
 
 
-def _flat(config) -> dict:
-  """Config as flat hparams for TensorBoard (sequences as strings)."""
+def flatten(tree, prefix: str = '') -> dict:
+  """{'a.b': value} of nested dicts or ConfigDicts."""
   out = {}
-  for key, value in config.items():
-    if isinstance(value, ml_collections.ConfigDict):
-      out.update({f'{key}.{k}': v for k, v in _flat(value).items()})
-    elif isinstance(value, (int, float, str, bool)):
-      out[key] = value
+  for key, value in tree.items():
+    if isinstance(value, (dict, ml_collections.ConfigDict)):
+      out.update(flatten(value, f'{prefix}{key}.'))
     else:
-      out[key] = str(value)
+      out[f'{prefix}{key}'] = value
   return out
 
+
+def _flat(config) -> dict:
+  """Config as flat hparams for TensorBoard (sequences as strings)."""
+  return {k: v if isinstance(v, (int, float, str, bool)) else str(v)
+          for k, v in flatten(config).items()}

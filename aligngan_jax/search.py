@@ -31,7 +31,6 @@ import json
 import os
 import stat
 import sys
-import tempfile
 
 from absl import app
 from absl import flags
@@ -115,13 +114,24 @@ def prepare_output(path: str) -> str | None:
     above = os.path.dirname(above)
   if not os.path.isdir(above):
     return f'{above} is a file, not a folder'
-  try:
-    os.makedirs(folder, exist_ok=True)
-    with tempfile.TemporaryFile(dir=folder):
-      pass
-  except OSError as e:
-    return f'its folder {folder} cannot be created or written ({e.strerror or e})'
+  from aligngan_jax import config_checks  # pylint: disable=g-import-not-at-top
+  if problem := config_checks.writable_problem(folder):
+    return f'its folder {folder} cannot be created or written ({problem})'
   return None
+
+
+def write_whole(path: str, write) -> None:
+  """``write(file)`` into a temporary file next to ``path``, renamed into
+  place: ``path`` is written whole or not at all (an interrupted write
+  would leave a truncated file that breaks every later reader)."""
+  partial = f'{path}.{os.getpid()}.partial'
+  try:
+    with open(partial, 'wb') as f:
+      write(f)
+    os.replace(partial, path)
+  finally:
+    if os.path.exists(partial):
+      os.remove(partial)
 
 
 def read_images(paths: list[str]) -> tuple[list[str], list[bytes]]:
@@ -206,17 +216,12 @@ def gallery_features(opened, workdir: str, folder: str, modality: str,
   if not paths:
     raise SearchError(f'--gallery={folder}: none of its image files can be read.')
   feats = features(opened, blobs, modality)
-  partial = f'{cache}.{os.getpid()}.partial'
   try:
     os.makedirs(os.path.dirname(cache), exist_ok=True)
-    with open(partial, 'wb') as f:
-      np.savez(f, paths=np.array(paths), features=feats)
-    os.replace(partial, cache)
+    write_whole(cache, lambda f: np.savez(f, paths=np.array(paths), features=feats))
   except OSError as e:
     logging.warning('Could not cache the gallery features in %s (%s); the next '
                     'search extracts them again.', cache, e.strerror or e)
-    if os.path.exists(partial):
-      os.remove(partial)
   return paths, feats, False
 
 

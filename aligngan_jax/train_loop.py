@@ -162,11 +162,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
   from aligngan_jax import input_pipeline  # TensorFlow: only when training.
   config_checks.validate_config(config, num_devices=jax.device_count())
   config_checks.ensure_writable(workdir)
+  backbone = None
   if config.pretrained_backbone and not checkpointing.steps_in(workdir):
     # A new run: fetch (or find in the cache) and verify the trunk's weights
     # before the data is read; a resumed run does not need them.
-    pretrained.backbone_file(config)
+    backbone = pretrained.backbone_file(config)
   trainer = trainers.trainer_for(config)
+  if trainer.translates:
+    config_checks.warn_about_image_size(config)
   mesh = sharding.create_mesh()
   train, test = input_pipeline.load_data(config)
   rgb, ir = input_pipeline.training_records(
@@ -179,7 +182,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   manager, state, resumed = checkpointing.resume_or_start(
       config, workdir, functools.partial(players.create_state, config, models, mesh))
   if not resumed and config.pretrained_backbone:
-    state = pretrained.load_backbone(state, config, mesh)
+    state = pretrained.load_backbone(state, config, mesh, resolved=backbone)
     logging.info('Trunk initialised from %s.', config.pretrained_backbone)
   start = int(state.step)
   bounds, total = trainer.bounds(), trainer.total_iterations

@@ -80,12 +80,7 @@ def require_trained_workdir(workdir: str) -> None:
         f'--workdir={workdir} {what}: pass the folder given to main.py --workdir.')
   if not os.path.isfile(os.path.join(workdir, 'config.json')):
     load_config(workdir)  # Raises, naming what is missing.
-  folder = os.path.join(workdir, 'checkpoints')
-  try:
-    names = os.listdir(folder)
-  except OSError:
-    names = []
-  if not any(n.isdigit() and os.path.isdir(os.path.join(folder, n)) for n in names):
+  if not checkpointing.steps_in(workdir):
     raise config_checks.ConfigError(_no_checkpoint(workdir))
 
 

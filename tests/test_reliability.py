@@ -246,8 +246,9 @@ def test_values_no_run_can_use_are_refused_before_any_work(tfds_data_dir, tmp_pa
   # 32 px runs, with a warning that the joint discriminator learns little.
   ok = gan.copy_and_resolve_references()
   ok.image_size = 32
+  config_checks.validate_config(ok, num_devices=2)
   with caplog.at_level(logging.WARNING):
-    config_checks.validate_config(ok, num_devices=2)
+    config_checks.warn_about_image_size(ok)
   assert "JointDiscriminator's last InstanceNorm sees 1x1 maps" in caplog.text
   # An unknown dataset, and visualize on a mistyped workdir (not created).
   from aligngan_jax import input_pipeline
