@@ -5,6 +5,7 @@ only the cooperating processes need processes."""
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -29,8 +30,10 @@ def _launch(tmp_path, workdir, data_dir, *, processes, devices, steps, extra=())
   """Starts `processes` main.py processes with `devices` CPU devices each;
   returns [(Popen, stderr path)]."""
   port = _free_port()
-  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
-             JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='2')
+  # The session's XLA flags (tests/conftest.py), with `devices` devices.
+  flags = re.sub(r'--xla_force_host_platform_device_count=\d+',
+                 f'--xla_force_host_platform_device_count={devices}', os.environ['XLA_FLAGS'])
+  env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='2')
   launched = []
   for i in range(processes):
     args = [sys.executable, 'main.py', '--config=configs/synthetic.py:ide,tiny',
