@@ -95,9 +95,9 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int):
   if config.model.remat not in resnet.REMAT_POLICIES:
     raise ConfigError(f'config.model.remat={config.model.remat!r} is not one of '
                       f'{tuple(resnet.REMAT_POLICIES)}.')
-  if config.model.depth not in (18, 34, 50, 101):
+  if config.model.depth not in resnet.DEPTHS:
     raise ConfigError(f'config.model.depth={config.model.depth} must be one of '
-                      '18, 34, 50, 101.')
+                      f'{", ".join(map(str, resnet.DEPTHS))}.')
 
 
 def moved_key_message(key: str) -> str:

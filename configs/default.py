@@ -213,7 +213,7 @@ def apply_arg(config, arg):
   config.ids_per_batch = 4
   config.instances_per_id = 2
   config.eval_batch_size = 16
-  config.model.depth = 18
+  config.model.depth = 10                  # one block per stage (models/resnet.py)
   config.model.width = 4
   config.model.bottle_dim = 16
   config.model.embed_dim = 16

@@ -39,15 +39,16 @@ def _config(data_dir, **overrides):
 
 @pytest.fixture(scope='module')
 def diverged(tfds_data_dir, tmp_path_factory):
-  """A run at learning rate 5 (parameters and BatchNorm running variances
-  grow ~10x a step while the losses stay finite), then the same workdir resumed
+  """A run at learning rate 10 (parameters and BatchNorm running variances
+  grow ~10x a step while the losses stay finite: the state after step 3
+  passes 1e6), then the same workdir resumed
   from the step the error names with a sane rate, to the end.
 
   Returns (workdir, the error's message, the resumed run's result)."""
   workdir = str(tmp_path_factory.mktemp('diverged') / 'run')
   with pytest.raises(checkpointing.DivergenceError) as error:
     train_loop.train_and_evaluate(
-        _config(tfds_data_dir, learning_rate=5.0, max_checkpoints_to_keep=10), workdir)
+        _config(tfds_data_dir, learning_rate=10.0, max_checkpoints_to_keep=10), workdir)
   message = str(error.value)
   step = int(message.split('--config.resume_step=')[1].split()[0])
   result = train_loop.train_and_evaluate(

@@ -176,7 +176,7 @@ def test_joint_forward_shares_batchnorm_statistics(config, models):
 def test_pretrained_backbone_errors_name_the_key(config, tmp_path):
   bad = config.copy_and_resolve_references()
   bad.pretrained_backbone = str(tmp_path / 'resnet50.pth')
-  with pytest.raises(config_checks.ConfigError, match='config.model.depth=18'):
+  with pytest.raises(config_checks.ConfigError, match='config.model.depth=10'):
     config_checks.validate_config(bad, num_devices=2)
   bad.model.depth, bad.model.width = 50, 64
   with pytest.raises(config_checks.ConfigError,

@@ -82,7 +82,10 @@ class _Block(nn.Module):
     return nn.relu(y + residual)
 
 
-_STAGES = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+# 10: one block per stage, the tiny test models' trunk (configs/default.py
+# 'tiny'): every path of ResNet-18 at half its compile time.
+_STAGES = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+DEPTHS = tuple(_STAGES)
 
 # ResNetEncoder.remat -> what a residual block keeps for its backward pass:
 # 'none' everything; 'convs' the convolution outputs (BatchNorm and ReLU are
@@ -96,7 +99,8 @@ class ResNetEncoder(nn.Module):
   """ResNet trunk: conv1, bn1, relu, maxpool, layer1..layer4.
 
   Attributes:
-    depth: 18, 34 (basic blocks), 50 or 101 (bottlenecks). Official: 50.
+    depth: 10 (tiny test models), 18, 34 (basic blocks), 50 or 101
+      (bottlenecks). Official: 50.
     width: channels of the stem and layer1; 64 is torchvision's. Small
       widths make tiny test models.
     last_stride: stride of layer4; AlignGAN sets it to 1 (official 24x12
