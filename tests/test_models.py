@@ -24,6 +24,21 @@ def test_resnet50_trunk_has_the_official_parameter_count_and_shape():
   assert out.shape == (1, 24, 12, 2048)       # last stride 1
 
 
+@pytest.mark.parametrize('depth,count', [
+    # torchvision's resnet18 without its fc layer (11,689,512 - 513,000).
+    (18, 11_176_512),
+    # The tiny models' trunk: ResNet-18 less the second block of each stage
+    # (73,984 + 295,424 + 1,180,672 + 4,720,640 parameters at width 64).
+    (10, 11_176_512 - 6_270_720)])
+def test_basic_block_trunks_have_the_torchvision_layout(depth, count):
+  enc = ResNetEncoder(depth=depth)
+  variables = jax.eval_shape(lambda: enc.init(jax.random.key(0), jnp.zeros((1, 64, 32, 3)),
+                                              train=False))
+  assert _num_params(variables['params']) == count
+  assert {name.split('_')[0] for name in variables['params']} == {
+      'conv1', 'bn1', 'layer1', 'layer2', 'layer3', 'layer4'}
+
+
 def test_embedder_has_the_official_parameter_count():
   emb = Embedder(num_classes=395)
   fmap = jnp.zeros((2, 24, 12, 2048))
