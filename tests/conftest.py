@@ -14,7 +14,10 @@ _FASTER_COMPILES = {
     # float rounding; the suite's tolerances are unchanged.
     '--xla_cpu_use_fusion_emitters=false': ('0.10',),
 }
-_JAXLIB = '.'.join(importlib.metadata.version('jaxlib').split('.')[:2])
+try:
+  _JAXLIB = '.'.join(importlib.metadata.version('jaxlib').split('.')[:2])
+except importlib.metadata.PackageNotFoundError:
+  _JAXLIB = None
 os.environ['XLA_FLAGS'] = ' '.join(
     [os.environ.get('XLA_FLAGS', ''), '--xla_force_host_platform_device_count=2',
      *(flag for flag, versions in _FASTER_COMPILES.items() if _JAXLIB in versions)]).strip()
