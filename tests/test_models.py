@@ -160,9 +160,6 @@ def test_stat_groups_equal_separate_calls_in_order(norm):
   assert not np.allclose(reverse['mean'], stats['mean'], rtol=1e-3)
 
 
-_ENCODER_GRADS = {}
-
-
 @functools.cache
 def _encoder_input_and_variables():
   x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 32, 16, 3)), jnp.float32)
@@ -170,23 +167,21 @@ def _encoder_input_and_variables():
   return x, jax.jit(init)(jax.random.key(0), x)
 
 
+@functools.cache
 def _encoder_loss_and_grads(remat):
   """(jaxpr text, ((loss, batch stats), grads)) of a train-mode ResNet-50
   (width 4) loss, once per policy and module. One jitted init serves every
   policy (remat changes how gradients are computed, not the variables) and
   one trace gives both the jaxpr and the program."""
-  if remat not in _ENCODER_GRADS:
-    x, variables = _encoder_input_and_variables()
-    model = ResNetEncoder(depth=50, width=4, remat=remat)
+  x, variables = _encoder_input_and_variables()
+  model = ResNetEncoder(depth=50, width=4, remat=remat)
 
-    def loss(params):
-      y, new = model.apply({'params': params, 'batch_stats': variables['batch_stats']},
-                           x, train=True, mutable=['batch_stats'])
-      return jnp.sum(jnp.square(y)), new['batch_stats']
-    traced = jax.jit(jax.value_and_grad(loss, has_aux=True)).trace(variables['params'])
-    _ENCODER_GRADS[remat] = (str(traced.jaxpr),
-                             traced.lower().compile()(variables['params']))
-  return _ENCODER_GRADS[remat]
+  def loss(params):
+    y, new = model.apply({'params': params, 'batch_stats': variables['batch_stats']},
+                         x, train=True, mutable=['batch_stats'])
+    return jnp.sum(jnp.square(y)), new['batch_stats']
+  traced = jax.jit(jax.value_and_grad(loss, has_aux=True)).trace(variables['params'])
+  return str(traced.jaxpr), traced.lower().compile()(variables['params'])
 
 
 @pytest.mark.parametrize('remat', ['convs', 'blocks'])

@@ -41,8 +41,8 @@ def _config(data_dir, **overrides):
 def diverged(tfds_data_dir, tmp_path_factory):
   """A run at learning rate 10 (parameters and BatchNorm running variances
   grow ~10x a step while the losses stay finite: the state after step 3
-  passes 1e6), then the same workdir resumed
-  from the step the error names with a sane rate, to the end.
+  passes 1e6), then the same workdir resumed from the step the error names
+  with a sane rate, to the end.
 
   Returns (workdir, the error's message, the resumed run's result)."""
   workdir = str(tmp_path_factory.mktemp('diverged') / 'run')
