@@ -92,26 +92,43 @@ class BatchNorm(nn.Module):
     ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, (features,))
     ra_var = self.variable('batch_stats', 'var', jnp.ones, (features,))
     groups = self.stat_groups if train else 1
-    shape, in_dtype = x.shape, x.dtype
-    # [N / G, G, ..., C]: statistics over every axis but the group's and C's.
-    x = x.reshape((-1, groups) + shape[1:])
-    axes = (0,) + tuple(range(2, x.ndim - 1))
+    if groups == 1:
+      y = self._normalise(x, train, scale, bias, ra_mean, ra_var)
+    else:
+      # [N / G, G, ..., C]: statistics over every axis but the group's and C's.
+      y = self._normalise(x.reshape((-1, groups) + x.shape[1:]), train, scale, bias,
+                          ra_mean, ra_var, groups=groups).reshape(x.shape)
+    return y.astype(self.dtype or x.dtype)
+
+  def _normalise(self, x, train, scale, bias, ra_mean, ra_var, *, groups=None):
+    """``groups=None``: x in its own layout, statistics over every axis but
+    the last. This is the arithmetic of the code before ``stat_groups``, op
+    for op: the grouped 5-D view, used for one group too, made XLA fuse
+    and round differently, and 150 iterations amplified those last-bit
+    differences into a 7-point drop of the demo's Rank-1 (issue 25,
+    docs/decisions.md). ``groups=G``: x is ``[N / G, G, ..., C]``."""
+    features = x.shape[-1]
+    axes = (tuple(range(x.ndim - 1)) if groups is None
+            else (0,) + tuple(range(2, x.ndim - 1)))
     if train:
       x32 = x.astype(jnp.float32)
-      mean = x32.mean(axes, keepdims=True)
+      mean = x32.mean(axes, keepdims=groups is not None)
       # Two passes, E[(x - E[x])^2], as PyTorch computes it: the one-pass
       # E[x^2] - E[x]^2 loses float32 digits as (mean/std)^2, and the
       # embedder's bottleneck sees mean/std near 11 (docs/decisions.md).
-      var = jnp.square(x32 - mean).mean(axes, keepdims=True)
+      var = jnp.square(x32 - mean).mean(axes, keepdims=groups is not None)
       if not self.is_initializing():
-        n = x.size // (features * groups)
-        per_group = lambda v: v.reshape(groups, features)
-        _update_in_order(ra_mean, per_group(mean), self.momentum)
-        _update_in_order(ra_var, per_group(var) * n / max(n - 1, 1), self.momentum)
+        n = x.size // (features * (groups or 1))
+        if groups is None:
+          _update(ra_mean, mean, self.momentum)
+          _update(ra_var, var * n / max(n - 1, 1), self.momentum)
+        else:
+          per_group = lambda v: v.reshape(groups, features)
+          _update_in_order(ra_mean, per_group(mean), self.momentum)
+          _update_in_order(ra_var, per_group(var) * n / max(n - 1, 1), self.momentum)
     else:
       mean, var = ra_mean.value, ra_var.value
-    y = (x - mean) * (scale * jax.lax.rsqrt(var + self.epsilon)) + bias
-    return y.reshape(shape).astype(self.dtype or in_dtype)
+    return (x - mean) * (scale * jax.lax.rsqrt(var + self.epsilon)) + bias
 
 
 class InstanceNorm(nn.Module):
@@ -148,9 +165,15 @@ class InstanceNorm(nn.Module):
       var = jnp.square(x - mean).mean((1, 2), keepdims=True)
       if self.track_running_stats and not self.is_initializing():
         n = x.shape[1] * x.shape[2]
-        per_group = lambda v: v.reshape(-1, self.stat_groups, features).mean(0)
-        _update_in_order(ra_mean, per_group(mean), self.momentum)
-        _update_in_order(ra_var, per_group(var * n / max(n - 1, 1)), self.momentum)
+        unbiased = var * n / max(n - 1, 1)
+        if self.stat_groups == 1:
+          # The pre-stat_groups arithmetic, op for op (see BatchNorm).
+          _update(ra_mean, mean.mean((0, 1, 2)), self.momentum)
+          _update(ra_var, unbiased.mean((0, 1, 2)), self.momentum)
+        else:
+          per_group = lambda v: v.reshape(-1, self.stat_groups, features).mean(0)
+          _update_in_order(ra_mean, per_group(mean), self.momentum)
+          _update_in_order(ra_var, per_group(unbiased), self.momentum)
     y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
     if self.affine:
       y = (y * self.param('scale', self.scale_init, (features,))
