@@ -74,11 +74,9 @@ def aligngan_run(tfds_data_dir, tmp_path_factory):
 
   Returns (workdir, main.py's stderr)."""
   workdir = str(tmp_path_factory.mktemp('aligngan') / 'run')
-  run = run_files.run_main('--config=configs/synthetic.py:tiny', f'--workdir={workdir}',
-                 f'--config.data_dir={tfds_data_dir}', '--config.image_size=64',
-                 '--config.checkpoint_every_steps=1',
-                 '--config.max_checkpoints_to_keep=10', '--config.eval.num_trials=2',
-                 f'--compilation_cache_dir={os.environ["JAX_COMPILATION_CACHE_DIR"]}')
+  run = run_files.run_main(*run_files.ALIGNGAN_TINY_FLAGS, f'--workdir={workdir}',
+                           f'--config.data_dir={tfds_data_dir}',
+                           f'--compilation_cache_dir={os.environ["JAX_COMPILATION_CACHE_DIR"]}')
   assert run.returncode == 0, run.stderr[-3000:]
   return workdir, run.stderr
 

@@ -13,6 +13,7 @@ from aligngan_jax import players
 from aligngan_jax import sharding
 from aligngan_jax import trainers
 from configs import synthetic
+import golden
 
 NUM_CLASSES = 6
 
@@ -230,20 +231,21 @@ def test_the_demo_config_finds_its_committed_trunk_from_any_directory(tmp_path, 
   assert synthetic.get_config('tiny').pretrained_backbone == ''
 
 
-def test_ide_trainer_runs_in_the_one_loop_and_evaluates(tfds_data_dir, tmp_path, caplog):
+def test_ide_trainer_runs_in_the_one_loop_and_keeps_its_golden_numbers(tfds_data_dir, tmp_path, caplog):
   """The IDE baseline through train_lib, as main.py runs it: checkpoints,
   evaluation, the shared tag scheme, then config.mode='eval'."""
   import logging
   from aligngan_jax import train_lib
   import run_files
   workdir = str(tmp_path / 'run')
-  config = synthetic.get_config('ide,tiny')
+  config = run_files.override(synthetic.get_config('ide,tiny'),
+                              run_files.IDE_TINY_OVERRIDES)
   config.data_dir = tfds_data_dir
-  config.checkpoint_every_steps = 1
-  config.eval.num_trials = 2
-  config.ide.num_train_steps = 2
   with caplog.at_level(logging.INFO):
     train_lib.train_and_evaluate(config, workdir)
+  # What it learned is what it learned when tests/golden/ide_tiny.json was
+  # written (tests/golden.py: losses at every step, final metrics).
+  golden.check('ide_tiny', workdir)
   assert 'ide step 2/2' in caplog.text
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['1', '2']
   result = run_files.latest_eval(workdir)

@@ -27,6 +27,7 @@ from aligngan_jax import trained
 from aligngan_jax import visualize
 from aligngan_jax.evaluation import driver
 from aligngan_jax.evaluation import engine
+import golden
 import run_files
 
 
@@ -50,6 +51,30 @@ def test_smoke_run_trains_the_demo_aligngan_with_the_compilation_cache(aligngan_
   scored = [r for r in result['results'].values() if 'skipped' not in r]
   assert scored and all(len(r['cmc']) == 20 and 0 <= r['mAP']['mean'] <= 1
                         for r in scored)
+
+
+def test_the_shared_run_computes_its_golden_numbers(aligngan_run):
+  # Losses at all six iterations and the final metrics, against the numbers
+  # recorded in tests/golden/aligngan_tiny.json (tests/golden.py): a change that
+  # moves what AlignGAN learns must update them and say why.
+  golden.check('aligngan_tiny', aligngan_run[0])
+
+
+def test_golden_differences_flag_moved_missing_and_extra_numbers():
+  want = {'losses': {'train/G/loss': {'1': 2.0, '2': 1.5}},
+          'metrics': {'sysu all single': {'rank1': 0.25}}}
+  # Within the tolerance: float noise of another machine (tests/golden.py).
+  same = {'losses': {'train/G/loss': {'1': 2.0 * (1 + 1e-4), '2': 1.5}},
+          'metrics': {'sysu all single': {'rank1': 0.25 + 0.01}}}
+  assert golden.differences(want, same) == []
+  moved = {'losses': {'train/G/loss': {'1': 2.0 * (1 + 1e-2), '3': 1.0}},
+           'metrics': {'sysu all single': {'rank1': 0.25 + 1 / 6}}}
+  found = golden.differences(want, moved)
+  assert len(found) == 4, found
+  assert found[0].startswith('losses train/G/loss 1: golden 2.0, now 2.02')
+  assert 'train/G/loss 2: only in the golden file' in found[1]
+  assert 'train/G/loss 3: only in the fresh run' in found[2]
+  assert found[3].startswith('metrics sysu all single rank1:')
 
 
 def test_eval_mode_reads_the_newest_checkpoint(copy_run, caplog):
