@@ -58,6 +58,11 @@ def get_config(arg=None):
   # mostly knows; longer, it unlearns the visible side: docs/decisions.md).
   # One x0.1 decay of every optimizer halfway through stage 3, as official.
   config.gan.stage_iterations = (150, 300, 450)
+  # Not official: at test time the generators normalise each RGB image with
+  # its own InstanceNorm statistics, as in training, not with running
+  # statistics averaged over real RGB, fake RGB and real IR. Same training,
+  # higher Rank-1 on each of five seeds (docs/decisions.md, issue 25).
+  config.gan.eval_instance_stats = True
   config.gan.lr_milestones = (675,)
   config.log_every_steps = 50
   config.checkpoint_every_steps = 250

@@ -160,6 +160,35 @@ def test_stat_groups_equal_separate_calls_in_order(norm):
   assert not np.allclose(reverse['mean'], stats['mean'], rtol=1e-3)
 
 
+def test_eval_instance_stats_normalise_each_image_as_training_does():
+  """config.gan.eval_instance_stats: the eval-mode generator uses each
+  image's own InstanceNorm statistics (the training-mode arithmetic), not
+  the running ones, and training is unchanged by the switch."""
+  from aligngan_jax.models import gan
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.uniform(-1, 1, (2, 16, 16, 3)), jnp.float32)
+  official = gan.Generator(conv_dim=4, num_residual=1)
+  per_image = gan.Generator(conv_dim=4, num_residual=1, eval_instance_stats=True)
+  variables = official.init(jax.random.key(0), x, train=False)
+  # Running statistics away from their (0, 1) start: one training call on
+  # other images.
+  other = jnp.asarray(rng.normal(0.5, 2.0, (2, 16, 16, 3)), jnp.float32)
+  variables = {**variables,
+               **official.apply(variables, other, train=True, mutable=['batch_stats'])[1]}
+  trained, stats = official.apply(variables, x, train=True, mutable=['batch_stats'])
+  trained_switch, stats_switch = per_image.apply(variables, x, train=True,
+                                                 mutable=['batch_stats'])
+  np.testing.assert_array_equal(trained_switch, trained)
+  jax.tree.map(np.testing.assert_array_equal, stats_switch, stats)
+  evaluated = per_image.apply(variables, x, train=False)
+  np.testing.assert_allclose(evaluated, trained, atol=1e-6)
+  # Each image alone: no statistic is shared across the batch.
+  np.testing.assert_allclose(per_image.apply(variables, x[:1], train=False),
+                             evaluated[:1], atol=1e-6)
+  # The official eval mode reads the running statistics: another output.
+  assert np.abs(official.apply(variables, x, train=False) - evaluated).max() > 1e-2
+
+
 @functools.cache
 def _encoder_input_and_variables():
   x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 32, 16, 3)), jnp.float32)

@@ -142,6 +142,9 @@ class InstanceNorm(nn.Module):
   affine scale U(0, 1) (the default here); ``scale_init=ones`` gives >= 1.2.
   ``stat_groups=G`` (see `BatchNorm`): one running-statistic update per
   `interleave`d group, group 0 first (normalisation is per instance anyway).
+  ``eval_instance_stats`` (not official): eval mode normalises each instance
+  with its own statistics, as training does, and leaves the running ones
+  unread (they are still updated in training).
   """
   affine: bool = True
   track_running_stats: bool = True
@@ -149,11 +152,12 @@ class InstanceNorm(nn.Module):
   epsilon: float = 1e-5
   scale_init: Initializer = uniform_unit
   stat_groups: int = 1
+  eval_instance_stats: bool = False
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     features = x.shape[-1]
-    use_running = self.track_running_stats and not train
+    use_running = self.track_running_stats and not train and not self.eval_instance_stats
     if self.track_running_stats:
       ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, (features,))
       ra_var = self.variable('batch_stats', 'var', jnp.ones, (features,))
@@ -163,7 +167,7 @@ class InstanceNorm(nn.Module):
     else:
       mean = x.mean((1, 2), keepdims=True)
       var = jnp.square(x - mean).mean((1, 2), keepdims=True)
-      if self.track_running_stats and not self.is_initializing():
+      if self.track_running_stats and train and not self.is_initializing():
         n = x.shape[1] * x.shape[2]
         unbiased = var * n / max(n - 1, 1)
         if self.stat_groups == 1:
