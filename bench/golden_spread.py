@@ -29,13 +29,12 @@ sys.path.insert(0, os.path.join(ROOT, 'tests'))
 import golden  # noqa: E402
 import run_files  # noqa: E402
 
-_TEST_XLA = ['--xla_force_host_platform_device_count=2']
-_OLD_EMITTERS = '--xla_cpu_use_fusion_emitters=false'
+_TESTS = run_files.xla_flags_for_tests()
 VARIANTS = {
-    'as the tests': (_TEST_XLA + [_OLD_EMITTERS], []),
-    'AVX2': (_TEST_XLA + [_OLD_EMITTERS, '--xla_cpu_max_isa=AVX2'], []),
-    '1 core': (_TEST_XLA + [_OLD_EMITTERS], ['taskset', '-c', '0']),
-    'fusion emitters': (_TEST_XLA, []),
+    'as the tests': (_TESTS, []),
+    'AVX2': (_TESTS + ['--xla_cpu_max_isa=AVX2'], []),
+    '1 core': (_TESTS, ['taskset', '-c', '0']),
+    'fusion emitters': (run_files.xla_flags_for_tests(faster_compiles=False), []),
 }
 RUNS = {
     'aligngan_tiny': run_files.ALIGNGAN_TINY_FLAGS,
@@ -62,8 +61,8 @@ def main():
   for variant, (xla_flags, prefix) in VARIANTS.items():
     for name, flags in RUNS.items():
       workdir = os.path.join(tmp, variant.replace(' ', '_'), name)
-      env = dict(os.environ, XLA_FLAGS=' '.join(xla_flags), JAX_PLATFORMS='cpu',
-                 JAX_DISABLE_MOST_OPTIMIZATIONS='true', TF_CPP_MIN_LOG_LEVEL='2')
+      env = dict(os.environ, **run_files.TEST_ENV, XLA_FLAGS=' '.join(xla_flags),
+                 JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='2')
       run = subprocess.run(
           [*prefix, sys.executable, 'main.py', *flags, f'--workdir={workdir}',
            f'--config.data_dir={data_dir}', '--nocompilation_cache'],

@@ -1,26 +1,13 @@
 """Test setup: two host devices (so sharding is exercised on CPU), set before
 JAX is imported; quiet TensorFlow; a session-wide tiny synthetic dataset."""
 
-import importlib.metadata
 import os
 import tempfile
 
-# XLA aborts on a flag it does not know, so version-dependent flags are
-# passed only to the jaxlib versions they were measured with.
-_FASTER_COMPILES = {
-    # The CPU fusion emitters (MLIR) compile the tiny test steps about 30 %
-    # slower than the older LLVM IR emitters (AlignGAN stage 3 at :tiny:
-    # 13.8 s against 9.4 s; bench/RESULTS.md, issue 16). Results agree to
-    # float rounding; the suite's tolerances are unchanged.
-    '--xla_cpu_use_fusion_emitters=false': ('0.10',),
-}
-try:
-  _JAXLIB = '.'.join(importlib.metadata.version('jaxlib').split('.')[:2])
-except importlib.metadata.PackageNotFoundError:
-  _JAXLIB = None
+import run_files  # (imports no JAX: the flags below are set before JAX loads)
+
 os.environ['XLA_FLAGS'] = ' '.join(
-    [os.environ.get('XLA_FLAGS', ''), '--xla_force_host_platform_device_count=2',
-     *(flag for flag, versions in _FASTER_COMPILES.items() if _JAXLIB in versions)]).strip()
+    [os.environ.get('XLA_FLAGS', ''), *run_files.xla_flags_for_tests()]).strip()
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 # One persistent compilation cache for the session (and the main.py
 # subprocesses it starts): the same step compiled again, by another test or
@@ -30,15 +17,14 @@ os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 
-# Faster compiles for tiny test models; numerics stay exact enough. Set in
-# the environment so that the main.py subprocesses compile the same way
-# (and so share the cache with in-process tests).
-os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', 'true')
+# Faster compiles for tiny test models (run_files.TEST_ENV). Set in the
+# environment so that the main.py subprocesses compile the same way (and
+# so share the cache with in-process tests).
+for _key, _value in run_files.TEST_ENV.items():
+  os.environ.setdefault(_key, _value)
 
 import jax  # noqa: E402,F401  (after XLA_FLAGS on purpose)
 import pytest  # noqa: E402
-
-import run_files  # noqa: E402
 
 
 @pytest.fixture(scope='session')

@@ -1,11 +1,41 @@
-"""Readers of what a training run leaves in its workdir (for tests)."""
+"""Readers of what a training run leaves in its workdir (for tests), and
+the settings every test run compiles with. Imports no JAX: conftest.py
+reads the XLA flags before JAX loads."""
 
+import importlib.metadata
 import json
 import os
 import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# XLA aborts on a flag it does not know, so version-dependent flags are
+# passed only to the jaxlib versions they were measured with.
+_FASTER_COMPILES = {
+    # The CPU fusion emitters (MLIR) compile the tiny test steps about 30 %
+    # slower than the older LLVM IR emitters (AlignGAN stage 3 at :tiny:
+    # 13.8 s against 9.4 s; bench/RESULTS.md, issue 16). Results agree to
+    # float rounding (bench/golden_spread.py measures how far).
+    '--xla_cpu_use_fusion_emitters=false': ('0.10',),
+}
+# Faster compiles for tiny test models; numerics stay exact enough.
+TEST_ENV = {'JAX_DISABLE_MOST_OPTIMIZATIONS': 'true'}
+
+
+def xla_flags_for_tests(*, faster_compiles: bool = True) -> list[str]:
+  """XLA_FLAGS of the tests: two host devices (sharding exercised on CPU)
+  and, on the jaxlib series they were measured with, the faster-compile
+  flags."""
+  try:
+    jaxlib = '.'.join(importlib.metadata.version('jaxlib').split('.')[:2])
+  except importlib.metadata.PackageNotFoundError:
+    jaxlib = None   # a source build: no version-gated flags
+  flags = ['--xla_force_host_platform_device_count=2']
+  if faster_compiles:
+    flags += [flag for flag, versions in _FASTER_COMPILES.items() if jaxlib in versions]
+  return flags
+
 
 # The session's shared AlignGAN run (conftest.aligngan_run): the demo config
 # at :tiny, 64 px (the joint discriminator's last maps are then 2x2), 2 + 2
