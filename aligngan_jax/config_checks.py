@@ -20,6 +20,8 @@ from aligngan_jax.models import resnet
 
 _MODES = ('train', 'eval', 'visualize')
 _IDE_OPTIMIZERS = ('sgd', 'adam')
+# config.gan.test_instance_norm: the generators' eval-mode InstanceNorm.
+TEST_INSTANCE_NORMS = ('running', 'instance')
 # Keys that one trainer alone reads moved into its group; an old config
 # file or command line that still sets them gets the new place in one line.
 MOVED_KEYS = {'num_train_steps': 'ide.num_train_steps',
@@ -153,6 +155,9 @@ def _validate_gan(config, num_devices):
                       'non-negative integers (stages 1, 2, 3), at least one of '
                       'them positive.')
   _check_milestones(config, 'gan.lr_milestones')
+  if g.test_instance_norm not in TEST_INSTANCE_NORMS:
+    raise ConfigError(f'config.gan.test_instance_norm={g.test_instance_norm!r} is '
+                      f'not one of {TEST_INSTANCE_NORMS}.')
   if g.pixel_instances_per_id < 2:
     raise ConfigError(
         f'config.gan.pixel_instances_per_id={g.pixel_instances_per_id} must be '

@@ -58,7 +58,7 @@ def create_models(config, num_classes: int, networks=ALL) -> dict:
   scale_init = gan.NORM_SCALE_INITS[m.gan_norm_scale_init]
   generator = gan.Generator(conv_dim=g.conv_dim, num_residual=g.num_residual,
                             norm_scale_init=scale_init, dtype=dtype,
-                            eval_instance_stats=g.eval_instance_stats)
+                            test_instance_norm=g.test_instance_norm)
   patch = gan.PatchDiscriminator(conv_dim=g.conv_dim, num_layers=g.d_layers,
                                  dtype=dtype)
   models = {

@@ -61,6 +61,11 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   moved = {k: raw.pop(k) for k in config_checks.MOVED_KEYS if k in raw}
   if moved:
     raw.setdefault('ide', {}).update(moved)
+  # Runs of f33dcf7 and before named the test-time InstanceNorm switch
+  # gan.eval_instance_stats (a bool).
+  gan = raw.get('gan')
+  if isinstance(gan, dict) and 'eval_instance_stats' in gan:
+    gan['test_instance_norm'] = 'instance' if gan.pop('eval_instance_stats') else 'running'
   return ml_collections.ConfigDict(raw)
 
 

@@ -131,12 +131,12 @@ def get_config(arg=None):
   # RGB image instead of G_rgb2ir's fake IR, in the joint feature iteration
   # and at test time ("AlignGAN without pixel alignment").
   config.gan.pixel_alignment = True
-  # Not official (official False): at test time the generators' InstanceNorms
-  # normalise each image with its own statistics, as in training, instead
-  # of their running statistics, which average what G_rgb2ir saw in
-  # training: real RGB, fake RGB (cycle) and real IR (identity). Changes
-  # nothing in training. The demo turns it on (configs/synthetic.py).
-  config.gan.eval_instance_stats = False
+  # Test-time InstanceNorm of the generators: 'running' (official) uses the
+  # running statistics, which average what G_rgb2ir saw in training: real
+  # RGB, fake RGB (cycle) and real IR (identity); 'instance' (not official)
+  # normalises each image with its own statistics, as in training. Changes
+  # nothing in training. The demo uses 'instance' (configs/synthetic.py).
+  config.gan.test_instance_norm = 'running'
   config.gan.pixel_ids_per_batch = 4        # pixel batches: 4 x 4 per modality
   config.gan.pixel_instances_per_id = 4
   # Iterations of stage 1 (feature warm-up), 2 (pixel warm-up), 3 (joint),

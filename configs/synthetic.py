@@ -62,7 +62,7 @@ def get_config(arg=None):
   # its own InstanceNorm statistics, as in training, not with running
   # statistics averaged over real RGB, fake RGB and real IR. Same training,
   # higher Rank-1 on each of five seeds (docs/decisions.md, issue 25).
-  config.gan.eval_instance_stats = True
+  config.gan.test_instance_norm = 'instance'
   config.gan.lr_milestones = (675,)
   config.log_every_steps = 50
   config.checkpoint_every_steps = 250

@@ -160,15 +160,15 @@ def test_stat_groups_equal_separate_calls_in_order(norm):
   assert not np.allclose(reverse['mean'], stats['mean'], rtol=1e-3)
 
 
-def test_eval_instance_stats_normalise_each_image_as_training_does():
-  """config.gan.eval_instance_stats: the eval-mode generator uses each
+def test_instance_test_norm_normalises_each_image_as_training_does():
+  """config.gan.test_instance_norm='instance': the eval-mode generator uses each
   image's own InstanceNorm statistics (the training-mode arithmetic), not
   the running ones, and training is unchanged by the switch."""
   from aligngan_jax.models import gan
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.uniform(-1, 1, (2, 16, 16, 3)), jnp.float32)
   official = gan.Generator(conv_dim=4, num_residual=1)
-  per_image = gan.Generator(conv_dim=4, num_residual=1, eval_instance_stats=True)
+  per_image = gan.Generator(conv_dim=4, num_residual=1, test_instance_norm='instance')
   variables = official.init(jax.random.key(0), x, train=False)
   # Running statistics away from their (0, 1) start: one training call on
   # other images.

@@ -148,6 +148,12 @@ def test_config_errors_name_the_key_or_path(config, tmp_path):
   bad.model.remat = 'all'
   with pytest.raises(config_checks.ConfigError, match="config.model.remat='all' is not one of"):
     config_checks.validate_config(bad, num_devices=2)
+  from configs import synthetic
+  bad = synthetic.get_config('tiny')
+  bad.gan.test_instance_norm = 'batch'
+  with pytest.raises(config_checks.ConfigError,
+                     match="config.gan.test_instance_norm='batch' is not one of"):
+    config_checks.validate_config(bad, num_devices=2)
 
 
 def test_joint_forward_shares_batchnorm_statistics(config, models):

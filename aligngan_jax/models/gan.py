@@ -41,13 +41,13 @@ class _ResidualBlock(nn.Module):
   norm_scale_init: layers.Initializer
   dtype: Any = jnp.float32
   stat_groups: int = 1
-  eval_instance_stats: bool = False
+  test_instance_norm: str = 'running'
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     norm = lambda name: layers.InstanceNorm(
         scale_init=self.norm_scale_init, stat_groups=self.stat_groups,
-        eval_instance_stats=self.eval_instance_stats, name=name)
+        test_instance_norm=self.test_instance_norm, name=name)
     y = layers.conv(self.features, 3, 1, 1, use_bias=False,
                     in_features=self.features, dtype=self.dtype, name='model_0')(x)
     y = nn.relu(norm('model_1')(y, train=train))
@@ -66,24 +66,24 @@ class Generator(nn.Module):
   statistics and the float32 output stay float32).
   ``stat_groups``: G > 1 runs G `layers.interleave`d batches as one call
   whose running statistics end as after G calls in group order.
-  ``eval_instance_stats`` (not official; ``config.gan.eval_instance_stats``):
-  in eval mode every InstanceNorm normalises with the image's own
-  statistics, as in training, instead of the running statistics (which
+  ``test_instance_norm`` (``config.gan.test_instance_norm``): 'running'
+  (official) normalises in eval mode with the running statistics, which
   average the translation, cycle and identity calls' inputs of both
-  modalities).
+  modalities; 'instance' (not official) with each image's own statistics,
+  as in training.
   """
   conv_dim: int = 64
   num_residual: int = 4
   norm_scale_init: layers.Initializer = layers.uniform_unit
   dtype: Any = jnp.float32
   stat_groups: int = 1
-  eval_instance_stats: bool = False
+  test_instance_norm: str = 'running'
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     norm = lambda name: layers.InstanceNorm(
         scale_init=self.norm_scale_init, stat_groups=self.stat_groups,
-        eval_instance_stats=self.eval_instance_stats, name=name)
+        test_instance_norm=self.test_instance_norm, name=name)
     conv = functools.partial(layers.conv, use_bias=False, dtype=self.dtype)
     dim = self.conv_dim
     x = conv(dim, 7, 1, 3, in_features=x.shape[-1], name='model_0')(x)
@@ -95,7 +95,7 @@ class Generator(nn.Module):
       dim, index = dim * 2, index + 3
     for _ in range(self.num_residual):
       x = _ResidualBlock(dim, self.norm_scale_init, self.dtype, self.stat_groups,
-                         self.eval_instance_stats, name=f'model_{index}')(x, train=train)
+                         self.test_instance_norm, name=f'model_{index}')(x, train=train)
       index += 1
     for _ in range(2):
       x = layers.ConvTranspose(dim // 2, dtype=self.dtype, name=f'model_{index}')(x)

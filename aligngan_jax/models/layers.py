@@ -142,7 +142,8 @@ class InstanceNorm(nn.Module):
   affine scale U(0, 1) (the default here); ``scale_init=ones`` gives >= 1.2.
   ``stat_groups=G`` (see `BatchNorm`): one running-statistic update per
   `interleave`d group, group 0 first (normalisation is per instance anyway).
-  ``eval_instance_stats`` (not official): eval mode normalises each instance
+  ``test_instance_norm``: 'running' (official) normalises in eval mode with
+  the running statistics; 'instance' (not official) normalises each instance
   with its own statistics, as training does, and leaves the running ones
   unread (they are still updated in training).
   """
@@ -152,12 +153,13 @@ class InstanceNorm(nn.Module):
   epsilon: float = 1e-5
   scale_init: Initializer = uniform_unit
   stat_groups: int = 1
-  eval_instance_stats: bool = False
+  test_instance_norm: str = 'running'
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     features = x.shape[-1]
-    use_running = self.track_running_stats and not train and not self.eval_instance_stats
+    use_running = (self.track_running_stats and not train
+                   and self.test_instance_norm == 'running')
     if self.track_running_stats:
       ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, (features,))
       ra_var = self.variable('batch_stats', 'var', jnp.ones, (features,))
