@@ -7,14 +7,25 @@ The generator mimics what makes SYSU-MM01 hard, at toy scale:
   stripes, checks, an emblem; trousers or shorts; long or short sleeves; an
   optional bag) and two independent sets of appearance: garment *colours*,
   seen only by the RGB cameras, and garment *emissivities*, seen only by the
-  infrared cameras. Emissivity is drawn independently of colour, so colour
-  carries no information across modalities; body shape, proportions and
-  patterns do.
+  infrared cameras. How much emissivity follows colour is the world's
+  ``ir_from_colour``: 0 (the demo world) draws it independently of colour,
+  so colour carries no information across modalities and only body shape,
+  proportions and patterns do; 1 (the *learnable* world) makes each
+  garment's emissivity the fixed nonlinear function `emissivity_of_colour`
+  of its colour, so infrared follows from visible appearance; values in
+  between mix the two. The random draws are the same in every world: one
+  seed gives the same people and the same RGB images.
 * A camera is a viewpoint distribution (front / back / side), a scale, an
   illumination (RGB: brightness and colour cast; IR: gain and offset), a
   background and a blur level.
 * An image is one (identity, camera, index) draw with its own pose (stride,
   arm swing), position, size and noise.
+* Every RGB image has an infrared *twin* (`render` with ``imaging=``
+  `twin_camera`): the same person, pose, position, background layout and
+  camera geometry, seen as an infrared camera sees them, without sensor
+  noise. It is the true infrared image of that frame, for measuring
+  translation error only (the builder's ``*_paired_ir`` splits), never for
+  training or in the protocol.
 
 Everything is a pure function of ``(seed, ids, camera, index)``: the same
 arguments give the same pixels in any order and on any machine.
@@ -54,7 +65,8 @@ class Identity:
   lower_rgb: np.ndarray
   lower_rgb2: np.ndarray
   bag_rgb: np.ndarray
-  # IR appearance: emissivities (0..1), independent of the colours above.
+  # IR appearance: emissivities (0..1); the garments' and the bag's follow
+  # the colours above as far as the world's ir_from_colour says.
   skin_ir: float
   upper_ir: float
   upper_ir2: float
@@ -88,8 +100,42 @@ _PALETTE = np.array([
 _EMISSIVITY = np.array([0.15, 0.4, 0.65, 0.9])
 
 
-def make_identity(seed: int, person_id: int) -> Identity:
-  """The identity ``person_id`` of the dataset drawn from ``seed``."""
+def emissivity_of_colour(colour) -> np.ndarray:
+  """The learnable world's law: the infrared emissivity of a garment of RGB
+  ``colour`` (0..1 per channel, [..., 3]).
+
+  0.5 + 0.36 tanh(3 (0.955 (r - g) + 0.296 ((r + g) / 2 - b)))
+      - 0.3 (max(r, g, b) - 0.5), clipped to [0.05, 0.95]:
+
+  a saturating function of two opponent colour axes (red-green and
+  yellow-blue), with brighter garments a little cooler. Unlike luminance
+  (correlation -0.09 over the palette), no linear map of the channels gives
+  it: reds, oranges, purples and browns are warm (0.69-0.75), greens, blues
+  and cyans cool (0.09-0.21), black 0.62, white 0.40. It depends on hue more
+  than on brightness, so the palette's per-person colour scale (x0.85-1.1)
+  moves it by at most 0.06.
+  """
+  c = np.asarray(colour, np.float64)
+  r, g, b = c[..., 0], c[..., 1], c[..., 2]
+  opponent = np.cos(0.3) * (r - g) + np.sin(0.3) * ((r + g) / 2 - b)
+  value = 0.5 + 0.36 * np.tanh(3.0 * opponent) - 0.3 * (c.max(-1) - 0.5)
+  return np.clip(value, 0.05, 0.95)
+
+
+def _follow_colour(emissivity: float, colour, ir_from_colour: float) -> float:
+  """``emissivity`` moved ``ir_from_colour`` of the way to the law's value."""
+  if ir_from_colour == 0:
+    return emissivity  # bit for bit the independent world
+  return float((1 - ir_from_colour) * emissivity
+               + ir_from_colour * emissivity_of_colour(colour))
+
+
+def make_identity(seed: int, person_id: int, ir_from_colour: float = 0.0) -> Identity:
+  """The identity ``person_id`` of the dataset drawn from ``seed``, in the
+  world ``ir_from_colour`` (0..1; module docstring). The random draws do
+  not depend on the world."""
+  if not 0 <= ir_from_colour <= 1:
+    raise ValueError(f'ir_from_colour={ir_from_colour} is not in [0, 1].')
   rng = np.random.default_rng([seed, 1, person_id])
 
   def two_colours():
@@ -106,7 +152,7 @@ def make_identity(seed: int, person_id: int) -> Identity:
   lower_rgb, lower_rgb2 = two_colours()
   upper_ir, upper_ir2 = two_emissivities()
   lower_ir, lower_ir2 = two_emissivities()
-  return Identity(
+  drawn = Identity(
       height=rng.uniform(0.84, 1.0),
       shoulder=rng.uniform(0.08, 0.16),
       hip=rng.uniform(0.065, 0.125),
@@ -128,6 +174,13 @@ def make_identity(seed: int, person_id: int) -> Identity:
       lower_ir=lower_ir, lower_ir2=lower_ir2,
       bag_ir=rng.uniform(0.05, 0.3),
   )
+  # Skin stays as drawn: its warmth does not follow its colour.
+  return dataclasses.replace(drawn, **{
+      f'{part}_ir{second}': _follow_colour(getattr(drawn, f'{part}_ir{second}'),
+                                           getattr(drawn, f'{part}_rgb{second}'),
+                                           ir_from_colour)
+      for part, second in (('upper', ''), ('upper', '2'), ('lower', ''),
+                           ('lower', '2'), ('bag', ''))})
 
 
 def make_camera(seed: int, camera: int, *, base_height: int) -> Camera:
@@ -155,6 +208,25 @@ def make_camera(seed: int, camera: int, *, base_height: int) -> Camera:
   )
 
 
+def twin_camera(seed: int, camera: Camera) -> Camera:
+  """How the infrared twin of ``camera``'s frames is imaged: as an infrared
+  camera of the dataset would see the scene, without its sensor noise.
+
+  Gain and offset are the mean of the dataset's infrared cameras' (a
+  translation cannot know which of them it imitates); the background's two
+  colours become grey emissivities of 0.35 x their mean (the infrared
+  cameras' backgrounds lie in 0..0.35); the geometry (scale, views, size)
+  and the optics (blur) stay ``camera``'s.
+  """
+  ir = [make_camera(seed, c, base_height=camera.base_height) for c in IR_CAMERAS]
+  grey = 0.35 * camera.background.mean(axis=1, keepdims=True)
+  return dataclasses.replace(
+      camera, infrared=True, cast=np.ones(3),
+      gain=float(np.mean([c.gain for c in ir])),
+      offset=float(np.mean([c.offset for c in ir])),
+      background=np.repeat(grey, 3, axis=1))
+
+
 def _box_blur(image: np.ndarray, radius: int) -> np.ndarray:
   if radius <= 0:
     return image
@@ -171,11 +243,19 @@ def _box_blur(image: np.ndarray, radius: int) -> np.ndarray:
 
 
 def render(identity: Identity, camera: Camera, *, seed: int, person_id: int,
-           index: int) -> np.ndarray:
+           index: int, imaging: Camera | None = None,
+           noise: bool = True) -> np.ndarray:
   """Renders image ``index`` of ``identity`` in ``camera`` as uint8 HxWx3.
 
   Infrared images are grey (three equal channels), as SYSU-MM01's are.
+  Every random draw (size, pose, position, background layout, noise)
+  follows ``camera``; the pixel values follow ``imaging`` (default
+  ``camera``): its modality, gain, colour cast, offset, background colours
+  and blur. ``imaging=twin_camera(seed, camera), noise=False`` renders the
+  frame's infrared twin; ``noise=False`` leaves out the sensor noise (the
+  last draw, so nothing else changes).
   """
+  imaging = camera if imaging is None else imaging
   rng = np.random.default_rng([seed, 3, person_id, camera.camera, index])
   h = max(16, int(round(camera.base_height * rng.uniform(0.85, 1.15))))
   w = max(8, int(round(h * rng.uniform(0.4, 0.52))))
@@ -264,7 +344,9 @@ def render(identity: Identity, camera: Camera, *, seed: int, person_id: int,
     lower_mask = np.floor(v / p) % 2 == 1
 
   shade = 1.0 - 0.25 * np.clip(v, 0, 1)[..., None]  # light from above
-  if camera.infrared:
+  # Drawn by RGB cameras only, whatever the imaging, so twins keep the draws.
+  exposure = None if camera.infrared else rng.uniform(0.85, 1.15)
+  if imaging.infrared:
     values = np.zeros((h, w), np.float32)
     values[region == 1] = identity.skin_ir
     values[region == 2] = np.where(upper_mask, identity.upper_ir2,
@@ -274,7 +356,7 @@ def render(identity: Identity, camera: Camera, *, seed: int, person_id: int,
     values[region == 4] = identity.bag_ir
     values[region == 5] = 0.15
     person = values[..., None] * np.ones(3)
-    person = camera.gain * person + camera.offset
+    person = imaging.gain * person + imaging.offset
   else:
     person = np.zeros((h, w, 3), np.float32)
     person[region == 1] = identity.skin_rgb
@@ -284,26 +366,26 @@ def render(identity: Identity, camera: Camera, *, seed: int, person_id: int,
                                    identity.lower_rgb)[region == 3]
     person[region == 4] = identity.bag_rgb
     person[region == 5] = 0.1
-    person = (camera.gain * rng.uniform(0.85, 1.15)) * camera.cast * person * shade
-    person += camera.offset * 0.5
+    person = (imaging.gain * exposure) * imaging.cast * person * shade
+    person += imaging.offset * 0.5
 
   # Background: a vertical blend of two camera colours, a floor line and
   # blotches that change from image to image.
   blend = (yy / h)[..., None]
-  bg = camera.background[0] * (1 - blend) + camera.background[1] * blend
+  bg = imaging.background[0] * (1 - blend) + imaging.background[1] * blend
   floor = yy > h * rng.uniform(0.75, 0.9)
   bg = np.where(floor[..., None], bg * 0.7, bg)
   for _ in range(3):
     by, bx = rng.uniform(0, h), rng.uniform(0, w)
     r = rng.uniform(0.05, 0.25) * h
     blob = (yy - by) ** 2 + (xx - bx) ** 2 < r ** 2
-    tone = rng.uniform(-0.15, 0.15) * (np.ones(3) if camera.infrared
-                                       else rng.uniform(0.5, 1.5, 3))
-    bg = bg + blob[..., None] * tone
+    level = rng.uniform(-0.15, 0.15)
+    tint = np.ones(3) if camera.infrared else rng.uniform(0.5, 1.5, 3)
+    bg = bg + blob[..., None] * (level * (np.ones(3) if imaging.infrared else tint))
   image = np.where((region > 0)[..., None], person, bg)
-  image = _box_blur(image, camera.blur)
-  noise = rng.normal(0, 0.03, size=(h, w, 1 if camera.infrared else 3))
-  image = image + noise
+  image = _box_blur(image, imaging.blur)
+  if noise:
+    image = image + rng.normal(0, 0.03, size=(h, w, 1 if camera.infrared else 3))
   return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
@@ -331,19 +413,28 @@ def camera_counts(seed: int, person_id: int, *, max_images: int,
 
 
 def examples(seed: int, person_ids, *, image_height: int, max_images: int,
-             min_images: int = 1, cameras=CAMERAS):
+             min_images: int = 1, cameras=CAMERAS, ir_from_colour: float = 0.0,
+             infrared_twins: bool = False):
   """Yields ``(person_id, camera, index, image)`` for every image of
   ``person_ids`` in ``cameras``, in (person, camera, index) order: the
-  images of the TFDS builder, or of an in-memory copy (no TensorFlow)."""
+  images of the TFDS builder, or of an in-memory copy (no TensorFlow).
+  ``infrared_twins``: each image's infrared twin instead (`twin_camera`;
+  for infrared cameras, the image without its noise)."""
   cams = {c: make_camera(seed, c, base_height=image_height) for c in CAMERAS}
+  twins = {c: twin_camera(seed, cam) if not cam.infrared else cam
+           for c, cam in cams.items()}
   for pid in person_ids:
     pid = int(pid)
-    identity = make_identity(seed, pid)
+    identity = make_identity(seed, pid, ir_from_colour)
     counts = camera_counts(seed, pid, max_images=max_images, min_images=min_images)
     for cam in cameras:
       for index in range(counts[cam]):
-        yield pid, cam, index, render(identity, cams[cam], seed=seed,
-                                      person_id=pid, index=index)
+        if infrared_twins:
+          image = render(identity, cams[cam], seed=seed, person_id=pid, index=index,
+                         imaging=twins[cam], noise=False)
+        else:
+          image = render(identity, cams[cam], seed=seed, person_id=pid, index=index)
+        yield pid, cam, index, image
 
 
 def to_square(image: np.ndarray, size: int) -> np.ndarray:
