@@ -57,7 +57,7 @@ def get_builder(dataset: str, *, data_dir=None, manual_dir=None):
     raise common.DatasetError(
         f'config.dataset={dataset!r} is not a registered TFDS dataset. The '
         "project's builders register on `import datasets`; known here: "
-        'synthetic_vireid/{tiny,demo}, sysu_mm01, regdb/trial{1..10}, llcm.') from e
+        'synthetic_vireid/{tiny,demo}[_learnable], sysu_mm01, regdb/trial{1..10}, llcm.') from e
   common.remove_stale_builds(builder.data_path.parent)  # left by killed builds
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
@@ -113,6 +113,42 @@ def load_data(config):
   return train, test
 
 
+# The synthetic builder's infrared twins of the RGB images of train and test
+# (measurement only); real datasets have none.
+PAIRED_IR_SPLITS = {'train': 'train_paired_ir', 'test': 'test_paired_ir'}
+
+
+def load_paired_ir(config, train: Records, test: Records) -> dict | None:
+  """{'train', 'test'}: (RGB records of the split, their infrared twins in
+  the same order), or None when the dataset has no twins (every real one).
+  Twins are matched to RGB images by ``path``."""
+  builder = get_builder(dataset_name(config), data_dir=config.data_dir,
+                        manual_dir=config.manual_dir)
+  if not all(split in builder.info.splits for split in PAIRED_IR_SPLITS.values()):
+    return None
+  out = {}
+  for name, records in (('train', train), ('test', test)):
+    rgb = records.select(records.modality == RGB)
+    twins = load_split(builder, PAIRED_IR_SPLITS[name])
+    where = {path: i for i, path in enumerate(twins.path)}
+    missing = [path for path in rgb.path if path not in where]
+    if missing:
+      from datasets import common  # pylint: disable=g-import-not-at-top
+      raise common.DatasetError(
+          f'{builder.info.full_name}: split {PAIRED_IR_SPLITS[name]} has no infrared '
+          f'twin of {len(missing)} RGB images of {name}, e.g. {missing[0]}; '
+          f'rebuild the dataset (delete {builder.data_dir}).')
+    out[name] = (rgb, twins.select(np.asarray([where[p] for p in rgb.path], np.int64)))
+  return out
+
+
+def paired_images(paired: dict, image_size: int) -> tuple[np.ndarray, ...]:
+  """(train RGB, their twins, test RGB, their twins) of `load_paired_ir`,
+  each [n, S, S, 3] in [-1, 1]."""
+  return tuple(load_images(records, image_size)
+               for split in ('train', 'test') for records in paired[split])
+
+
 def grid_pairs(records: Records, num_people: int) -> tuple[np.ndarray, np.ndarray]:
   """Record indices (rgb [n], ir [n]) of the first RGB and the first IR image
   of up to ``num_people`` identities seen in both modalities (on the test
@@ -130,12 +166,20 @@ def grid_pairs(records: Records, num_people: int) -> tuple[np.ndarray, np.ndarra
   return np.asarray(rgb, np.int64), np.asarray(ir, np.int64)
 
 
-def grid_images(records: Records, num_people: int, image_size: int
-                ) -> tuple[np.ndarray, np.ndarray]:
-  """The RGB and the IR images of `grid_pairs`, each [n, S, S, 3] in [-1, 1]."""
+def grid_images(records: Records, num_people: int, image_size: int,
+                paired: tuple[Records, Records] | None = None):
+  """The RGB and the IR images of `grid_pairs`, each [n, S, S, 3] in [-1, 1],
+  and the RGB images' infrared twins where ``paired`` (an entry of
+  `load_paired_ir` for ``records``) holds them (else None)."""
   rgb, ir = grid_pairs(records, num_people)
+  true_ir = None
+  if paired is not None:
+    rgb_records, twins = paired
+    where = {path: i for i, path in enumerate(rgb_records.path)}
+    true_ir = load_images(twins.select(
+        np.asarray([where[p] for p in records.path[rgb]], np.int64)), image_size)
   return (load_images(records.select(rgb), image_size),
-          load_images(records.select(ir), image_size))
+          load_images(records.select(ir), image_size), true_ir)
 
 
 def load_images(records: Records, image_size: int) -> np.ndarray:

@@ -7,8 +7,9 @@ checkpoint's step):
   setting, trial 0 (SYSU-MM01: all-search single-shot; RegDB: v2t; LLCM:
   i2v): seeded random queries, then the worst ones by rank of their first
   true match;
-* ``translation.png``: real RGB | generated IR | real IR | reconstructed RGB
-  of test people (AlignGAN only);
+* ``translation.png``: real RGB | generated IR | (true IR, where the dataset
+  has infrared twins) | real IR | reconstructed RGB of test people (AlignGAN
+  only);
 * ``cmc.png``: the CMC curve of every evaluated setting (mean over trials).
 """
 
@@ -94,11 +95,13 @@ def write_sheets(config, workdir: str) -> dict[str, str]:
                         top_k=vis.top_k, seed=config.seed)
   pictures[f'retrieval_{scored[0].replace(" ", "_")}'], _ = visualize.retrieval_sheet(rows)
   if opened.translate is not None:
-    real_rgb, real_ir = input_pipeline.grid_images(test, config.grid_people,
-                                                   config.image_size)
+    paired = input_pipeline.load_paired_ir(config, train, test)
+    real_rgb, real_ir, true_ir = input_pipeline.grid_images(
+        test, config.grid_people, config.image_size,
+        paired and paired['test'])
     fake_ir, reconstructed = jax.device_get(opened.translate(real_rgb))
-    pictures['translation'] = visualize.translation_grid(real_rgb, fake_ir, real_ir,
-                                                         reconstructed)
+    pictures['translation'] = visualize.translation_grid(
+        real_rgb, fake_ir, real_ir, reconstructed, true_ir)
   config_checks.ensure_writable(workdir)
   writer = reporting.writer_for(workdir)
   writer.write_images(opened.step, {f'visualize/{k}': v[None] for k, v in pictures.items()})

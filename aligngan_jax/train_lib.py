@@ -5,6 +5,7 @@ The one module the entry point calls. Training of either trainer
 imports this module.
 """
 
+from absl import logging
 import jax
 import ml_collections
 
@@ -13,7 +14,9 @@ from aligngan_jax import reporting
 from aligngan_jax import sharding
 from aligngan_jax import train_loop
 from aligngan_jax import trained
+from aligngan_jax.evaluation import diagnostics as diagnostics_lib
 from aligngan_jax.evaluation import driver
+from aligngan_jax.evaluation import translation
 
 ConfigError = config_checks.ConfigError
 
@@ -46,7 +49,24 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   writer = reporting.writer_for(workdir)
   feats = driver.features_by_modality(opened.extract, test, config, mesh)
   result = driver.score(feats, test, config)
-  driver.write_eval(workdir, writer, opened.step, result)
+  extra = None
+  if result is not None and config.eval.diagnostics:
+    # The per-stage table's row for this checkpoint (with (e) where the
+    # dataset has infrared twins), e.g. to compare test-time settings.
+    diagnostics = diagnostics_lib.diagnose(feats, test.person_id, test.camera,
+                                           test.modality)
+    paired = (input_pipeline.load_paired_ir(config, train, test)
+              if opened.translate is not None else None)
+    if paired is not None:
+      truth = translation.Truth.from_pairs(
+          *input_pipeline.paired_images(paired, config.image_size))
+      diagnostics['translation'] = truth.measure(
+          lambda rgb: opened.translate(rgb)[0], config.eval_batch_size)
+    extra = {'diagnostics': diagnostics}
+    logging.info('%s', diagnostics_lib.format_table([{
+        'stage': '-', 'step': opened.step, 'diagnostics': diagnostics,
+        'protocol': diagnostics_lib.protocol_summary(result)}]))
+  driver.write_eval(workdir, writer, opened.step, result, extra=extra)
   writer.close()  # flushes, and ends the asynchronous writer's thread
   return result
 

@@ -30,6 +30,7 @@ from aligngan_jax import trainers
 from aligngan_jax import visualize
 from aligngan_jax.evaluation import diagnostics as diagnostics_lib
 from aligngan_jax.evaluation import driver
+from aligngan_jax.evaluation import translation as translation_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,16 +65,26 @@ class Cadence:
     return frozenset(out)
 
 
-def evaluate(state, extractors, records, config, mesh):
+def evaluate(state, extractors, records, config, mesh, truth=None):
   """(protocol result, diagnostics) of ``state`` on the test ``records``:
-  one feature extraction for both (None, None on processes other than 0)."""
+  one feature extraction for both (None, None on processes other than 0).
+  ``truth`` (a `translation.Truth` and the jitted translator) adds
+  diagnostic (e), the translation error against the true infrared images."""
   extract = {k: (lambda images, f=f: f(state, images)) for k, f in extractors.items()}
   feats = driver.features_by_modality(extract, records, config, mesh)
+  error = None
+  if truth is not None and config.eval.diagnostics:
+    # Every process runs the generator (a jitted call); process 0 reports.
+    pairs, translator = truth
+    error = pairs.measure(lambda rgb: translator(state, rgb)[0], config.eval_batch_size)
   result = driver.score(feats, records, config)
   if result is None or not config.eval.diagnostics:
     return result, None
-  return result, diagnostics_lib.diagnose(feats, records.person_id,
-                                          records.camera, records.modality)
+  diagnostics = diagnostics_lib.diagnose(feats, records.person_id,
+                                         records.camera, records.modality)
+  if error is not None:
+    diagnostics['translation'] = error
+  return result, diagnostics
 
 
 class StageReport:
@@ -106,17 +117,19 @@ class StageReport:
 
 
 class TranslationGrid:
-  """Real RGB | fake IR | real IR | reconstructed RGB of the first test
-  people: TensorBoard image ``translation`` and
+  """Real RGB | fake IR | (true IR) | real IR | reconstructed RGB of the
+  first test people: TensorBoard image ``translation`` and
   ``<workdir>/images/translation_<step>.png``."""
 
-  def __init__(self, models, rgb, ir, workdir, writer):
-    self.translator = trainers.make_translator(models)
-    self.rgb, self.ir, self.workdir, self.writer = rgb, ir, workdir, writer
+  def __init__(self, translator, rgb, ir, true_ir, workdir, writer):
+    self.translator = translator
+    self.rgb, self.ir, self.true_ir = rgb, ir, true_ir
+    self.workdir, self.writer = workdir, writer
 
   def write(self, step, state):
     fake_ir, reconstructed = jax.device_get(self.translator(state, self.rgb))
-    picture = visualize.translation_grid(self.rgb, fake_ir, self.ir, reconstructed)
+    picture = visualize.translation_grid(self.rgb, fake_ir, self.ir, reconstructed,
+                                         self.true_ir)
     self.writer.write_images(step, {'translation': picture[None]})
     if jax.process_index() == 0:
       visualize.save_png(os.path.join(self.workdir, 'images',
@@ -194,11 +207,18 @@ def train_and_evaluate(config, workdir: str) -> dict:
                len(rgb), len(ir), start, total)
   steps = trainers.make_steps(trainer, models, config, mesh)
   extractors = trainers.make_extractors(models, config, mesh)
-  grid = None
+  grid, truth = None, None
   if trainer.translates:
+    translator = trainers.make_translator(models)
+    paired = input_pipeline.load_paired_ir(config, train, test)
     grid = TranslationGrid(
-        models, *input_pipeline.grid_images(test, config.grid_people, config.image_size),
+        translator, *input_pipeline.grid_images(test, config.grid_people,
+                                                config.image_size,
+                                                paired and paired['test']),
         workdir, writer)
+    if paired is not None and config.eval.diagnostics:
+      truth = (translation_lib.Truth.from_pairs(
+          *input_pipeline.paired_images(paired, config.image_size)), translator)
   cadence = Cadence.from_config(config)
   progress = reporting.Progress(start_step=start, num_steps=total, images_per_step=0)
   report = StageReport(workdir, writer, start)
@@ -207,7 +227,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     if start == 0 and config.eval.stage_end:
       # Row "stage 0": the starting point (random or pretrained trunk,
       # untrained generator), against which each stage's gain is read.
-      report.add(0, 0, *evaluate(state, extractors, test, config, mesh))
+      report.add(0, 0, *evaluate(state, extractors, test, config, mesh, truth))
     for stage in trainer.stages:
       lo, hi = bounds[stage.number]
       if start >= hi:
@@ -242,11 +262,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
         if 'eval' in due:
           if 'checkpoint' in due:   # no evaluation of a step whose save failed
             checkpointing.wait(manager, state)
-          result, diagnostics = evaluate(state, extractors, test, config, mesh)
+          result, diagnostics = evaluate(state, extractors, test, config, mesh, truth)
           report.add(stage.number, done, result, diagnostics)
           evaluated = True
     if not evaluated:  # Resumed at the end: evaluate the final state.
-      result, diagnostics = evaluate(state, extractors, test, config, mesh)
+      result, diagnostics = evaluate(state, extractors, test, config, mesh, truth)
       report.add(trainer.stages[-1].number, int(state.step), result, diagnostics)
     checkpointing.wait(manager, state)
   finally:

@@ -1,8 +1,9 @@
 """Pictures of what the model does (numpy + Pillow; no TensorFlow).
 
-* ``translation_grid``: one row per person, real RGB | generated IR | real IR
-  of the same identity | RGB reconstructed from the generated IR: the pixel
-  alignment at a glance.
+* ``translation_grid``: one row per person, real RGB | generated IR | (the
+  true IR twin of the RGB frame, where the dataset has one) | real IR of the
+  same identity in another view | RGB reconstructed from the generated IR:
+  the pixel alignment at a glance.
 * ``retrieval_sheet``: one row per query, the query and its top-k gallery
   images in rank order, each bordered green (same identity) or red (not;
   grey when identities are unknown), with rank, distance and camera written
@@ -20,6 +21,9 @@ import os
 import numpy as np
 
 TRANSLATION_COLUMNS = ('real RGB', 'fake IR', 'real IR', 'reconstructed RGB')
+# With the infrared twin of the RGB frame; 'real IR' is another view's.
+TRANSLATION_COLUMNS_WITH_TRUTH = ('real RGB', 'fake IR', 'true IR', 'real IR',
+                                  'reconstructed RGB')
 
 
 def to_uint8(images) -> np.ndarray:
@@ -46,10 +50,15 @@ def grid(rows: list[list[np.ndarray]], *, gap: int = 2, background: int = 255
   return out
 
 
-def translation_grid(real_rgb, fake_ir, real_ir, reconstructed_rgb) -> np.ndarray:
-  """One row per person: the four [N, H, W, 3] arrays in [-1, 1], side by side
-  in ``TRANSLATION_COLUMNS`` order. Returns uint8 [H', W', 3]."""
-  columns = [to_uint8(x) for x in (real_rgb, fake_ir, real_ir, reconstructed_rgb)]
+def translation_grid(real_rgb, fake_ir, real_ir, reconstructed_rgb,
+                     true_ir=None) -> np.ndarray:
+  """One row per person: the [N, H, W, 3] arrays in [-1, 1], side by side in
+  ``TRANSLATION_COLUMNS`` order, or with ``true_ir`` (the RGB images'
+  infrared twins, where the dataset has them) in
+  ``TRANSLATION_COLUMNS_WITH_TRUTH`` order. Returns uint8 [H', W', 3]."""
+  images = (real_rgb, fake_ir, real_ir, reconstructed_rgb) if true_ir is None else (
+      real_rgb, fake_ir, true_ir, real_ir, reconstructed_rgb)
+  columns = [to_uint8(x) for x in images]
   n = len(columns[0])
   if any(len(c) != n for c in columns):
     raise ValueError(f'translation_grid: column lengths {[len(c) for c in columns]} '

@@ -62,3 +62,12 @@ def test_format_table_shows_every_measure():
   assert '25.0/50.0 (10.0)' in table          # (a)
   assert '100.0/83.3 (50.0)' in table         # (b)
   assert '0.750/0.250 (+0.500)' in table      # (d)
+  assert '(e)' not in table                   # no infrared twins: no column
+  with_e = dict(row, diagnostics={**out, 'translation': {
+      'l1': 0.1234, 'luminance_l1': 0.25, 'linear_l1': 0.125, 'ssim': 0.5,
+      'luminance_ssim': -0.25, 'linear_ssim': 0.75, 'num_images': 3}})
+  table = diagnostics.format_table([row, with_e])
+  assert '(e) L1 G/luma/lin' in table
+  assert '0.123/0.250/0.125' in table and '0.50/-0.25/0.75' in table
+  assert table.splitlines()[2].endswith('n/a')  # the row without (e)
+  assert diagnostics.scalars(with_e['diagnostics'])['diagnostics/translation/l1'] == 0.1234

@@ -258,3 +258,6 @@ def test_sysu_config_trains_and_evaluates_on_a_sysu_tree(tmp_path):
   result = train_lib.train_and_evaluate(config, workdir)
   assert run_files.latest_eval(workdir)['step'] == 2
   assert result['results']['sysu all single']['num_query'] == 3 * 2 * 2   # 3 ids x cams 3, 6 x 2
+  # A real tree has no infrared twins: no (e) in the per-stage table.
+  from aligngan_jax import input_pipeline
+  assert input_pipeline.load_paired_ir(config, *input_pipeline.load_data(config)) is None

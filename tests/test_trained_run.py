@@ -102,7 +102,14 @@ def _assert_stage_diagnostics(workdir, log_text):
   assert [(r['stage'], r['step']) for r in rows] == [(0, 0), (1, 2), (2, 4), (3, 6)]
   for row in rows:
     d = row['diagnostics']
-    assert set(d) == {'fake_ir_to_ir', 'ir_to_ir', 'cosine'}
+    # (e): the tiny synthetic world holds the RGB test images' infrared twins.
+    assert set(d) == {'fake_ir_to_ir', 'ir_to_ir', 'cosine', 'translation'}
+    e = d['translation']
+    assert e['num_images'] == 16 and 0 < e['l1'] < 1 and -1 <= e['ssim'] <= 1
+    # The references do not depend on the generator.
+    assert (e['luminance_l1'], e['linear_l1']) == (
+        rows[0]['diagnostics']['translation']['luminance_l1'],
+        rows[0]['diagnostics']['translation']['linear_l1'])
     for measure in ('fake_ir_to_ir', 'ir_to_ir'):
       assert 0.0 <= d[measure]['rank1'] <= 1.0
       assert 0.0 < d[measure]['chance_rank1'] < 1.0
@@ -113,11 +120,13 @@ def _assert_stage_diagnostics(workdir, log_text):
   assert step4['stage'] == 2 and step4['diagnostics'] == rows[2]['diagnostics']
   tags = run_files.tensorboard_tags(workdir)
   assert {'diagnostics/fake_ir_to_ir/rank1', 'diagnostics/ir_to_ir/mAP',
-          'diagnostics/cosine/gap'} <= tags
+          'diagnostics/cosine/gap', 'diagnostics/translation/l1',
+          'diagnostics/translation/luminance_ssim'} <= tags
   # The tag scheme both trainers share.
   assert {'train/feature/loss', 'train/G/loss', 'train/stage', 'train/steps_per_sec',
           'lr/encoder', 'lr/G_rgb2ir', 'translation'} <= tags
   assert log_text.count('Per-stage diagnostics') == 4
+  assert '(e) L1 G/luma/lin' in log_text
 
 
 def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(aligngan_run, tmp_path):
@@ -136,11 +145,12 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(aligngan_run, tmp_
                     os.path.join(broken, 'checkpoints', step))
   result = train_loop.train_and_evaluate(config, broken)
   assert 'sysu all single' in result['results']
-  # Translation grids at the end of each stage: 4 columns of 64 px tiles.
+  # Translation grids at the end of each stage: 5 columns of 64 px tiles
+  # (real RGB | fake IR | true IR | real IR | reconstructed RGB).
   from PIL import Image
   for step in (2, 4, 6):
     png = Image.open(os.path.join(straight, 'images', f'translation_{step:06d}.png'))
-    assert png.size[0] == 4 * 66 - 2 and (png.size[1] + 2) % 66 == 0
+    assert png.size[0] == 5 * 66 - 2 and (png.size[1] + 2) % 66 == 0
   a, b = _final_state(config, straight), _final_state(config, broken)
   assert int(a.step) == int(b.step) == 6
   for x, y in zip(jax.tree.leaves((a.params, a.batch_stats, a.opt_state)),
@@ -166,7 +176,8 @@ def test_visualize_writes_retrieval_translation_and_cmc_sheets(tools_workdir, ti
   row_h = visualize.TILE[0] + 2 * visualize.BORDER + visualize.CAPTION + visualize.GAP
   assert retrieval.shape[0] == visualize.GAP + (vis.queries + vis.worst) * row_h
   translation = np.asarray(Image.open(paths['translation']))
-  assert translation.shape[1] == 4 * (config.image_size + 2) - 2
+  # With the true IR column: the tiny world has infrared twins.
+  assert translation.shape[1] == 5 * (config.image_size + 2) - 2
   assert np.asarray(Image.open(paths['cmc'])).shape == (360, 560, 3)
 
   # The sheet's borders against the identities, rebuilt with the same rows.

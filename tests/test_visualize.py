@@ -29,6 +29,18 @@ def test_translation_grid_puts_each_image_in_its_cell(tmp_path):
   np.testing.assert_array_equal(np.asarray(Image.open(path)), picture)
 
 
+def test_translation_grid_with_the_true_ir_puts_it_third():
+  rng = np.random.default_rng(1)
+  real_rgb, fake_ir, real_ir, rec, true_ir = (
+      rng.uniform(-1, 1, (2, 8, 6, 3)).astype(np.float32) for _ in range(5))
+  picture = visualize.translation_grid(real_rgb, fake_ir, real_ir, rec, true_ir)
+  assert picture.shape[1] == 5 * (6 + 2) - 2
+  assert visualize.TRANSLATION_COLUMNS_WITH_TRUTH[2] == 'true IR'
+  for j, column in enumerate((real_rgb, fake_ir, true_ir, real_ir, rec)):
+    np.testing.assert_array_equal(picture[:8, j * 8:j * 8 + 6],
+                                  visualize.to_uint8(column[0]))
+
+
 def test_grid_rejects_mismatched_images():
   with pytest.raises(ValueError, match='expected'):
     visualize.grid([[np.zeros((4, 4, 3), np.uint8), np.zeros((5, 4, 3), np.uint8)]])

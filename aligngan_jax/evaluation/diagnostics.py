@@ -16,6 +16,11 @@ failure:
   near 1 with a small gap is a collapsed feature space (every image looks
   alike to the encoder).
 
+Where the dataset holds the true infrared twin of every RGB test image
+(synthetic worlds only), the training loop adds ``translation``
+(`translation.Truth.measure`): diagnostic (e), the generator's L1 and SSIM
+against the truth beside the luminance and linear-map references.
+
 Rank-1 and mAP follow the ranking kernel with nothing removed (images are
 counted, as RegDB's CMC); chance Rank-1 is the expected Rank-1 of a random
 ranking. No TensorFlow.
@@ -124,10 +129,16 @@ def protocol_summary(result: dict) -> dict:
 def format_table(rows: list[dict]) -> str:
   """The per-stage console table: one row per evaluation (``stage``,
   ``step``, ``protocol`` from `protocol_summary`, ``diagnostics`` from
-  `diagnose`), Rank-1 / mAP in % and cosines."""
+  `diagnose`), Rank-1 / mAP in % and cosines; with (e), the translation
+  error of the generator, the luminance and the linear map (L1 in [0, 1]
+  pixel units, lower is better; SSIM, higher is better), a column that
+  appears only where some row has it."""
   head = (f'{"stage":>5} {"step":>7} | {"(a) IR->RGB R1/mAP":>19} | '
           f'{"(b) fakeIR->IR R1/mAP":>22} | {"(c) IR->IR R1/mAP":>18} | '
           f'{"(d) cos same/diff (gap)":>24}')
+  with_e = any('translation' in r['diagnostics'] for r in rows)
+  if with_e:
+    head += f' | {"(e) L1 G/luma/lin":>20} | {"SSIM G/luma/lin":>17}'
   lines = ['Per-stage diagnostics (test people; Rank-1 and mAP in %, chance '
            'Rank-1 in brackets)', head]
 
@@ -142,7 +153,14 @@ def format_table(rows: list[dict]) -> str:
     cos = d['cosine']
     cos_text = ('n/a' if 'skipped' in cos else
                 f'{cos["same_mean"]:.3f}/{cos["different_mean"]:.3f} ({cos["gap"]:+.3f})')
-    lines.append(f'{r["stage"]:>5} {r["step"]:>7} | {pair(r["protocol"]):>19} | '
-                 f'{pair(d["fake_ir_to_ir"]):>22} | {pair(d["ir_to_ir"]):>18} | '
-                 f'{cos_text:>24}')
+    line = (f'{r["stage"]:>5} {r["step"]:>7} | {pair(r["protocol"]):>19} | '
+            f'{pair(d["fake_ir_to_ir"]):>22} | {pair(d["ir_to_ir"]):>18} | '
+            f'{cos_text:>24}')
+    if with_e:
+      e = d.get('translation')
+      l1_text, ssim_text = ('n/a', 'n/a') if e is None else (
+          f'{e["l1"]:.3f}/{e["luminance_l1"]:.3f}/{e["linear_l1"]:.3f}',
+          f'{e["ssim"]:.2f}/{e["luminance_ssim"]:.2f}/{e["linear_ssim"]:.2f}')
+      line += f' | {l1_text:>20} | {ssim_text:>17}'
+    lines.append(line)
   return '\n'.join(lines)
