@@ -17,7 +17,13 @@ The table: stage, iterations, training wall time, compile time, and (a) the
 protocol's IR->RGB all-search single-shot Rank-1 / mAP (RGB translated to
 fake IR), (b) fake IR -> real IR, (c) IR -> IR across the two IR cameras,
 (d) the cosine of fake-IR and real-IR features of the same / different
-people. The default budget (``--preset=gpu``) is meant for at most 8 minutes
+people, and (e) the generator's translation error against the true infrared
+twins of the RGB test images (evaluation/translation.py).
+``--ir_from_colour=1`` trains in the learnable world (render.py), where
+infrared follows from colour; ``--conv_dim``, ``--num_residual``,
+``--pixel_alignment`` and ``--test_instance_norm`` set the pixel module's
+points of the issue-26 sweep (bench/pixel_sweep.py runs the small ones on
+a CPU). The default budget (``--preset=gpu``) is meant for at most 8 minutes
 on one H100 including compilation.
 """
 
@@ -62,6 +68,12 @@ flags.DEFINE_float('learning_rate', 0.2, 'Head learning rate (official 0.2).')
 flags.DEFINE_float('encoder_lr_multiplier', 0.1, 'Trunk lr / head lr (official 0.1).')
 flags.DEFINE_integer('seed', 0, 'Data, sampler and initialisation seed.')
 flags.DEFINE_integer('num_trials', 10, 'Gallery trials of the protocol.')
+flags.DEFINE_float('ir_from_colour', 0.0, 'The world: 0 independent, 1 learnable.')
+flags.DEFINE_integer('conv_dim', None, 'config.gan.conv_dim (preset otherwise).')
+flags.DEFINE_integer('num_residual', None, 'config.gan.num_residual (preset otherwise).')
+flags.DEFINE_bool('pixel_alignment', True, 'config.gan.pixel_alignment (False: ablation).')
+flags.DEFINE_enum('test_instance_norm', 'running', ['running', 'instance'],
+                  'config.gan.test_instance_norm.')
 FLAGS = flags.FLAGS
 
 
@@ -96,20 +108,29 @@ class MemoryRecords:
 
 
 def _render_person(args):
-  seed, pid, height, max_images, size = args
+  """The person's images, then the infrared twins of its RGB images."""
+  seed, pid, height, max_images, size, ir_from_colour = args
   render = _load_render()
-  return [(pid, cam, index, render.to_square(image, size))
-          for pid, cam, index, image in render.examples(
-              seed, [pid], image_height=height, max_images=max_images, min_images=2)]
+  draw = lambda **kw: [(pid, cam, index, render.to_square(image, size))
+                       for pid, cam, index, image in render.examples(
+                           seed, [pid], image_height=height, max_images=max_images,
+                           min_images=2, ir_from_colour=ir_from_colour, **kw)]
+  return draw(), draw(cameras=render.RGB_CAMERAS, infrared_twins=True)
 
 
-def render_dataset(seed, train_ids, test_ids, *, height, max_images, size):
-  """(train, test) MemoryRecords in the demo dataset's layout."""
+def render_dataset(seed, train_ids, test_ids, *, height, max_images, size,
+                   ir_from_colour=0.0):
+  """(train, test) MemoryRecords in the demo dataset's layout, and
+  {'train', 'test'}: the [n, S, S, 3] uint8 infrared twins of the split's
+  RGB images, in record order."""
   render = _load_render()
   train, test = render.split_identities(seed, train_ids, test_ids)
   with futures.ProcessPoolExecutor(os.cpu_count()) as pool:
-    people = list(pool.map(_render_person, [(seed, int(p), height, max_images, size)
-                                            for p in np.concatenate([train, test])]))
+    rendered = list(pool.map(_render_person, [
+        (seed, int(p), height, max_images, size, ir_from_colour)
+        for p in np.concatenate([train, test])]))
+  people = [images for images, _ in rendered]
+  twin_of = {(r[0], r[1], r[2]): r[3] for _, twins in rendered for r in twins}
   label_of = {int(p): i for i, p in enumerate(train)}
 
   def records(ids, labelled):
@@ -124,7 +145,11 @@ def render_dataset(seed, train_ids, test_ids, *, height, max_images, size):
         camera=cam, modality=np.isin(cam, render.IR_CAMERAS).astype(np.int64),
         index=index,
         path=np.array([f'cam{c}/{p:04d}/{i + 1:04d}.jpg' for p, c, i in zip(pid, cam, index)]))
-  return records(train, True), records(test, False)
+  train, test = records(train, True), records(test, False)
+  twins = {name: np.stack([twin_of[key] for key in zip(
+      split.person_id, split.camera, split.index) if key in twin_of])
+           for name, split in (('train', train), ('test', test))}
+  return train, test, twins
 
 
 def _to_float(images, flip=None):
@@ -163,12 +188,14 @@ def _config(preset):
   config.pretrained_backbone = FLAGS.pretrained_backbone
   config.eval.sysu_modes, config.eval.sysu_shots = ('all',), ('single',)
   config.eval.num_trials = FLAGS.num_trials
+  config.gan.pixel_alignment = FLAGS.pixel_alignment
+  config.gan.test_instance_norm = FLAGS.test_instance_norm
   return config
 
 
 def _preset():
   p = dict(_PRESETS[FLAGS.preset])
-  for key in ('train_ids', 'test_ids', 'image_size', 'dtype'):
+  for key in ('train_ids', 'test_ids', 'image_size', 'dtype', 'conv_dim', 'num_residual'):
     if getattr(FLAGS, key) is not None:
       p[key] = getattr(FLAGS, key)
   if FLAGS.stage_iterations:
@@ -176,7 +203,7 @@ def _preset():
   return p
 
 
-def _evaluate(state, extractors, test, config, mesh):
+def _evaluate(state, extractors, test, config, mesh, truth):
   from aligngan_jax import sharding
   from aligngan_jax.evaluation import diagnostics, engine
   feats = np.zeros((len(test), 0), np.float32)
@@ -193,21 +220,25 @@ def _evaluate(state, extractors, test, config, mesh):
       feats = np.zeros((len(test), part.shape[1]), np.float32)
     feats[rows] = part
   result = engine.evaluate_features(feats, test, engine.EvalSettings.from_config(config.eval))
-  return (diagnostics.protocol_summary(result),
-          diagnostics.diagnose(feats, test.person_id, test.camera, test.modality))
+  diag = diagnostics.diagnose(feats, test.person_id, test.camera, test.modality)
+  pairs, translator = truth
+  diag['translation'] = pairs.measure(lambda rgb: translator(state, rgb)[0],
+                                      config.eval_batch_size)
+  return diagnostics.protocol_summary(result), diag
 
 
 def main(argv):
   del argv
   import jax
   from aligngan_jax import players, pretrained, sampler as sampler_lib, sharding, trainers
-  from aligngan_jax.evaluation import diagnostics
+  from aligngan_jax.evaluation import diagnostics, translation
   preset = _preset()
   config = _config(preset)
   start = time.time()
-  train, test = render_dataset(config.seed, preset['train_ids'], preset['test_ids'],
-                               height=preset['render_height'],
-                               max_images=preset['max_images'], size=config.image_size)
+  train, test, twins = render_dataset(
+      config.seed, preset['train_ids'], preset['test_ids'], height=preset['render_height'],
+      max_images=preset['max_images'], size=config.image_size,
+      ir_from_colour=FLAGS.ir_from_colour)
   print(f'Rendered {len(train)} train / {len(test)} test images '
         f'({preset["train_ids"]} / {preset["test_ids"]} people) in {time.time() - start:.0f} s '
         f'on {jax.devices()[0].device_kind}.', flush=True)
@@ -220,6 +251,10 @@ def main(argv):
   trainer = trainers.trainer_for(config)
   steps = trainers.make_steps(trainer, models, config, mesh)
   extractors = trainers.make_extractors(models, config, mesh)
+  truth = (translation.Truth.from_pairs(
+      _to_float(rgb.images), _to_float(twins['train']),
+      _to_float(test.images[test.modality == 0]), _to_float(twins['test'])),
+           trainers.make_translator(models))
   samplers = {
       'feature': sampler_lib.PKSampler(rgb.label, ir.label, ids_per_batch=config.ids_per_batch,
                                        instances_per_id=config.instances_per_id, seed=config.seed),
@@ -249,7 +284,7 @@ def main(argv):
               flush=True)
     jax.block_until_ready(state)
     train_s = time.time() - t0
-    protocol, diag = _evaluate(state, extractors, test, config, mesh)
+    protocol, diag = _evaluate(state, extractors, test, config, mesh, truth)
     rows.append({'stage': stage, 'step': hi, 'protocol': protocol, 'diagnostics': diag,
                  'iterations': hi - lo, 'train_s': train_s, 'compile_s': compile_s})
   print(f'\nAlignGAN learning benchmark, preset {FLAGS.preset} {preset}, '

@@ -51,7 +51,7 @@ POINTS = {
     'independent_ablation': [f'--config.dataset={INDEPENDENT}',
                              '--config.gan.pixel_alignment=False'],
 }
-SETTING = 'sysu_all_single'
+SETTING = 'sysu all single'
 
 
 def _run(cmd: list[str], log: str) -> None:
