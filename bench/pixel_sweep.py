@@ -18,7 +18,12 @@ seed, at the end of training:
   per-image ('instance') and running ('running') test-time InstanceNorm.
 
 An ``ablation`` point trains with ``gan.pixel_alignment=False``: its
-protocol Rank-1 is the number AlignGAN must reach. About 4-5 minutes per
+protocol Rank-1 is the number AlignGAN must reach. Every other point also
+runs bench/translation_curve.py: the same trained feature module with the
+RGB gallery translated by G moved part of the way to the true infrared
+twins, and by the twins themselves; the table gives the Rank-1 of the
+true-IR gallery and the L1 at which the curve reaches the ablation's Rank-1
+of the same seed (when the ablation point ran). About 4-5 minutes per
 demo-size point on a 2-core CPU; the wider generators take longer.
 """
 
@@ -45,9 +50,14 @@ POINTS = {
     'g16r2': [f'--config.dataset={LEARNABLE}', '--config.gan.conv_dim=16',
               '--config.gan.num_residual=2'],
     'long': [f'--config.dataset={LEARNABLE}', *_long(600, 900)],
+    # The pixel module's identity losses on the fake IR x10 (official 0.1).
+    'pixel_id1': [f'--config.dataset={LEARNABLE}', '--config.gan.lambda_pixel_cls=1.0',
+                  '--config.gan.lambda_pixel_tri=1.0'],
     'g16r2_long': [f'--config.dataset={LEARNABLE}', '--config.gan.conv_dim=16',
                    '--config.gan.num_residual=2', *_long(600, 900)],
     'independent': [f'--config.dataset={INDEPENDENT}'],
+    'independent_g16r2': [f'--config.dataset={INDEPENDENT}', '--config.gan.conv_dim=16',
+                          '--config.gan.num_residual=2'],
     'independent_ablation': [f'--config.dataset={INDEPENDENT}',
                              '--config.gan.pixel_alignment=False'],
 }
@@ -79,6 +89,14 @@ def run_point(point: str, seed: int, runs: str, data_dir: str | None) -> dict:
       latest = json.load(f)
     with open(running_json, 'w') as f:
       json.dump(latest, f, indent=2)
+  curve_json = os.path.join(workdir, 'eval', 'translation_curve.json')
+  if not POINTS[point][-1].endswith('pixel_alignment=False') and not os.path.isfile(curve_json):
+    _run([sys.executable, 'bench/translation_curve.py', f'--workdir={workdir}',
+          *([f'--data_dir={data_dir}'] if data_dir else [])], log)
+  curve = None
+  if os.path.isfile(curve_json):
+    with open(curve_json) as f:
+      curve = json.load(f)['rows']
   with open(stages_json) as f:
     last = json.load(f)[-1]
   with open(running_json) as f:
@@ -93,20 +111,39 @@ def run_point(point: str, seed: int, runs: str, data_dir: str | None) -> dict:
           'ir_to_ir': 100 * d['ir_to_ir']['rank1'],
           **{k: e.get(k, float('nan')) for k in (
               'l1', 'luminance_l1', 'linear_l1', 'ssim', 'luminance_ssim', 'linear_ssim')},
-          'l1_running': running['diagnostics'].get('translation', {}).get('l1', float('nan'))}
+          'l1_running': running['diagnostics'].get('translation', {}).get('l1', float('nan')),
+          'curve': curve}
+
+
+def add_crossings(rows: list[dict]) -> None:
+  """Each row's true-IR gallery Rank-1 and the L1 at which its curve
+  reaches the ablation's Rank-1 of the same seed."""
+  from translation_curve import BLENDS, crossing_l1  # bench/, beside this file
+  ablation = {r['seed']: r['rank1'] for r in rows if r['point'] == 'ablation'}
+  for r in rows:
+    r['true_ir_rank1'] = r['crossing_l1'] = float('nan')
+    if r['curve']:
+      by_name = {c['translator']: c for c in r['curve']}
+      r['true_ir_rank1'] = by_name['true IR']['rank1']
+      if r['seed'] in ablation:
+        line = [(c['l1'], c['rank1']) for c in r['curve'][:len(BLENDS) + 2]]
+        found = crossing_l1(line, ablation[r['seed']])
+        r['crossing_l1'] = float('nan') if found is None else found
 
 
 def table(rows: list[dict]) -> str:
   head = ('| point | seed | (e) L1 G / luma / linear | L1 G, running IN | SSIM G / luma / linear '
-          '| fake IR->IR R1 (inst / run) | IR->IR R1 | Rank-1 (inst / run) | mAP |')
-  lines = [head, '|' + '---|' * 9]
+          '| fake IR->IR R1 (inst / run) | IR->IR R1 | Rank-1 (inst / run) | mAP '
+          '| Rank-1, true-IR gallery | L1 to match the ablation |')
+  lines = [head, '|' + '---|' * 11]
   for r in rows:
     lines.append(
         f'| {r["point"]} | {r["seed"]} | {r["l1"]:.3f} / {r["luminance_l1"]:.3f} / '
         f'{r["linear_l1"]:.3f} | {r["l1_running"]:.3f} | {r["ssim"]:.2f} / '
         f'{r["luminance_ssim"]:.2f} / {r["linear_ssim"]:.2f} | '
         f'{r["fake_ir_to_ir"]:.1f} / {r["fake_ir_to_ir_running"]:.1f} | {r["ir_to_ir"]:.1f} | '
-        f'**{r["rank1"]:.1f}** / {r["rank1_running"]:.1f} | {r["mAP"]:.1f} |')
+        f'**{r["rank1"]:.1f}** / {r["rank1_running"]:.1f} | {r["mAP"]:.1f} | '
+        f'{r["true_ir_rank1"]:.1f} | {r["crossing_l1"]:.3f} |')
   return '\n'.join(lines)
 
 
@@ -127,6 +164,7 @@ def main(argv=None) -> int:
     for point in points:
       rows.append(run_point(point, seed, args.runs, args.data_dir))
       print(f'{point} seed {seed}: done', flush=True)
+  add_crossings(rows)
   print(table(rows))
   with open(os.path.join(args.runs, 'sweep.json'), 'w') as f:
     json.dump(rows, f, indent=2)
