@@ -63,11 +63,6 @@ def _parse_flags(argv):
     sys.exit(f'error: --config: {type(e).__name__}: {" ".join(str(e).split())}')
   except (AttributeError, KeyError) as e:
     overrides = [a.split('=')[0] for a in argv[1:] if a.startswith('--config.')]
-    from aligngan_jax import config_checks  # pylint: disable=g-import-not-at-top
-    moved = [k for k in (o[len('--config.'):] for o in overrides)
-             if k in config_checks.MOVED_KEYS]
-    if moved:
-      sys.exit(f'error: {config_checks.moved_key_message(moved[0])}')
     sys.exit(f'error: unknown config key in {" ".join(overrides) or "--config"}:'
              f' {str(e).strip(chr(34) + chr(39))}. See configs/default.py for '
              'the keys.')

@@ -28,24 +28,20 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
-from aligngan_jax import config_checks
+from aligngan_jax import errors
 from aligngan_jax import distributed
 from aligngan_jax import reporting
 from aligngan_jax import train_state as train_state_lib
 
 SET_ASIDE = 'checkpoints_set_aside'
-# Config keys that change the shapes or the tree of the saved state.
-STRUCTURE_KEYS = ('trainer', 'dataset', 'model.depth', 'model.width',
-                  'model.bottle_dim', 'model.embed_dim', 'model.embed_bn',
-                  'gan.conv_dim', 'gan.num_residual', 'gan.d_layers', 'ide.optimizer')
 
 
-class CheckpointError(config_checks.ConfigError):
+class CheckpointError(errors.ConfigError):
   """A checkpoint that cannot be written or resumed; the message names the
   step and what to do."""
 
 
-class DivergenceError(FloatingPointError):
+class DivergenceError(errors.UserError, FloatingPointError):
   """Training produced a non-finite loss or state; the message names the
   term, the step and the newest finite checkpoint."""
 
@@ -139,13 +135,14 @@ def _audit_host(tree):
 
 
 def save(manager: ocp.CheckpointManager, state: train_state_lib.TrainState, *,
-         force: bool = False, max_abs: float = 0.0) -> bool:
+         force: bool = False, max_abs: float = 0.0, metadata: dict | None = None) -> bool:
   """Saves ``state`` under its step if the save interval (or ``force``) says
   so, with its fingerprint. A state that holds NaN or inf, or (``max_abs``
   > 0) parameters or running statistics larger than ``max_abs`` in
   magnitude, has diverged: it is never written (`DivergenceError`), so
   the newest checkpoint is always one to resume from. A full disk is a
-  one-line `CheckpointError`."""
+  one-line `CheckpointError`. ``metadata``: JSON values saved beside (the
+  loop records the class count, which the tools read back)."""
   step = int(state.step)
   if not (force or manager.should_save(step)):
     return False
@@ -166,7 +163,8 @@ def save(manager: ocp.CheckpointManager, state: train_state_lib.TrainState, *,
     size = max([largest[n] for n in largest
                 if n.startswith(("['params']", "['batch_stats']"))], default=0.0)
     return manager.save(step, args=ocp.args.StandardSave(tree), force=force,
-                        custom_metadata={'fingerprint': sums, 'largest': size})
+                        custom_metadata={**(metadata or {}), 'fingerprint': sums,
+                                         'largest': size})
   except Exception as e:  # pylint: disable=broad-except
     raise _save_error(manager, step, tree, e) from e
 
@@ -258,8 +256,8 @@ def _shapes(tree) -> dict[str, tuple]:
 
 
 def _config_differences(workdir: str, config) -> list[str]:
-  """'key (saved -> now)' of the structure keys in which ``config`` differs
-  from ``<workdir>/config.json`` (all differing keys if none of those do)."""
+  """'key (saved there, now)' of the keys in which ``config`` differs from
+  ``<workdir>/config.json`` (the first six, and how many more)."""
   path = os.path.join(workdir, 'config.json')
   try:
     with open(path) as f:
@@ -269,26 +267,18 @@ def _config_differences(workdir: str, config) -> list[str]:
   now = reporting.flatten(json.loads(config.to_json_best_effort()))
   differ = [k for k in sorted(set(saved) | set(now))
             if saved.get(k) != now.get(k) and k not in ('mode', 'data_dir', 'manual_dir')]
-  structural = [k for k in differ if k in STRUCTURE_KEYS] or differ
-  return [f'{k} ({saved.get(k)!r} there, {now.get(k)!r} now)' for k in structural]
+  out = [f'{k} ({saved.get(k)!r} there, {now.get(k)!r} now)' for k in differ[:6]]
+  return out + ([f'{len(differ) - 6} more keys'] if len(differ) > 6 else [])
 
 
 def _check_structure(manager, step, template, config):
   """Refuses, in one line, a checkpoint whose tree or shapes are not the
-  ones ``config`` builds (another trainer, width, depth or dataset, or the
-  IDE layout from before the trainers shared one state builder)."""
+  ones ``config`` builds (another trainer, width, depth or dataset)."""
   saved = manager.item_metadata(step)
   saved = getattr(saved, 'tree', saved)
   if not isinstance(saved, dict) or 'opt_state' not in saved:
     raise ValueError('its metadata is missing or unreadable')
   where = os.path.join(str(manager.directory), str(step))
-  if set(saved['opt_state']) == {'feature'}:
-    raise CheckpointError(
-        f'{where} is an IDE checkpoint from before the trainers shared one loop: '
-        "its optimizer state is one 'feature' tree, now one per network "
-        "('encoder', 'embedder'), so it cannot be resumed or evaluated by this "
-        'version; train again in a new --workdir, or use the commit that wrote '
-        'it (see docs/decisions.md, "One loop").')
   have, want = _shapes(saved), _shapes(_saved_tree(template))
   if have == want:
     return

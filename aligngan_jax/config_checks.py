@@ -10,48 +10,38 @@ import tempfile
 from absl import logging
 import ml_collections
 
+from aligngan_jax import errors
 from aligngan_jax import players
 from aligngan_jax import pretrained
-from aligngan_jax import trainers
 from aligngan_jax.evaluation import protocols
 from aligngan_jax.evaluation import ranking
 from aligngan_jax.models import gan
 from aligngan_jax.models import resnet
 
 _MODES = ('train', 'eval', 'visualize')
-_IDE_OPTIMIZERS = ('sgd', 'adam')
-# config.gan.test_instance_norm: the generators' eval-mode InstanceNorm.
-TEST_INSTANCE_NORMS = ('running', 'instance')
-# Keys that one trainer alone reads moved into its group; an old config
-# file or command line that still sets them gets the new place in one line.
-MOVED_KEYS = {'num_train_steps': 'ide.num_train_steps',
-              'lr_milestones': 'ide.lr_milestones (AlignGAN: gan.lr_milestones)',
-              'optimizer': 'ide.optimizer'}
 
 
-class ConfigError(ValueError):
-  """An invalid config value or path; the message names the key or path."""
+ConfigError = errors.ConfigError
 
 
 def validate_config(config: ml_collections.ConfigDict, *, num_devices: int):
   """Checks the values a run depends on before any work is done."""
   if config.mode not in _MODES:
     raise ConfigError(f'config.mode={config.mode!r} is not one of {_MODES}.')
-  for key in MOVED_KEYS:
-    if key in config:
-      raise ConfigError(moved_key_message(key))
-  if config.trainer not in trainers.TRAINERS:
-    raise ConfigError(f'config.trainer={config.trainer!r} is not one of '
-                      f'{trainers.TRAINERS}.')
+  from aligngan_jax import trainers  # pylint: disable=g-import-not-at-top
+  known = tuple(trainers.registered())
+  if config.trainer not in known:
+    raise ConfigError(f'config.trainer={config.trainer!r} is not one of {known}.')
+  trainer = trainers.get(config.trainer)
   if config.compute_dtype not in players.COMPUTE_DTYPES:
     raise ConfigError(f'config.compute_dtype={config.compute_dtype!r} is not one '
                       f'of {players.COMPUTE_DTYPES}.')
-  _check_ints(config, ('image_size', 'ids_per_batch', 'instances_per_id',
+  check_ints(config, ('image_size', 'ids_per_batch', 'instances_per_id',
                        'eval_batch_size', 'log_every_steps',
                        'checkpoint_every_steps', 'max_checkpoints_to_keep',
                        'eval_every_steps', 'image_every_steps', 'grid_people',
                        'eval.max_rank', 'eval.num_trials'))
-  _check_ints(config, ('resume_step',), minimum=-1)
+  check_ints(config, ('resume_step',), minimum=-1)
   if not isinstance(config.checkpoint_max_abs, (int, float)) or config.checkpoint_max_abs < 0:
     raise ConfigError(f'config.checkpoint_max_abs={config.checkpoint_max_abs!r} must be '
                       'a number >= 0 (0: no bound).')
@@ -60,10 +50,11 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int):
         f'config.instances_per_id={config.instances_per_id} must be >= 2: the '
         'batch-hard triplet of a modality needs a positive other than the anchor.')
   _validate_eval(config.eval)
-  if config.trainer == 'ide':
-    _validate_ide(config)
-  else:
-    _validate_gan(config, num_devices)
+  if trainer.config_group and trainer.config_group not in config:
+    raise ConfigError(f'config.{trainer.config_group} is missing: the group of '
+                      f'config.trainer={config.trainer!r} (configs/default.py adds '
+                      'the group of every registered trainer).')
+  trainer.validate(config, num_devices=num_devices)
   batch = config.ids_per_batch * config.instances_per_id
   if batch % num_devices:
     raise ConfigError(
@@ -102,128 +93,32 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int):
                       f'{", ".join(map(str, resnet.DEPTHS))}.')
 
 
-def moved_key_message(key: str) -> str:
-  return (f'config.{key} moved to config.{MOVED_KEYS[key]}: it is read by one '
-          'trainer only (configs/default.py).')
-
-
-def _get(config, key):
+def get_key(config, key):
+  """``config['a']['b']`` of ``key='a.b'``."""
   for part in key.split('.'):
     config = config[part]
   return config
 
 
-def _is_count(value, minimum=0) -> bool:
+def is_count(value, minimum=0) -> bool:
   """An integer (not a bool) >= ``minimum``."""
   return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
-def _check_ints(config, keys, *, minimum=1):
+def check_ints(config, keys, *, minimum=1):
   """Each key must hold an integer >= ``minimum``."""
   for key in keys:
-    value = _get(config, key)
-    if not _is_count(value, minimum):
+    value = get_key(config, key)
+    if not is_count(value, minimum):
       kind = 'a positive integer' if minimum == 1 else f'an integer >= {minimum}'
       raise ConfigError(f'config.{key}={value!r} must be {kind}.')
 
 
-def _check_milestones(config, key):
-  value = tuple(_get(config, key))
-  if not all(map(_is_count, value)) or list(value) != sorted(value):
+def check_milestones(config, key):
+  value = tuple(get_key(config, key))
+  if not all(map(is_count, value)) or list(value) != sorted(value):
     raise ConfigError(f'config.{key}={value} must be ascending non-negative '
                       'integers (global iterations).')
-
-
-def _validate_ide(config):
-  """The keys only the IDE trainer reads (config.ide)."""
-  _check_ints(config, ('ide.num_train_steps',))
-  _check_milestones(config, 'ide.lr_milestones')
-  if config.ide.optimizer not in _IDE_OPTIMIZERS:
-    raise ConfigError(f'config.ide.optimizer={config.ide.optimizer!r} is not one '
-                      f'of {_IDE_OPTIMIZERS}.')
-
-
-def _validate_gan(config, num_devices):
-  """The keys only the AlignGAN trainer reads (config.gan)."""
-  g = config.gan
-  _check_ints(config, ('gan.conv_dim', 'gan.d_layers', 'gan.pixel_ids_per_batch',
-                       'gan.pixel_instances_per_id'))
-  _check_ints(config, ('gan.num_residual',), minimum=0)
-  iterations = tuple(g.stage_iterations)
-  if len(iterations) != 3 or not all(map(_is_count, iterations)) or sum(iterations) <= 0:
-    raise ConfigError(f'config.gan.stage_iterations={iterations} must be three '
-                      'non-negative integers (stages 1, 2, 3), at least one of '
-                      'them positive.')
-  _check_milestones(config, 'gan.lr_milestones')
-  if g.test_instance_norm not in TEST_INSTANCE_NORMS:
-    raise ConfigError(f'config.gan.test_instance_norm={g.test_instance_norm!r} is '
-                      f'not one of {TEST_INSTANCE_NORMS}.')
-  if g.pixel_instances_per_id < 2:
-    raise ConfigError(
-        f'config.gan.pixel_instances_per_id={g.pixel_instances_per_id} must be '
-        '>= 2: the triplet on the fake IR images needs a positive other than '
-        'the anchor.')
-  _check_image_size(config)
-  if g.pixel_ids_per_batch < 2:
-    raise ConfigError(f'config.gan.pixel_ids_per_batch={g.pixel_ids_per_batch} '
-                      'must be >= 2: the joint discriminator pairs each IR image '
-                      'with the feature map of another identity.')
-  pixel = g.pixel_ids_per_batch * g.pixel_instances_per_id
-  if pixel % num_devices:
-    raise ConfigError(
-        f'config.gan.pixel_ids_per_batch * config.gan.pixel_instances_per_id = '
-        f'{g.pixel_ids_per_batch} * {g.pixel_instances_per_id} = {pixel} images '
-        f'per modality is not divisible by the {num_devices} devices.')
-
-
-def _discriminator_halvings(config) -> dict[str, int]:
-  """How often each discriminator halves the image (models/gan.py: 4x4
-  stride-2 convolutions, rounding down) before its last InstanceNorm."""
-  return {'PatchDiscriminator': config.gan.d_layers + 1, 'JointDiscriminator': 5}
-
-
-def _check_image_size(config):
-  """The AlignGAN networks' minimum image sizes: the generators map S to S
-  only for S divisible by 4 (two stride-2 downs, two transposed ups); a
-  discriminator whose last InstanceNorm sees a 0x0 map gives NaN."""
-  size = config.image_size
-  if size % 4:
-    raise ConfigError(f'config.image_size={size}: the generators need a multiple '
-                      f'of 4 (nearest valid: {size - size % 4 or 4}, {size + 4 - size % 4}).')
-  for network, halvings in _discriminator_halvings(config).items():
-    if size >> halvings < 1:
-      raise ConfigError(
-          f'config.image_size={size} is too small for the {network}: its last '
-          f'InstanceNorm would see a 0x0 map (NaN losses); the smallest valid '
-          f'size is {1 << halvings}, {2 << halvings} for 2x2 maps.')
-
-
-def warn_about_image_size(config):
-  """Logs (once, when AlignGAN training starts; `validate_config` runs in
-  several places) each discriminator whose last InstanceNorm sees 1x1 maps:
-  it normalises them to zero, so that discriminator learns little."""
-  size = config.image_size
-  for network, halvings in _discriminator_halvings(config).items():
-    if size >> halvings == 1:
-      logging.warning(
-          'config.image_size=%d: the %s\'s last InstanceNorm sees 1x1 maps, '
-          'which it normalises to zero (that discriminator then learns '
-          'little); %d or more gives 2x2 maps.', size, network, 2 << halvings)
-
-
-def check_data(config, train_labels_rgb, train_labels_ir):
-  """The P x K batch layouts against the training split's identities (those
-  with RGB and IR images), right after the split is read: before anything
-  is compiled."""
-  both = len(set(train_labels_rgb.tolist()) & set(train_labels_ir.tolist()))
-  keys = [('ids_per_batch', config.ids_per_batch)]
-  if config.trainer == 'aligngan':
-    keys.append(('gan.pixel_ids_per_batch', config.gan.pixel_ids_per_batch))
-  for key, value in keys:
-    if value > both:
-      raise ConfigError(
-          f'config.{key}={value} is more than the {both} training identities '
-          f'with both RGB and IR images in {config.dataset}; lower config.{key}.')
 
 
 def _validate_eval(ev):

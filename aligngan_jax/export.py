@@ -67,14 +67,13 @@ def export(workdir: str, split: str, out: str, *, data_dir=None,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  from aligngan_jax import errors  # pylint: disable=g-import-not-at-top
   from aligngan_jax import trained  # pylint: disable=g-import-not-at-top
-  from aligngan_jax import config_checks  # pylint: disable=g-import-not-at-top
-  from datasets import common  # pylint: disable=g-import-not-at-top
   trained.hide_gpus_from_tensorflow()
   try:
     path = export(FLAGS.workdir, FLAGS.split, FLAGS.out, data_dir=FLAGS.data_dir,
                   manual_dir=FLAGS.manual_dir)
-  except (config_checks.ConfigError, common.DatasetError) as e:
+  except (errors.UserError, NotImplementedError) as e:
     sys.exit('error: ' + ' '.join(str(e).splitlines()))  # One line, always.
   print(f'Wrote {path}')
 

@@ -20,28 +20,12 @@ import tensorflow_datasets as tfds
 from aligngan_jax import distributed
 from aligngan_jax import sampler as sampler_lib
 
-RGB, IR = 0, 1  # values of the `modality` feature
-
-@dataclasses.dataclass(frozen=True)
-class Records:
-  """One split held in memory: encoded images plus their metadata, sorted by
-  (camera, person id, index, modality) so the order never depends on the
-  TFDS build."""
-  # Object array of encoded image bytes, or [N, S, S, 3] uint8 after
-  # `decode_records`.
-  images: np.ndarray
-  person_id: np.ndarray
-  label: np.ndarray
-  camera: np.ndarray
-  modality: np.ndarray   # RGB (0) or IR (1)
-  index: np.ndarray      # position in its (modality, camera, id) folder
-  path: np.ndarray
-
-  def __len__(self):
-    return len(self.person_id)
-
-  def select(self, mask) -> 'Records':
-    return Records(*(getattr(self, f.name)[mask] for f in dataclasses.fields(self)))
+from aligngan_jax import data as data_lib
+from aligngan_jax.data import eval_layout
+from aligngan_jax.data import is_decoded
+from aligngan_jax.data import MONO_WEIGHTS
+from aligngan_jax.data import Records
+from aligngan_jax.data import RGB
 
 
 def get_builder(dataset: str, *, data_dir=None, manual_dir=None):
@@ -142,59 +126,6 @@ def load_paired_ir(config, train: Records, test: Records) -> dict | None:
   return out
 
 
-def paired_images(paired: dict, image_size: int) -> tuple[np.ndarray, ...]:
-  """(train RGB, their twins, test RGB, their twins) of `load_paired_ir`,
-  each [n, S, S, 3] in [-1, 1]."""
-  return tuple(load_images(records, image_size)
-               for split in ('train', 'test') for records in paired[split])
-
-
-def grid_pairs(records: Records, num_people: int) -> tuple[np.ndarray, np.ndarray]:
-  """Record indices (rgb [n], ir [n]) of the first RGB and the first IR image
-  of up to ``num_people`` identities seen in both modalities (on the test
-  split: people the generators never saw), for translation grids."""
-  rgb, ir = [], []
-  for pid in np.unique(records.person_id):
-    of_id = records.person_id == pid
-    r = np.flatnonzero(of_id & (records.modality == RGB))
-    i = np.flatnonzero(of_id & (records.modality == IR))
-    if len(r) and len(i):
-      rgb.append(r[0])
-      ir.append(i[0])
-    if len(rgb) == num_people:
-      break
-  return np.asarray(rgb, np.int64), np.asarray(ir, np.int64)
-
-
-def grid_images(records: Records, num_people: int, image_size: int,
-                paired: tuple[Records, Records] | None = None):
-  """The RGB and the IR images of `grid_pairs`, each [n, S, S, 3] in [-1, 1],
-  and the RGB images' infrared twins where ``paired`` (an entry of
-  `load_paired_ir` for ``records``) holds them (else None)."""
-  rgb, ir = grid_pairs(records, num_people)
-  true_ir = None
-  if paired is not None:
-    rgb_records, twins = paired
-    where = {path: i for i, path in enumerate(rgb_records.path)}
-    true_ir = load_images(twins.select(
-        np.asarray([where[p] for p in records.path[rgb]], np.int64)), image_size)
-  return (load_images(records.select(rgb), image_size),
-          load_images(records.select(ir), image_size), true_ir)
-
-
-def load_images(records: Records, image_size: int) -> np.ndarray:
-  """All images of ``records`` ([n, S, S, 3] in [-1, 1]) in one batch."""
-  batch = next(create_eval_iterator(records, image_size=image_size,
-                                    batch_size=len(records), process_index=0,
-                                    process_count=1))
-  return batch['image']
-
-
-# Rows: R, G, B, ITU-R 601 luma (PIL's convert('L')); see PKBatch.rgb_mono.
-_MONO_WEIGHTS = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0),
-                 (0.299, 0.587, 0.114))
-
-
 def _decode_resize(encoded, image_size: int):
   """Encoded bytes -> [S, S, 3] float32 holding integers 0..255 (as PIL)."""
   image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
@@ -214,7 +145,7 @@ def _augment(images, flip, mono=None):
     mono = tf.cast(mono, tf.int32)
 
     def to_mono(images):
-      weights = tf.gather(tf.constant(_MONO_WEIGHTS), tf.maximum(mono, 0))[:, None, None]
+      weights = tf.gather(tf.constant(MONO_WEIGHTS), tf.maximum(mono, 0))[:, None, None]
       single = (images[..., 0] * weights[..., 0] + images[..., 1] * weights[..., 1]
                 + images[..., 2] * weights[..., 2])
       return tf.where((mono >= 0)[:, None, None, None],
@@ -228,10 +159,6 @@ def _preprocess(encoded, flip, image_size: int, mono=-1):
   mono = None if isinstance(mono, int) and mono < 0 else tf.reshape(mono, [1])
   return _augment(_decode_resize(encoded, image_size)[None], tf.reshape(flip, [1]),
                   mono)[0]
-
-
-def is_decoded(records: Records) -> bool:
-  return records.images.ndim == 4
 
 
 def training_records(rgb: Records, ir: Records, *, image_size: int,
@@ -334,16 +261,6 @@ def create_train_iterator(rgb: Records, ir: Records,
   return ds.as_numpy_iterator()
 
 
-def eval_layout(num_records: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-  """[num_batches, batch_size] record indices (padding repeats the last
-  record) and the matching validity mask."""
-  num_batches = max(1, -(-num_records // batch_size))
-  flat = np.arange(num_batches * batch_size)
-  mask = flat < num_records
-  flat = np.minimum(flat, num_records - 1)
-  return flat.reshape(num_batches, batch_size), mask.reshape(num_batches, batch_size)
-
-
 def create_eval_iterator(records: Records, *, image_size: int, batch_size: int,
                          process_index: int | None = None,
                          process_count: int | None = None) -> Iterator[dict]:
@@ -371,3 +288,44 @@ def create_eval_iterator(records: Records, *, image_size: int, batch_size: int,
         .prefetch(2)
         .with_options(_options()))
   return ds.as_numpy_iterator()
+
+
+class TFDSData(data_lib.Data):
+  """`data.Data` over a TFDS builder (``config.dataset``): encoded images
+  read into memory, batches by tf.data (decoded once per run when
+  ``config.decode_once``, else at every step). What main.py passes to
+  the training loop."""
+
+  def __init__(self, config, train: Records, test: Records):
+    super().__init__(train, test)
+    self._config, self._twins_read = config, False
+
+  @classmethod
+  def load(cls, config) -> 'TFDSData':
+    return cls(config, *load_data(config))
+
+  def twins(self):
+    # Read on first use: only runs that translate measure against them.
+    if not self._twins_read:
+      self._paired = load_paired_ir(self._config, self.train, self.test)
+      self._twins_read = True
+    return self._paired
+
+  def training_split(self, image_size, decode_once=True):
+    train = self.train
+    return training_records(train.select(train.modality == RGB),
+                            train.select(train.modality == data_lib.IR),
+                            image_size=image_size, decode_once=decode_once)
+
+  def train_batches(self, rgb, ir, sampler, *, image_size, start_step, num_steps):
+    return create_train_iterator(rgb, ir, sampler, image_size=image_size,
+                                 start_step=start_step, num_steps=num_steps)
+
+  def eval_batches(self, records, *, image_size, batch_size):
+    return create_eval_iterator(records, image_size=image_size, batch_size=batch_size)
+
+  def load_images(self, records, image_size):
+    batch = next(create_eval_iterator(records, image_size=image_size,
+                                      batch_size=len(records), process_index=0,
+                                      process_count=1))
+    return batch['image']

@@ -72,11 +72,11 @@ def create_models(config, num_classes: int, networks=ALL) -> dict:
   return {name: models[name] for name in networks}
 
 
-def _feature_optimizer(config) -> optax.GradientTransformation:
+def feature_optimizer(config, kind: str = 'sgd') -> optax.GradientTransformation:
   """PyTorch-style SGD (official: nesterov momentum, coupled weight decay),
-  or, for the IDE trainer only, ``config.ide.optimizer='adam'``
-  (torch.optim.Adam with weight_decay; docs/decisions.md)."""
-  if config.trainer == 'ide' and config.ide.optimizer == 'adam':
+  or ``kind='adam'`` (torch.optim.Adam with weight_decay; the IDE trainer's
+  ``config.ide.optimizer``; docs/decisions.md)."""
+  if kind == 'adam':
     update = optax.scale_by_adam()
   else:
     update = optax.trace(decay=config.momentum, nesterov=config.nesterov)
@@ -85,7 +85,8 @@ def _feature_optimizer(config) -> optax.GradientTransformation:
 
 def create_optimizers(config, networks=ALL) -> dict:
   """network -> optax transformation *without* the learning rate."""
-  feature = _feature_optimizer(config)
+  feature = feature_optimizer(
+      config, config.ide.optimizer if config.trainer == 'ide' else 'sgd')
   adam = optax.scale_by_adam(b1=config.gan.adam_b1, b2=config.gan.adam_b2,
                              eps=1e-8)
   return {name: (feature if name in FEATURE else adam) for name in networks}
@@ -120,45 +121,33 @@ def apply_updates(state, grads: dict, config) -> train_state_lib.TrainState:
   return state.replace(params=params, opt_state=opt_state)
 
 
+def init_variables(config, models: dict, key) -> dict:
+  """network name -> initial variables of the players in ``models`` (the
+  feature module always). Each network's key depends on its name only
+  (``key`` split over `ALL`), so the feature module starts the same under
+  either trainer."""
+  networks = tuple(name for name in ALL if name in models)
+  keys = dict(zip(ALL, jax.random.split(key, len(ALL))))
+  size = config.image_size
+  image = jnp.zeros((2, size, size, 3))
+  x = resnet.prepare_encoder_input(image, tuple(config.encoder_input_size))
+  variables = {'encoder': models['encoder'].init(keys['encoder'], x, train=False)}
+  fmap = models['encoder'].apply(variables['encoder'], x, train=False)
+  variables['embedder'] = models['embedder'].init(keys['embedder'], fmap, train=False)
+  for name in networks:
+    if name == 'D_ir':
+      variables[name] = models[name].init(keys[name], image, fmap, train=False)
+    elif name not in FEATURE:
+      variables[name] = models[name].init(keys[name], image, train=False)
+  return {name: variables[name] for name in networks}
+
+
 def create_state(config, models: dict, mesh, *, abstract: bool = False
                  ) -> train_state_lib.TrainState:
-  """A fresh state holding the players in ``models`` (the feature module
-  always), replicated over ``mesh``: the one state builder of both trainers.
-  Each network's initial key depends on its name only, so the feature
-  module starts the same under either trainer.
-
-  ``abstract``: the same state as `jax.ShapeDtypeStruct` leaves with their
-  shardings, without running (or compiling) the initialisers: the template
-  a checkpoint is restored into.
-  """
+  """A fresh state holding the players in ``models``, replicated over
+  ``mesh`` (``abstract``: shapes only; `train_state.create`)."""
   networks = tuple(name for name in ALL if name in models)
-  tx = create_optimizers(config, networks)
-  size = config.image_size
-
-  def init():
-    base = jax.random.key(config.seed)
-    keys = dict(zip(ALL, jax.random.split(jax.random.fold_in(base, 0), len(ALL))))
-    image = jnp.zeros((2, size, size, 3))
-    x = resnet.prepare_encoder_input(image, tuple(config.encoder_input_size))
-    variables = {'encoder': models['encoder'].init(keys['encoder'], x, train=False)}
-    fmap = models['encoder'].apply(variables['encoder'], x, train=False)
-    variables['embedder'] = models['embedder'].init(keys['embedder'], fmap, train=False)
-    for name in networks:
-      if name == 'D_ir':
-        variables[name] = models[name].init(keys[name], image, fmap, train=False)
-      elif name not in FEATURE:
-        variables[name] = models[name].init(keys[name], image, train=False)
-    params = {k: variables[k]['params'] for k in networks}
-    return train_state_lib.TrainState(
-        step=jnp.zeros((), jnp.int32), params=params,
-        batch_stats={k: variables[k]['batch_stats'] for k in networks
-                     if 'batch_stats' in variables[k]},
-        opt_state={k: tx[k].init(params[k]) for k in networks},
-        rng=jax.random.fold_in(base, 1), tx=tx)
-
-  replicated = sharding.replicated(mesh)
-  if abstract:
-    return jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-        jax.eval_shape(init))
-  return jax.jit(init, out_shardings=replicated)()
+  return train_state_lib.create(
+      lambda key: init_variables(config, models, key),
+      create_optimizers(config, networks), seed=config.seed, mesh=mesh,
+      abstract=abstract)

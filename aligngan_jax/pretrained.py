@@ -6,7 +6,7 @@
   or ``'timm'``: fetched, verified and cached by `weights`) or as a path;
   or a ``.msgpack`` trunk of any
   depth and width written by ``save_trunk`` (the demo's, made by
-  ``datasets/synthetic_vireid/pretrain_trunk.py``).
+  ``tools/pretrain_trunk.py``).
 * ``config.init_from``: a directory of the official release files
   ``model-{0..7}_{step}.pkl``; ``config.mode='eval'`` then evaluates the
   converted official model with the test-time recipe of spec §5: RGB images
@@ -24,9 +24,6 @@ import numpy as np
 from aligngan_jax import convert
 from aligngan_jax import sharding
 from aligngan_jax import weights
-from aligngan_jax.evaluation import features as features_lib
-from aligngan_jax.models import gan
-from aligngan_jax.models import resnet
 
 
 TRUNK_SUFFIX = '.msgpack'
@@ -67,7 +64,7 @@ def check_backbone_config(config) -> str | None:
   if path.endswith(TRUNK_SUFFIX):
     if not os.path.isfile(path):
       return (f'config.pretrained_backbone={path!r} does not exist (the demo\'s '
-              'trunk is made by python -m datasets.synthetic_vireid.pretrain_trunk), '
+              'trunk is made by python -m tools.pretrain_trunk), '
               "or set config.pretrained_backbone='' to train from scratch.")
     try:
       trunk = read_trunk(path)
@@ -124,20 +121,27 @@ def load_backbone(state, config, mesh, resolved: str | None = None):
 
 
 def official_extractors(variables: dict, config, mesh):
-  """images -> features for RGB (translated first) and IR images, jitted with
-  the variables as a replicated argument (not baked-in constants)."""
-  generator, encoder = gan.Generator(), resnet.ResNetEncoder()
-  size = tuple(config.encoder_input_size)
-  repl = sharding.replicated(mesh)
-  used = jax.device_put({'G_rgb2ir': variables['G_rgb2ir'],
-                         'encoder': variables['encoder']}, repl)
-
-  def make(translate):
-    def features(v, images):
-      return features_lib.translated_test_features(
-          generator, v['G_rgb2ir'], encoder, v['encoder'], images,
-          translate=translate, encoder_input_size=size)
-    jitted = jax.jit(features, in_shardings=(repl, sharding.data_sharded(mesh)),
-                     out_shardings=repl)
-    return lambda images: jitted(used, images)
-  return {'rgb': make(True), 'ir': make(False)}
+  """images -> features for RGB (translated first) and IR images of the
+  converted official release (``variables``: `convert.load_official_checkpoint`):
+  the AlignGAN trainer's own test features (spec §5), at the official
+  network sizes whatever ``config`` says, with the variables as a
+  replicated argument (not baked-in constants). ``config.gan`` still
+  chooses the test-time InstanceNorm (official 'running', the default of
+  the dataset configs) and whether RGB is translated (pixel_alignment)."""
+  from aligngan_jax import train_state as train_state_lib  # pylint: disable=g-import-not-at-top
+  from aligngan_jax import trainers  # pylint: disable=g-import-not-at-top
+  official = config.copy_and_resolve_references()
+  official.trainer = 'aligngan'
+  official.model.depth, official.model.width = 50, 64
+  official.gan.conv_dim, official.gan.num_residual = 64, 4
+  official.compute_dtype = 'float32'
+  trainer = trainers.trainer_for(official, trainers.DataInfo(num_classes=1))
+  used = ('G_rgb2ir', 'encoder')
+  state = jax.device_put(train_state_lib.TrainState(
+      step=np.zeros((), np.int32),
+      params={name: variables[name]['params'] for name in used},
+      batch_stats={name: variables[name]['batch_stats'] for name in used},
+      opt_state={}, rng=jax.random.key(0), tx={}), sharding.replicated(mesh))
+  feature = trainer.feature_names[0]
+  return {modality: (lambda images, f=f: f(state, images)[feature])
+          for modality, f in trainer.extractors(mesh).items()}

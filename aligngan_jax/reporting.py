@@ -74,6 +74,30 @@ def write_run_config(config, workdir, writer):
       f.write(config.to_json_best_effort(indent=2))
 
 
+class MemoryWriter:
+  """A clu-style metric writer that keeps scalars in memory ({step: {tag:
+  value}}) and drops images and hparams: for callers without clu or
+  TensorBoard (bench/learn_bench.py)."""
+
+  def __init__(self):
+    self.scalars = {}
+
+  def write_scalars(self, step, scalars):
+    self.scalars.setdefault(int(step), {}).update(scalars)
+
+  def write_images(self, step, images):
+    del step, images
+
+  def write_hparams(self, hparams):
+    del hparams
+
+  def flush(self):
+    pass
+
+  def close(self):
+    pass
+
+
 def writer_for(workdir):
   from clu import metric_writers  # imports TensorFlow
   return metric_writers.create_default_writer(

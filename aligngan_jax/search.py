@@ -37,6 +37,8 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from aligngan_jax import errors
+
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
 MAX_SHEET_ROWS = 16
 
@@ -44,7 +46,7 @@ FLAGS = flags.FLAGS
 
 
 
-class SearchError(ValueError):
+class SearchError(errors.UserError, ValueError):
   """Bad search input: the message names the path at fault."""
 
 
@@ -158,13 +160,13 @@ def read_images(paths: list[str]) -> tuple[list[str], list[bytes]]:
 
 def features(opened, blobs: list[bytes], modality: str) -> np.ndarray:
   """Unit-norm test features of encoded images of one modality."""
-  from aligngan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from aligngan_jax import data as data_lib  # pylint: disable=g-import-not-at-top
   from aligngan_jax.evaluation import driver  # pylint: disable=g-import-not-at-top
   n = len(blobs)
-  code = input_pipeline.IR if modality == 'ir' else input_pipeline.RGB
+  code = data_lib.IR if modality == 'ir' else data_lib.RGB
   images = np.empty(n, dtype=object)
   images[:] = blobs
-  records = input_pipeline.Records(
+  records = data_lib.Records(
       images=images, person_id=np.full(n, -1),
       label=np.full(n, -1), camera=np.zeros(n, int), modality=np.full(n, code),
       index=np.arange(n), path=np.array([''] * n))
@@ -318,14 +320,13 @@ def format_table(result: dict) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  from aligngan_jax import config_checks  # pylint: disable=g-import-not-at-top
   from aligngan_jax import trained  # pylint: disable=g-import-not-at-top
   trained.hide_gpus_from_tensorflow()
   try:
     result = search(FLAGS.workdir, FLAGS.query, FLAGS.gallery, top_k=FLAGS.top_k,
                     query_modality=FLAGS.query_modality,
                     gallery_modality=FLAGS.gallery_modality, out=FLAGS.out)
-  except (SearchError, config_checks.ConfigError) as e:
+  except (errors.UserError, NotImplementedError) as e:
     sys.exit('error: ' + ' '.join(str(e).splitlines()))  # One line, always.
   print(format_table(result))
 

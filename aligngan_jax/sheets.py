@@ -73,8 +73,9 @@ def write_sheets(config, workdir: str) -> dict[str, str]:
   config_checks.validate_config(config, num_devices=jax.device_count())
   trained.require_trained_workdir(workdir)   # before the data is read
   mesh = sharding.create_mesh()
-  train, test = input_pipeline.load_data(config)
-  opened = trained.restore(config, workdir, int(train.label.max()) + 1, mesh)
+  data = input_pipeline.TFDSData.load(config)
+  test = data.test
+  opened = trained.restore(config, workdir, trained.num_classes(workdir), mesh)
   features = driver.features_by_modality(opened.extract, test, config, mesh)
   settings = driver.eval_settings(config)
   # Galleries drawn once: scored here, and trial 0 of one drawn below.
@@ -95,10 +96,7 @@ def write_sheets(config, workdir: str) -> dict[str, str]:
                         top_k=vis.top_k, seed=config.seed)
   pictures[f'retrieval_{scored[0].replace(" ", "_")}'], _ = visualize.retrieval_sheet(rows)
   if opened.translate is not None:
-    paired = input_pipeline.load_paired_ir(config, train, test)
-    real_rgb, real_ir, true_ir = input_pipeline.grid_images(
-        test, config.grid_people, config.image_size,
-        paired and paired['test'])
+    real_rgb, real_ir, true_ir = data.grid_images(config.grid_people, config.image_size)
     fake_ir, reconstructed = jax.device_get(opened.translate(real_rgb))
     pictures['translation'] = visualize.translation_grid(
         real_rgb, fake_ir, real_ir, reconstructed, true_ir)

@@ -36,37 +36,30 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
     trained.require_trained_workdir(workdir)   # before the data is read
   mesh = sharding.create_mesh()
   from aligngan_jax import input_pipeline  # TensorFlow: only here.
-  train, test = input_pipeline.load_data(config)
+  data = input_pipeline.TFDSData.load(config)
   if config.init_from:
     config_checks.ensure_writable(workdir)
     writer = reporting.writer_for(workdir)
-    result = driver.evaluate_official(config, test, mesh)
+    result = driver.evaluate_official(config, data.test, mesh)
     driver.write_eval(workdir, writer, 0, result)
     writer.close()  # flushes, and ends the asynchronous writer's thread
     return result
-  opened = trained.restore(config, workdir, int(train.label.max()) + 1, mesh)
+  opened = trained.restore(config, workdir, trained.num_classes(workdir), mesh)
   config_checks.ensure_writable(workdir)
   writer = reporting.writer_for(workdir)
-  feats = driver.features_by_modality(opened.extract, test, config, mesh)
-  result = driver.score(feats, test, config)
-  extra = None
-  if result is not None and config.eval.diagnostics:
-    # The per-stage table's row for this checkpoint (with (e) where the
-    # dataset has infrared twins), e.g. to compare test-time settings.
-    diagnostics = diagnostics_lib.diagnose(feats, test.person_id, test.camera,
-                                           test.modality)
-    paired = (input_pipeline.load_paired_ir(config, train, test)
-              if opened.translate is not None else None)
-    if paired is not None:
-      truth = translation.Truth.from_pairs(
-          *input_pipeline.paired_images(paired, config.image_size))
-      diagnostics['translation'] = truth.measure(
-          lambda rgb: opened.translate(rgb)[0], config.eval_batch_size)
-    extra = {'diagnostics': diagnostics}
+  truth = None
+  pairs = (data.paired_images(config.image_size)
+           if opened.translator is not None and config.eval.diagnostics else None)
+  if pairs is not None:
+    truth = (translation.Truth.from_pairs(*pairs), opened.translator)
+  # The per-stage table's row for this checkpoint (with (e) where the
+  # dataset has infrared twins), e.g. to compare test-time settings.
+  result, extra = train_loop.evaluate(opened.state, opened.trainer, opened.extractors,
+                                      data, config, mesh, truth)
+  if result is not None and extra.get('diagnostics'):
     logging.info('%s', diagnostics_lib.format_table([{
-        'stage': '-', 'step': opened.step, 'diagnostics': diagnostics,
+        'stage': '-', 'step': opened.step, 'diagnostics': extra['diagnostics'],
         'protocol': diagnostics_lib.protocol_summary(result)}]))
   driver.write_eval(workdir, writer, opened.step, result, extra=extra)
   writer.close()  # flushes, and ends the asynchronous writer's thread
   return result
-

@@ -1,30 +1,29 @@
-"""The training loop of every trainer (``trainers.py``): the IDE baseline's
-one stage and AlignGAN's three run here alike.
+"""The training loop of every trainer (`aligngan_jax.trainers`): the IDE
+baseline's one stage and AlignGAN's three run here alike, and so does any
+registered trainer; nothing here is specific to one model.
 
 One global iteration counter runs through the trainer's stages; each stage
-is one jitted step over the data mesh, state replicated and donated. Batches
-come from step-indexed samplers (feature batches P x K = ``ids_per_batch`` x
-``instances_per_id``; pixel batches ``gan.pixel_ids_per_batch`` x
-``gan.pixel_instances_per_id``), and randomness from ``fold_in(rng,
-step)``, so a run resumed from its checkpoint continues exactly as an
-uninterrupted one. What happens between steps (log, translation grid,
-checkpoint, evaluation) is decided by one `Cadence`.
+is one jitted step over the data mesh, state replicated and donated, that
+takes a dict of batches keyed by the trainer's sampler names. Samplers are
+step-indexed and randomness comes from ``fold_in(rng, step)``, so a run
+resumed from its checkpoint continues exactly as an uninterrupted one. The
+caller may supply the data (`data.Data`, in memory) and the metric writer;
+main.py passes the TFDS data and clu's writer. What happens between steps
+(log, translation grid, checkpoint, evaluation) is decided by one `Cadence`.
 """
 
 import dataclasses
 import functools
 import json
 import os
+import time
 
 from absl import logging
 import jax
 
 from aligngan_jax import checkpointing
 from aligngan_jax import config_checks
-from aligngan_jax import players
-from aligngan_jax import pretrained
 from aligngan_jax import reporting
-from aligngan_jax import sampler as sampler_lib
 from aligngan_jax import sharding
 from aligngan_jax import trainers
 from aligngan_jax import visualize
@@ -65,26 +64,37 @@ class Cadence:
     return frozenset(out)
 
 
-def evaluate(state, extractors, records, config, mesh, truth=None):
-  """(protocol result, diagnostics) of ``state`` on the test ``records``:
-  one feature extraction for both (None, None on processes other than 0).
-  ``truth`` (a `translation.Truth` and the jitted translator) adds
-  diagnostic (e), the translation error against the true infrared images."""
+def evaluate(state, trainer, extractors, data, config, mesh, truth=None):
+  """(protocol result, extra) of ``state`` on the test split of ``data``:
+  one feature extraction for the protocols, the diagnostics and every named
+  test feature of the trainer (None, None on processes other than 0).
+  ``extra``: {'diagnostics': ..., 'features': {name: protocol summary} of
+  the trainer's other features}; ``truth`` (a `translation.Truth` and the
+  jitted translator) adds diagnostic (e), the translation error against the
+  true infrared images."""
+  records = data.test
   extract = {k: (lambda images, f=f: f(state, images)) for k, f in extractors.items()}
-  feats = driver.features_by_modality(extract, records, config, mesh)
+  feats = driver.features_by_modality(extract, records, config, mesh,
+                                      batches=data.eval_batches)
   error = None
   if truth is not None and config.eval.diagnostics:
     # Every process runs the generator (a jitted call); process 0 reports.
     pairs, translator = truth
     error = pairs.measure(lambda rgb: translator(state, rgb)[0], config.eval_batch_size)
-  result = driver.score(feats, records, config)
-  if result is None or not config.eval.diagnostics:
-    return result, None
-  diagnostics = diagnostics_lib.diagnose(feats, records.person_id,
-                                         records.camera, records.modality)
-  if error is not None:
-    diagnostics['translation'] = error
-  return result, diagnostics
+  primary, *others = trainer.feature_names
+  result = driver.score(feats[primary], records, config)
+  if result is None:
+    return None, None
+  extra = {}
+  if others:
+    extra['features'] = {name: diagnostics_lib.protocol_summary(
+        driver.score(feats[name], records, config)) for name in others}
+  if config.eval.diagnostics:
+    extra['diagnostics'] = diagnostics_lib.diagnose(
+        feats[primary], records.person_id, records.camera, records.modality)
+    if error is not None:
+      extra['diagnostics']['translation'] = error
+  return result, extra
 
 
 class StageReport:
@@ -100,15 +110,18 @@ class StageReport:
       with open(self.path) as f:
         self.rows = [r for r in json.load(f) if r['step'] <= start_step]
 
-  def add(self, stage: int, step: int, result, diagnostics):
+  def add(self, stage: int, step: int, result, extra, timing=None):
+    """``extra``: `evaluate`'s; ``timing``: the stage's, at its end."""
+    extra = dict(extra or {})
+    diagnostics = extra.pop('diagnostics', None)
     driver.write_eval(self.workdir, self.writer, step, result,
-                      extra={'stage': stage, 'diagnostics': diagnostics})
+                      extra={'stage': stage, 'diagnostics': diagnostics, **extra})
     if result is None or diagnostics is None:
       return
     self.rows = [r for r in self.rows if r['step'] != step]
     self.rows.append({'stage': stage, 'step': step,
                       'protocol': diagnostics_lib.protocol_summary(result),
-                      'diagnostics': diagnostics})
+                      'diagnostics': diagnostics, **({'timing': timing} if timing else {})})
     self.writer.write_scalars(step, diagnostics_lib.scalars(diagnostics))
     logging.info('%s', diagnostics_lib.format_table(self.rows))
     if jax.process_index() == 0:
@@ -136,26 +149,8 @@ class TranslationGrid:
                                       f'translation_{step:06d}.png'), picture)
 
 
-def _iterators(stage, rgb, ir, config, *, start, end) -> dict:
-  """The stage's step-indexed batch iterators, by sampler name."""
-  from aligngan_jax import input_pipeline  # TensorFlow: only when training.
-  samplers = {
-      'feature': lambda: sampler_lib.PKSampler(
-          rgb.label, ir.label, ids_per_batch=config.ids_per_batch,
-          instances_per_id=config.instances_per_id, seed=config.seed,
-          rgb_grey_prob=config.rgb_grey_prob, rgb_channel_prob=config.rgb_channel_prob),
-      'pixel': lambda: sampler_lib.PKSampler(
-          rgb.label, ir.label, ids_per_batch=config.gan.pixel_ids_per_batch,
-          instances_per_id=config.gan.pixel_instances_per_id, seed=config.seed + 1),
-  }
-  return {name: input_pipeline.create_train_iterator(
-      rgb, ir, samplers[name](), image_size=config.image_size, start_step=start,
-      num_steps=end) for name in stage.samplers}
-
-
-def _next_batch(iterators, mesh):
-  batch = {name: sharding.shard_batch(next(it), mesh) for name, it in iterators.items()}
-  return next(iter(batch.values())) if len(batch) == 1 else batch
+def _next_batch(iterators, mesh) -> dict:
+  return {name: sharding.shard_batch(next(it), mesh) for name, it in iterators.items()}
 
 
 def _stop_if_diverged(history, first, stage, manager, max_abs):
@@ -169,56 +164,61 @@ def _stop_if_diverged(history, first, stage, manager, max_abs):
         f'stopped. {checkpointing.resume_advice(manager, max_abs=max_abs)}')
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
+def train_and_evaluate(config, workdir: str, *, data=None, writer=None) -> dict:
   """Trains ``config.trainer``'s stages (resuming from ``workdir`` if it
-  holds a checkpoint) and evaluates; returns the final evaluation."""
-  from aligngan_jax import input_pipeline  # TensorFlow: only when training.
+  holds a checkpoint) and evaluates; returns the final evaluation.
+
+  ``data``: a `data.Data` (train and test records in memory, and their
+  batches); None reads ``config.dataset`` through TFDS
+  (`input_pipeline.TFDSData`, TensorFlow). ``writer``: a clu-style metric
+  writer (write_scalars, write_images, write_hparams, flush, close); None
+  makes clu's default writer in ``workdir`` (and closes it at the end). With
+  both given, neither TensorFlow nor clu is imported.
+  """
   config_checks.validate_config(config, num_devices=jax.device_count())
   config_checks.ensure_writable(workdir)
-  backbone = None
-  if config.pretrained_backbone and not checkpointing.steps_in(workdir):
-    # A new run: fetch (or find in the cache) and verify the trunk's weights
+  trainer_class = trainers.get(config.trainer)
+  fetched = None
+  if not checkpointing.steps_in(workdir):
+    # A new run: fetch (or find in the cache) and verify pretrained weights
     # before the data is read; a resumed run does not need them.
-    backbone = pretrained.backbone_file(config)
-  trainer = trainers.trainer_for(config)
-  if trainer.translates:
-    config_checks.warn_about_image_size(config)
+    fetched = trainer_class.fetch_pretrained(config)
   mesh = sharding.create_mesh()
-  train, test = input_pipeline.load_data(config)
-  rgb, ir = input_pipeline.training_records(
-      train.select(train.modality == input_pipeline.RGB),
-      train.select(train.modality == input_pipeline.IR),
-      image_size=config.image_size, decode_once=config.decode_once)
-  config_checks.check_data(config, rgb.label, ir.label)
-  num_classes = int(train.label.max()) + 1
-  models = players.create_models(config, num_classes, trainer.networks)
+  if data is None:
+    from aligngan_jax import input_pipeline  # TensorFlow: only here.
+    data = input_pipeline.TFDSData.load(config)
+  rgb, ir = data.training_split(config.image_size, config.decode_once)
+  num_classes = int(data.train.label.max()) + 1
+  trainer = trainer_class(config, trainers.DataInfo(num_classes, len(rgb), len(ir)))
+  samplers = trainer.samplers(rgb.label, ir.label)   # checks the batch layouts
+  trainer.before_training()
   manager, state, resumed = checkpointing.resume_or_start(
-      config, workdir, functools.partial(players.create_state, config, models, mesh))
-  if not resumed and config.pretrained_backbone:
-    state = pretrained.load_backbone(state, config, mesh, resolved=backbone)
-    logging.info('Trunk initialised from %s.', config.pretrained_backbone)
+      config, workdir, functools.partial(trainers.create_state, trainer, mesh))
+  if not resumed:
+    state = trainer.load_pretrained(state, mesh, fetched)
   start = int(state.step)
   bounds, total = trainer.bounds(), trainer.total_iterations
-  writer = reporting.writer_for(workdir)
+  own_writer = writer is None
+  if own_writer:
+    writer = reporting.writer_for(workdir)
   if start == 0:
     reporting.write_run_config(config, workdir, writer)
   logging.info('Training %s (%s): %d classes, %d RGB + %d IR train images, '
                'iterations %d..%d.', config.dataset, trainer.name, num_classes,
                len(rgb), len(ir), start, total)
-  steps = trainers.make_steps(trainer, models, config, mesh)
-  extractors = trainers.make_extractors(models, config, mesh)
+  steps = trainers.make_steps(trainer, mesh)
+  extractors = trainer.extractors(mesh)
   grid, truth = None, None
-  if trainer.translates:
-    translator = trainers.make_translator(models)
-    paired = input_pipeline.load_paired_ir(config, train, test)
-    grid = TranslationGrid(
-        translator, *input_pipeline.grid_images(test, config.grid_people,
-                                                config.image_size,
-                                                paired and paired['test']),
-        workdir, writer)
-    if paired is not None and config.eval.diagnostics:
-      truth = (translation_lib.Truth.from_pairs(
-          *input_pipeline.paired_images(paired, config.image_size)), translator)
+  translator = trainer.translator()
+  if translator is not None:
+    grid = TranslationGrid(translator, *data.grid_images(config.grid_people, config.image_size),
+                           workdir, writer)
+    pairs = data.paired_images(config.image_size) if config.eval.diagnostics else None
+    if pairs is not None:
+      truth = (translation_lib.Truth.from_pairs(*pairs), translator)
+
+  def run_eval():
+    return evaluate(state, trainer, extractors, data, config, mesh, truth)
   cadence = Cadence.from_config(config)
   progress = reporting.Progress(start_step=start, num_steps=total, images_per_step=0)
   report = StageReport(workdir, writer, start)
@@ -227,16 +227,23 @@ def train_and_evaluate(config, workdir: str) -> dict:
     if start == 0 and config.eval.stage_end:
       # Row "stage 0": the starting point (random or pretrained trunk,
       # untrained generator), against which each stage's gain is read.
-      report.add(0, 0, *evaluate(state, extractors, test, config, mesh, truth))
-    for stage in trainer.stages:
+      report.add(0, 0, *run_eval())
+    for stage in trainer.schedule:
       lo, hi = bounds[stage.number]
       if start >= hi:
         continue
       logging.info('%s: iterations %d..%d.', stage.name.capitalize(), max(lo, start), hi)
       progress.images_per_step = stage.images
-      iterators = _iterators(stage, rgb, ir, config, start=max(lo, start), end=hi)
+      iterators = {name: data.train_batches(
+          rgb, ir, samplers[name], image_size=config.image_size,
+          start_step=max(lo, start), num_steps=hi) for name in stage.samplers}
+      timing = {'iterations': hi - max(lo, start)}
+      began = time.perf_counter()
       for it in range(max(lo, start), hi):
         state, metrics = steps[stage.number](state, _next_batch(iterators, mesh))
+        if it == max(lo, start):
+          # Compilation (or the cache) plus one step: the stage's start-up.
+          timing['first_step_seconds'] = _seconds_since(began, metrics)
         history.append(metrics)
         done = it + 1
         last = done == total
@@ -249,25 +256,28 @@ def train_and_evaluate(config, workdir: str) -> dict:
           means = reporting.mean_metrics(history)
           pace = progress.update(done)
           logging.info('%s %s', stage.name, progress.line(done, means, pace))
-          rates = {f'lr/{k}': float(v) for k, v in players.lr_at(config, it).items()
-                   if k in trainer.networks}
+          rates = {f'lr/{k}': float(v) for k, v in trainer.learning_rates(it).items()}
           writer.write_scalars(done, {**{f'train/{k}': v for k, v in {**means, **pace}.items()},
                                       **rates, 'train/stage': stage.number})
           history, first = [], done
+          if done == hi:
+            timing['seconds'] = time.perf_counter() - began
         if 'image' in due and grid is not None:
           grid.write(done, state)
         if 'checkpoint' in due:
           checkpointing.save(manager, state, force=last or done == hi,
-                             max_abs=config.checkpoint_max_abs)
+                             max_abs=config.checkpoint_max_abs,
+                             metadata={'num_classes': num_classes})
         if 'eval' in due:
           if 'checkpoint' in due:   # no evaluation of a step whose save failed
             checkpointing.wait(manager, state)
-          result, diagnostics = evaluate(state, extractors, test, config, mesh, truth)
-          report.add(stage.number, done, result, diagnostics)
+          result, extra = run_eval()
+          report.add(stage.number, done, result, extra,
+                     timing=timing if done == hi else None)
           evaluated = True
     if not evaluated:  # Resumed at the end: evaluate the final state.
-      result, diagnostics = evaluate(state, extractors, test, config, mesh, truth)
-      report.add(trainer.stages[-1].number, int(state.step), result, diagnostics)
+      result, extra = run_eval()
+      report.add(trainer.schedule[-1].number, int(state.step), result, extra)
     checkpointing.wait(manager, state)
   finally:
     try:
@@ -277,5 +287,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
       # Raised above already when the loop ended normally: do not hide
       # the error that ended it.
       logging.warning('Checkpoint manager: %s', str(e).splitlines()[0] if str(e) else e)
-    writer.close()  # flushes, and ends the asynchronous writer's thread
+    if own_writer:
+      writer.close()  # flushes, and ends the asynchronous writer's thread
+    else:
+      writer.flush()
   return result
+
+
+def _seconds_since(began: float, metrics) -> float:
+  jax.block_until_ready(metrics)
+  return time.perf_counter() - began

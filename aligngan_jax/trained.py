@@ -13,7 +13,6 @@ import ml_collections
 
 from aligngan_jax import checkpointing
 from aligngan_jax import config_checks
-from aligngan_jax import players
 from aligngan_jax import sharding
 from aligngan_jax import trainers
 
@@ -28,6 +27,11 @@ class Opened:
   # rgb -> (fake IR, reconstructed RGB), eval mode; None for the IDE trainer.
   translate: Callable | None
   mesh: jax.sharding.Mesh
+  trainer: object = None   # the `trainers.Trainer` it was built with
+  # The trainer's jitted {'rgb', 'ir'}: (state, images) -> {feature name:
+  # features}, and its translator (or None): what the training loop uses.
+  extractors: dict | None = None
+  translator: Callable | None = None
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -57,15 +61,6 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     raise config_checks.ConfigError(
         f'{path} holds a JSON {type(raw).__name__}, not the config object main.py '
         f'writes; {fix}.')
-  # Runs from before the trainer groups kept the IDE-only keys at the top.
-  moved = {k: raw.pop(k) for k in config_checks.MOVED_KEYS if k in raw}
-  if moved:
-    raw.setdefault('ide', {}).update(moved)
-  # Runs of f33dcf7 and before named the test-time InstanceNorm switch
-  # gan.eval_instance_stats (a bool).
-  gan = raw.get('gan')
-  if isinstance(gan, dict) and 'eval_instance_stats' in gan:
-    gan['test_instance_norm'] = 'instance' if gan.pop('eval_instance_stats') else 'running'
   return ml_collections.ConfigDict(raw)
 
 
@@ -105,11 +100,14 @@ def num_classes(workdir: str) -> int:
   # (a damaged newest checkpoint is named by the restore that follows).
   for step in steps:
     try:
+      recorded = (manager.metadata(step).custom_metadata or {}).get('num_classes')
       tree = manager.item_metadata(step)
       params = getattr(tree, 'tree', tree)['params']
     except Exception:  # pylint: disable=broad-except
       continue
     manager.close()
+    if recorded is not None:   # the training loop records it with every save
+      return int(recorded)
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
       keys = [getattr(k, 'key', None) for k in path]
       if 'classifier' in keys and keys[-1] == 'bias':
@@ -129,10 +127,10 @@ def _no_checkpoint(workdir):
 def restore(config, workdir: str, num_classes_: int, mesh=None) -> Opened:
   """The newest checkpoint of ``workdir`` with extractors bound to it."""
   mesh = mesh or sharding.create_mesh()
-  trainer = trainers.trainer_for(config)
-  models = players.create_models(config, num_classes_, trainer.networks)
-  template = players.create_state(config, models, mesh, abstract=True)
-  extractors = trainers.make_extractors(models, config, mesh)
+  trainer = trainers.trainer_for(config, trainers.DataInfo(num_classes_))
+  template = trainers.create_state(trainer, mesh, abstract=True)
+  extractors = trainer.extractors(mesh)
+  primary = trainer.feature_names[0]
   if not os.path.isdir(checkpointing.checkpoint_dir(workdir)):
     raise config_checks.ConfigError(_no_checkpoint(workdir))
   manager = checkpointing.create_manager(workdir, save_every=1, max_to_keep=1,
@@ -141,12 +139,13 @@ def restore(config, workdir: str, num_classes_: int, mesh=None) -> Opened:
   manager.close()
   if state is None:
     raise config_checks.ConfigError(_no_checkpoint(workdir))
-  translate = None
-  if trainer.translates:
-    translate = functools.partial(trainers.make_translator(models), state)
+  translator = trainer.translator()
+  translate = None if translator is None else functools.partial(translator, state)
   return Opened(config=config, step=int(state.step), state=state,
-                extract={k: functools.partial(f, state) for k, f in extractors.items()},
-                translate=translate, mesh=mesh)
+                extract={k: (lambda images, f=f: f(state, images)[primary])
+                         for k, f in extractors.items()},
+                translate=translate, mesh=mesh, trainer=trainer, extractors=extractors,
+                translator=translator)
 
 
 def open_workdir(workdir: str, config=None) -> Opened:

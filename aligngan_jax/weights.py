@@ -35,10 +35,12 @@ import urllib.request
 
 from absl import logging
 
+from aligngan_jax import errors
+
 ENV_DIR = 'ALIGNGAN_WEIGHTS_DIR'
 
 
-class WeightsError(ValueError):
+class WeightsError(errors.UserError, ValueError):
   """Weights that cannot be fetched or do not match their digest; the
   message names the URL or file and what to do."""
 

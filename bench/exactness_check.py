@@ -57,6 +57,28 @@ def dump(root: str, out: str, data_dir: str, perturb: float) -> None:
       iterators = old._batches(rgb, ir, config, start=0, end=end)  # pylint: disable=protected-access
       while True:
         yield old._stage_batch(stage, iterators, mesh)  # pylint: disable=protected-access
+  elif os.path.isdir(os.path.join(root, 'aligngan_jax', 'trainers')):
+    # Since the trainer modules (issue 27).
+    from aligngan_jax import train_loop, trainers  # pylint: disable=g-import-not-at-top
+    data = input_pipeline.TFDSData.load(config)
+    train, test = data.train, data.test
+    rgb, ir = data.training_split(config.image_size, config.decode_once)
+    trainer = trainers.trainer_for(config, trainers.DataInfo(int(train.label.max()) + 1))
+    models = trainer.networks
+    load_images = lambda records: data.load_images(records, config.image_size)
+    translator = trainer.translator()
+    extract = {k: (lambda state, x, f=f: f(state, x)[trainer.feature_names[0]])
+               for k, f in trainer.extractors(mesh).items()}
+    steps = trainers.make_steps(trainer, mesh)
+    samplers = trainer.samplers(rgb.label, ir.label)
+
+    def batches(stage, end):
+      iterators = {name: data.train_batches(rgb, ir, samplers[name],
+                                            image_size=config.image_size,
+                                            start_step=0, num_steps=end)
+                   for name in trainer.schedule[stage - 1].samplers}
+      while True:
+        yield train_loop._next_batch(iterators, mesh)  # pylint: disable=protected-access
   else:
     from aligngan_jax import train_loop, trainers  # pylint: disable=g-import-not-at-top
     train, test = input_pipeline.load_data(config)

@@ -4,14 +4,16 @@ SYSU-layout dataset rendered in memory and evaluates after every stage.
   python bench/learn_bench.py                          # GPU: official sizes, bf16
   python bench/learn_bench.py --preset=cpu             # CPU: a small run
 
-No TensorFlow, TFDS or clu (the lent GPU machines have none): the dataset is
-rendered with datasets/synthetic_vireid/render.py (numpy) into memory,
-batches come from the project's P x K samplers (aligngan_jax/sampler.py,
-same seeds and flips as training), the steps are the project's jitted stage
-steps (trainers.make_steps) and the scores come from the SYSU-MM01
-protocol engine plus the per-stage diagnostics (evaluation/diagnostics.py).
-ml_collections (configs/) must be importable: carry its wheel to a machine
-without it.
+No TensorFlow, TFDS or clu (the lent GPU machines have none; importing
+them is blocked here): the dataset is rendered with
+datasets/synthetic_vireid/render.py (numpy) into memory and handed, with a
+writer of its own, to the shipped training loop
+(``train_loop.train_and_evaluate(config, workdir, data=..., writer=...)``),
+which batches it with the project's P x K samplers, checkpoints into
+``--workdir`` and evaluates after every stage with the SYSU-MM01 protocol
+engine and the per-stage diagnostics (evaluation/diagnostics.py).
+ml_collections (configs/) and orbax must be importable: carry their wheels
+to a machine without them.
 
 The table: stage, iterations, training wall time, compile time, and (a) the
 protocol's IR->RGB all-search single-shot Rank-1 / mAP (RGB translated to
@@ -27,11 +29,12 @@ a CPU). The default budget (``--preset=gpu``) is meant for at most 8 minutes
 on one H100 including compilation.
 """
 
-import dataclasses
 import functools
 import importlib.util
+import json
 import os
 import sys
+import tempfile
 import time
 from concurrent import futures
 
@@ -74,6 +77,8 @@ flags.DEFINE_integer('num_residual', None, 'config.gan.num_residual (preset othe
 flags.DEFINE_bool('pixel_alignment', True, 'config.gan.pixel_alignment (False: ablation).')
 flags.DEFINE_enum('test_instance_norm', 'running', ['running', 'instance'],
                   'config.gan.test_instance_norm.')
+flags.DEFINE_string('workdir', None, 'Checkpoints and eval/stages.json (default: a new '
+                    'temporary folder).')
 FLAGS = flags.FLAGS
 
 
@@ -86,25 +91,6 @@ def _load_render():
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
-
-
-@dataclasses.dataclass(frozen=True)
-class MemoryRecords:
-  """The fields of input_pipeline.Records the samplers and protocols read,
-  with decoded images instead of encoded bytes."""
-  images: np.ndarray     # [n, S, S, 3] uint8
-  person_id: np.ndarray
-  label: np.ndarray
-  camera: np.ndarray
-  modality: np.ndarray   # 0 RGB, 1 IR
-  index: np.ndarray
-  path: np.ndarray
-
-  def __len__(self):
-    return len(self.person_id)
-
-  def select(self, mask):
-    return MemoryRecords(*(getattr(self, f.name)[mask] for f in dataclasses.fields(self)))
 
 
 def _render_person(args):
@@ -120,9 +106,9 @@ def _render_person(args):
 
 def render_dataset(seed, train_ids, test_ids, *, height, max_images, size,
                    ir_from_colour=0.0):
-  """(train, test) MemoryRecords in the demo dataset's layout, and
-  {'train', 'test'}: the [n, S, S, 3] uint8 infrared twins of the split's
-  RGB images, in record order."""
+  """`data.Data` in the demo dataset's layout ([n, S, S, 3] uint8 images),
+  with the infrared twins of the RGB images of both splits."""
+  from aligngan_jax import data as data_lib
   render = _load_render()
   train, test = render.split_identities(seed, train_ids, test_ids)
   with futures.ProcessPoolExecutor(os.cpu_count()) as pool:
@@ -133,37 +119,28 @@ def render_dataset(seed, train_ids, test_ids, *, height, max_images, size,
   twin_of = {(r[0], r[1], r[2]): r[3] for _, twins in rendered for r in twins}
   label_of = {int(p): i for i, p in enumerate(train)}
 
-  def records(ids, labelled):
-    wanted = set(ids.tolist())
-    rows = [r for person in people for r in person if r[0] in wanted]
+  def records(rows, labelled, modality=None):
     pid = np.array([r[0] for r in rows])
     cam = np.array([r[1] for r in rows])
     index = np.array([r[2] for r in rows])
-    return MemoryRecords(
+    if modality is None:
+      modality = np.isin(cam, render.IR_CAMERAS).astype(np.int64)
+    return data_lib.Records(
         images=np.stack([r[3] for r in rows]), person_id=pid,
         label=np.array([label_of[p] if labelled else -1 for p in pid]),
-        camera=cam, modality=np.isin(cam, render.IR_CAMERAS).astype(np.int64),
-        index=index,
+        camera=cam, modality=np.broadcast_to(modality, pid.shape).copy(), index=index,
         path=np.array([f'cam{c}/{p:04d}/{i + 1:04d}.jpg' for p, c, i in zip(pid, cam, index)]))
-  train, test = records(train, True), records(test, False)
-  twins = {name: np.stack([twin_of[key] for key in zip(
-      split.person_id, split.camera, split.index) if key in twin_of])
-           for name, split in (('train', train), ('test', test))}
-  return train, test, twins
 
-
-def _to_float(images, flip=None):
-  x = images.astype(np.float32) / 127.5 - 1.0
-  if flip is not None:
-    x[flip] = x[flip, :, ::-1]
-  return x
-
-
-def _batch(sampler, step, rgb, ir):
-  b = sampler(step)
-  return {'rgb': _to_float(rgb.images[b.rgb], b.rgb_flip),
-          'ir': _to_float(ir.images[b.ir], b.ir_flip),
-          'labels': b.labels.astype(np.int32)}
+  splits, paired = {}, {}
+  for name, ids, labelled in (('train', train, True), ('test', test, False)):
+    wanted = set(ids.tolist())
+    split = records([r for person in people for r in person if r[0] in wanted], labelled)
+    rgb = split.select(split.modality == data_lib.RGB)
+    twins = records([(p, c, i, twin_of[(p, c, i)])
+                     for p, c, i in zip(rgb.person_id, rgb.camera, rgb.index)],
+                    labelled, data_lib.IR)
+    splits[name], paired[name] = split, (rgb, twins)
+  return data_lib.Data(splits['train'], splits['test'], paired)
 
 
 def _config(preset):
@@ -190,6 +167,13 @@ def _config(preset):
   config.eval.num_trials = FLAGS.num_trials
   config.gan.pixel_alignment = FLAGS.pixel_alignment
   config.gan.test_instance_norm = FLAGS.test_instance_norm
+  # Bookkeeping: log four times a stage; checkpoint, picture and evaluate at
+  # the end of each stage only.
+  config.dataset = 'synthetic_vireid (rendered in memory)'
+  config.log_every_steps = max(1, min(config.gan.stage_iterations) // 4)
+  config.checkpoint_every_steps = config.eval_every_steps = 10 ** 9
+  config.image_every_steps = 10 ** 9
+  config.max_checkpoints_to_keep = 1
   return config
 
 
@@ -203,96 +187,48 @@ def _preset():
   return p
 
 
-def _evaluate(state, extractors, test, config, mesh, truth):
-  from aligngan_jax import sharding
-  from aligngan_jax.evaluation import diagnostics, engine
-  feats = np.zeros((len(test), 0), np.float32)
-  for name, modality in (('rgb', 0), ('ir', 1)):
-    rows = np.flatnonzero(test.modality == modality)
-    parts = []
-    n = config.eval_batch_size
-    for i in range(0, len(rows), n):
-      chunk = rows[i:i + n]
-      images = _to_float(test.images[np.pad(chunk, (0, n - len(chunk)), mode='edge')])
-      parts.append(np.asarray(extractors[name](state, sharding.shard_batch(images, mesh)))[:len(chunk)])
-    part = np.concatenate(parts)
-    if feats.shape[1] == 0:
-      feats = np.zeros((len(test), part.shape[1]), np.float32)
-    feats[rows] = part
-  result = engine.evaluate_features(feats, test, engine.EvalSettings.from_config(config.eval))
-  diag = diagnostics.diagnose(feats, test.person_id, test.camera, test.modality)
-  pairs, translator = truth
-  diag['translation'] = pairs.measure(lambda rgb: translator(state, rgb)[0],
-                                      config.eval_batch_size)
-  return diagnostics.protocol_summary(result), diag
+def _block(*names):
+  """Makes ``names`` absent, as on a machine without them (an import raises
+  ImportError, ``importlib.util.find_spec`` finds nothing): the loop must not
+  need them when given data and a writer."""
+  for name in names:
+    if name in sys.modules:
+      raise RuntimeError(f'{name} was imported before bench/learn_bench.py blocked it.')
+    sys.modules[name] = None
 
 
 def main(argv):
   del argv
+  _block('tensorflow', 'tensorflow_datasets', 'clu')
   import jax
-  from aligngan_jax import players, pretrained, sampler as sampler_lib, sharding, trainers
-  from aligngan_jax.evaluation import diagnostics, translation
+  from aligngan_jax import reporting
+  from aligngan_jax import train_loop
+  from aligngan_jax.evaluation import diagnostics
   preset = _preset()
   config = _config(preset)
   start = time.time()
-  train, test, twins = render_dataset(
+  data = render_dataset(
       config.seed, preset['train_ids'], preset['test_ids'], height=preset['render_height'],
       max_images=preset['max_images'], size=config.image_size,
       ir_from_colour=FLAGS.ir_from_colour)
-  print(f'Rendered {len(train)} train / {len(test)} test images '
+  print(f'Rendered {len(data.train)} train / {len(data.test)} test images '
         f'({preset["train_ids"]} / {preset["test_ids"]} people) in {time.time() - start:.0f} s '
         f'on {jax.devices()[0].device_kind}.', flush=True)
-  rgb, ir = train.select(train.modality == 0), train.select(train.modality == 1)
-  mesh = sharding.create_mesh()
-  models = players.create_models(config, int(train.label.max()) + 1)
-  state = players.create_state(config, models, mesh)
-  if config.pretrained_backbone:
-    state = pretrained.load_backbone(state, config, mesh)
-  trainer = trainers.trainer_for(config)
-  steps = trainers.make_steps(trainer, models, config, mesh)
-  extractors = trainers.make_extractors(models, config, mesh)
-  truth = (translation.Truth.from_pairs(
-      _to_float(rgb.images), _to_float(twins['train']),
-      _to_float(test.images[test.modality == 0]), _to_float(twins['test'])),
-           trainers.make_translator(models))
-  samplers = {
-      'feature': sampler_lib.PKSampler(rgb.label, ir.label, ids_per_batch=config.ids_per_batch,
-                                       instances_per_id=config.instances_per_id, seed=config.seed),
-      'pixel': sampler_lib.PKSampler(rgb.label, ir.label,
-                                     ids_per_batch=config.gan.pixel_ids_per_batch,
-                                     instances_per_id=config.gan.pixel_instances_per_id,
-                                     seed=config.seed + 1)}
-  rows = []
-  for stage, (lo, hi) in trainer.bounds().items():
-    def batch(step, stage=stage):
-      if stage == 1:
-        return sharding.shard_batch(_batch(samplers['feature'], step, rgb, ir), mesh)
-      if stage == 2:
-        return sharding.shard_batch(_batch(samplers['pixel'], step, rgb, ir), mesh)
-      return {k: sharding.shard_batch(_batch(samplers[k], step, rgb, ir), mesh)
-              for k in ('feature', 'pixel')}
-    t0 = time.time()
-    state, metrics = steps[stage](state, batch(lo))
-    jax.block_until_ready(metrics)
-    compile_s = time.time() - t0
-    t0 = time.time()
-    for step in range(lo + 1, hi):
-      state, metrics = steps[stage](state, batch(step))
-      if (step + 1 - lo) % max(1, (hi - lo) // 4) == 0:
-        loss = {k: round(float(v), 3) for k, v in metrics.items()}
-        print(f'stage {stage} iteration {step + 1}/{hi} {time.time() - t0:.0f} s {loss}',
-              flush=True)
-    jax.block_until_ready(state)
-    train_s = time.time() - t0
-    protocol, diag = _evaluate(state, extractors, test, config, mesh, truth)
-    rows.append({'stage': stage, 'step': hi, 'protocol': protocol, 'diagnostics': diag,
-                 'iterations': hi - lo, 'train_s': train_s, 'compile_s': compile_s})
+  workdir = FLAGS.workdir or tempfile.mkdtemp(prefix='learn-bench-')
+  train_loop.train_and_evaluate(config, workdir, data=data, writer=reporting.MemoryWriter())
+  with open(os.path.join(workdir, 'eval', 'stages.json')) as f:
+    rows = json.load(f)
   print(f'\nAlignGAN learning benchmark, preset {FLAGS.preset} {preset}, '
-        f'{jax.devices()[0].device_kind}, total {time.time() - start:.0f} s')
+        f'{jax.devices()[0].device_kind}, total {time.time() - start:.0f} s, workdir {workdir}')
   print(f'{"stage":>5} {"iterations":>10} {"train s":>8} {"ms/it":>7} {"compile s":>9}')
   for r in rows:
-    print(f'{r["stage"]:>5} {r["iterations"]:>10} {r["train_s"]:>8.1f} '
-          f'{1000 * r["train_s"] / max(1, r["iterations"] - 1):>7.1f} {r["compile_s"]:>9.1f}')
+    t = r.get('timing')
+    if not t:
+      continue
+    steady = max(t['seconds'] - t['first_step_seconds'], 0.0)
+    ms = 1000 * steady / max(1, t['iterations'] - 1)
+    print(f'{r["stage"]:>5} {t["iterations"]:>10} {t["seconds"]:>8.1f} {ms:>7.1f} '
+          f'{max(t["first_step_seconds"] - ms / 1000, 0.0):>9.1f}')
   print(diagnostics.format_table(rows))
 
 

@@ -135,22 +135,20 @@ def _child(stage: int, dtype: str, calls: str, remat: str) -> dict:
   # Cold and warm compilation against an empty persistent cache of our own.
   jax.config.update('jax_compilation_cache_dir', tempfile.mkdtemp(prefix='train-bench-'))
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
-  from aligngan_jax import players
   from aligngan_jax import sharding
   from aligngan_jax import trainers
   config = _config(dtype, calls, remat)
   mesh = sharding.create_mesh()
-  models = players.create_models(config, num_classes=395)
-  state = players.create_state(config, models, mesh)
-  trainer = trainers.trainer_for(config)
-  step = trainers.make_steps(trainer, models, config, mesh)[stage]
+  trainer = trainers.trainer_for(config, trainers.DataInfo(num_classes=395))
+  state = trainers.create_state(trainer, mesh)
+  step = trainers.make_steps(trainer, mesh)[stage]
   rng = np.random.default_rng(0)
   feature = _batch(config.ids_per_batch, config.instances_per_id, config.image_size, rng)
   pixel = _batch(config.gan.pixel_ids_per_batch, config.gan.pixel_instances_per_id,
                  config.image_size, rng)
-  batch = {1: feature, 2: pixel, 3: {'feature': feature, 'pixel': pixel}}[stage]
-  batch = sharding.shard_batch(batch, mesh)
-  images = trainer.stages[stage - 1].images   # the training loop's images/s
+  batch = sharding.shard_batch({'feature': feature, 'pixel': pixel}, mesh)
+  batch = {name: batch[name] for name in trainer.schedule[stage - 1].samplers}
+  images = trainer.schedule[stage - 1].images   # the training loop's images/s
   start = time.perf_counter()
   lowered = step.lower(state, batch)
   compiled = lowered.compile()

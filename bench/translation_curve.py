@@ -66,6 +66,7 @@ def main(argv=None) -> int:
                       help='a Rank-1 in %% to place on the curve')
   args = parser.parse_args(argv)
   import datasets  # noqa: F401  pylint: disable=unused-import
+  from aligngan_jax import data as data_lib
   from aligngan_jax import input_pipeline
   from aligngan_jax import trained
   from aligngan_jax.evaluation import driver
@@ -74,13 +75,13 @@ def main(argv=None) -> int:
   config = trained.load_config(args.workdir)
   if args.data_dir:
     config.data_dir = args.data_dir
-  train, test = input_pipeline.load_data(config)
-  paired = input_pipeline.load_paired_ir(config, train, test)
-  if paired is None:
+  data = input_pipeline.TFDSData.load(config)
+  test = data.test
+  pairs = data.paired_images(config.image_size)
+  if pairs is None:
     raise SystemExit(f'error: {config.dataset} has no infrared twins; train on a '
                      'synthetic_vireid world.')
-  train_rgb, train_true, test_rgb, test_true = input_pipeline.paired_images(
-      paired, config.image_size)
+  train_rgb, train_true, test_rgb, test_true = pairs
   opened = trained.open_workdir(args.workdir, config)
   batch = config.eval_batch_size
   fake = np.concatenate([np.asarray(opened.translate(test_rgb[i:i + batch])[0])
@@ -93,7 +94,7 @@ def main(argv=None) -> int:
       'linear': translation.apply_linear_map(
           test_rgb, translation.fit_linear_map(train_rgb, train_true)),
   }
-  is_rgb = test.modality == input_pipeline.RGB
+  is_rgb = test.modality == data_lib.RGB
   ir_feats = driver.extract_features(opened.extract['ir'], test.select(~is_rgb),
                                      config, opened.mesh)
   settings = dataclasses.replace(driver.eval_settings(config), sysu_modes=('all',),

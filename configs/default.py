@@ -8,6 +8,8 @@ keys; see ../shared/docs/aligngan_reference.md §2-§3 for their origin.
 import ml_collections
 from ml_collections import config_dict
 
+from aligngan_jax import trainers
+
 
 def get_config(arg=None):
   """The default config; ``arg`` may be ``'tiny'`` (see `apply_arg`)."""
@@ -105,45 +107,13 @@ def get_config(arg=None):
   config.weight_decay = 5e-4
   config.lr_decay_factor = 0.1
 
-  # The IDE trainer only (config.trainer='ide'). Its schedule mirrors the
-  # official feature module's: 5,000 warm-up + 10,100 joint SGD steps, one
-  # decay after 5,000 joint steps.
-  config.ide = ml_collections.ConfigDict()
-  config.ide.num_train_steps = 15_100
-  config.ide.lr_milestones = (10_000,)
-  config.ide.optimizer = 'sgd'         # 'sgd' (official) | 'adam'
-
-  # The AlignGAN trainer only (config.trainer='aligngan'): the pixel module
-  # and the three stages (§2-§3; aligngan_jax/stages.py).
-  config.gan = ml_collections.ConfigDict()
-  config.gan.conv_dim = 64
-  config.gan.num_residual = 4
-  config.gan.d_layers = 4
-  config.gan.learning_rate = 2e-4           # Adam, every pixel-module net
-  config.gan.adam_b1 = 0.5
-  config.gan.adam_b2 = 0.999
-  config.gan.lambda_cyc = 10.0
-  config.gan.lambda_idt = 5.0
-  config.gan.lambda_pixel_tri = 0.1
-  config.gan.lambda_pixel_cls = 0.1
-  config.gan.lambda_feature_gan = 0.1
-  # Ablation switch (official True): False feeds the feature module the real
-  # RGB image instead of G_rgb2ir's fake IR, in the joint feature iteration
-  # and at test time ("AlignGAN without pixel alignment").
-  config.gan.pixel_alignment = True
-  # Test-time InstanceNorm of the generators: 'running' (official) uses the
-  # running statistics, which average what G_rgb2ir saw in training: real
-  # RGB, fake RGB (cycle) and real IR (identity); 'instance' (not official)
-  # normalises each image with its own statistics, as in training. Changes
-  # nothing in training. The demo uses 'instance' (configs/synthetic.py).
-  config.gan.test_instance_norm = 'running'
-  config.gan.pixel_ids_per_batch = 4        # pixel batches: 4 x 4 per modality
-  config.gan.pixel_instances_per_id = 4
-  # Iterations of stage 1 (feature warm-up), 2 (pixel warm-up), 3 (joint),
-  # and the global iteration of the x0.1 decay of every optimizer (official
-  # step 200 = 20,000 iterations, 5,000 into stage 3).
-  config.gan.stage_iterations = (5_000, 10_000, 10_100)
-  config.gan.lr_milestones = (20_000,)
+  # Each trainer's own keys, with their defaults and comments in its module:
+  # config.gan (AlignGAN's pixel module and three stages,
+  # aligngan_jax/trainers/aligngan.py), config.ide (the IDE baseline,
+  # trainers/ide.py), and the group of any other registered trainer.
+  for trainer in trainers.registered().values():
+    if trainer.config_group:
+      config[trainer.config_group] = trainer.default_config()
 
   # Losses: CE on both modalities + cross-modal batch-hard cosine triplets.
   config.lambda_cls = 1.0

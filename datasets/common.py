@@ -11,8 +11,10 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
+from aligngan_jax import errors
 
-class DatasetError(ValueError):
+
+class DatasetError(errors.UserError, ValueError):
   """A missing, incomplete or corrupt dataset download; the message names
   the folder or file at fault and what to do."""
 

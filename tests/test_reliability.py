@@ -58,9 +58,8 @@ def diverged(tfds_data_dir, tmp_path_factory):
 
 def _restore(workdir, config=None, step=None):
   config = config or trained.load_config(workdir)
-  models = players.create_models(config, trained.num_classes(workdir),
-                                 trainers.trainer_for(config).networks)
-  template = players.create_state(config, models, sharding.create_mesh(), abstract=True)
+  trainer = trainers.trainer_for(config, trainers.DataInfo(trained.num_classes(workdir)))
+  template = trainers.create_state(trainer, sharding.create_mesh(), abstract=True)
   manager = checkpointing.create_manager(workdir, save_every=1, max_to_keep=3,
                                          create=False)
   try:
@@ -249,7 +248,7 @@ def test_values_no_run_can_use_are_refused_before_any_work(tfds_data_dir, tmp_pa
   ok.image_size = 32
   config_checks.validate_config(ok, num_devices=2)
   with caplog.at_level(logging.WARNING):
-    config_checks.warn_about_image_size(ok)
+    trainers.trainer_for(ok, trainers.DataInfo(4)).before_training()
   assert "JointDiscriminator's last InstanceNorm sees 1x1 maps" in caplog.text
   # An unknown dataset, and visualize on a mistyped workdir (not created).
   from aligngan_jax import input_pipeline

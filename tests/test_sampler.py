@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from aligngan_jax import data as data_lib
 from aligngan_jax import sampler as sampler_lib
 
 
@@ -102,8 +103,8 @@ def test_too_few_identities_is_a_clear_error():
 def test_train_iterator_resumes_at_a_step_and_keeps_alignment(tiny_records):
   from aligngan_jax import input_pipeline
   train, _ = tiny_records
-  rgb = train.select(train.modality == input_pipeline.RGB)
-  ir = train.select(train.modality == input_pipeline.IR)
+  rgb = train.select(train.modality == data_lib.RGB)
+  ir = train.select(train.modality == data_lib.IR)
   sampler = sampler_lib.PKSampler(rgb.label, ir.label, ids_per_batch=4,
                                   instances_per_id=2, seed=0)
   kwargs = dict(image_size=16, num_steps=5, process_index=0, process_count=1)
@@ -132,8 +133,8 @@ def test_images_decoded_once_give_the_same_batches(tiny_records):
   (flips and mono channels included) equal those decoded at every step."""
   from aligngan_jax import input_pipeline
   train, _ = tiny_records
-  rgb = train.select(train.modality == input_pipeline.RGB)
-  ir = train.select(train.modality == input_pipeline.IR)
+  rgb = train.select(train.modality == data_lib.RGB)
+  ir = train.select(train.modality == data_lib.IR)
   sampler = sampler_lib.PKSampler(rgb.label, ir.label, ids_per_batch=4,
                                   instances_per_id=2, seed=0, rgb_grey_prob=0.3,
                                   rgb_channel_prob=0.3)
@@ -152,3 +153,33 @@ def test_images_decoded_once_give_the_same_batches(tiny_records):
   with pytest.raises(ValueError, match='image_size=32'):
     next(input_pipeline.create_train_iterator(*decoded, sampler,
                                               **{**kwargs, 'image_size': 32}))
+
+
+def test_in_memory_batches_equal_the_tf_data_ones(tiny_records):
+  """data.Data (numpy, what a caller without TensorFlow hands the loop)
+  makes the same training and evaluation batches as tf.data."""
+  from aligngan_jax import input_pipeline
+  train, test = tiny_records
+  rgb, ir = (input_pipeline.decode_records(train.select(train.modality == m), 16)
+             for m in (data_lib.RGB, data_lib.IR))
+  sampler = sampler_lib.PKSampler(rgb.label, ir.label, ids_per_batch=4,
+                                  instances_per_id=2, seed=3, rgb_grey_prob=0.3,
+                                  rgb_channel_prob=0.3)
+  memory = data_lib.Data(train, input_pipeline.decode_records(test, 16))
+  got = list(memory.train_batches(rgb, ir, sampler, image_size=16, start_step=1,
+                                  num_steps=4))
+  want = list(input_pipeline.create_train_iterator(
+      rgb, ir, sampler, image_size=16, start_step=1, num_steps=4, process_index=0,
+      process_count=1))
+  assert len(got) == len(want) == 3
+  for a, b in zip(got, want):
+    for key in ('rgb', 'ir', 'labels'):
+      assert a[key].dtype == b[key].dtype
+      np.testing.assert_array_equal(a[key], b[key])
+  got = list(memory.eval_batches(memory.test, image_size=16, batch_size=8))
+  want = list(input_pipeline.create_eval_iterator(test, image_size=16, batch_size=8,
+                                                  process_index=0, process_count=1))
+  assert len(got) == len(want) == -(-len(test) // 8)
+  for a, b in zip(got, want):
+    np.testing.assert_array_equal(a['image'], b['image'])
+    np.testing.assert_array_equal(a['mask'], b['mask'])

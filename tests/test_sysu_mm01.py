@@ -241,9 +241,9 @@ def test_sysu_config_trains_and_evaluates_on_a_sysu_tree(tmp_path):
   from aligngan_jax import trainers
   from configs import sysu
   import run_files
-  official = trainers.trainer_for(sysu.get_config())
+  official = trainers.trainer_for(sysu.get_config(), trainers.DataInfo(395))
   assert official.name == 'aligngan'
-  assert [s.iterations for s in official.stages] == [5_000, 10_000, 10_100]
+  assert [s.iterations for s in official.schedule] == [5_000, 10_000, 10_100]
   manual = tmp_path / 'SYSU-MM01'
   train, val, test = [11, 12, 13, 14], [15], [21, 22, 23]
   images = {(cam, pid): ['0001.jpg', '0002.jpg']

@@ -51,8 +51,8 @@ def _step(config, models, mesh):
   in this module (kept alive with ``models``, so ids are not reused)."""
   key = (config.to_json(), id(models), tuple(d.id for d in mesh.devices.flat))
   if key not in _STEPS:
-    _STEPS[key] = (models, trainers.make_steps(trainers.trainer_for(config), models,
-                                               config, mesh)[1])
+    trainer = trainers.trainer_for(config, trainers.DataInfo(NUM_CLASSES))
+    _STEPS[key] = (models, trainers.make_steps(trainer, mesh)[1])
   return _STEPS[key][1]
 
 
@@ -60,7 +60,7 @@ def _run(config, models, mesh, steps):
   state = players.create_state(config, models, mesh)
   step = _step(config, models, mesh)
   for i in range(steps):
-    state, metrics = step(state, sharding.shard_batch(_batch(config, i), mesh))
+    state, metrics = step(state, {'feature': sharding.shard_batch(_batch(config, i), mesh)})
   return state, metrics
 
 
@@ -172,7 +172,7 @@ def test_joint_forward_shares_batchnorm_statistics(config, models):
     step = _step(cfg, nets, mesh)
     for name, batch in (('same', same), ('different', _batch(config))):
       _, metrics = step(players.create_state(cfg, nets, mesh),
-                        sharding.shard_batch(batch, mesh))
+                        {'feature': sharding.shard_batch(batch, mesh)})
       losses[joint, name] = {k: float(metrics[f'feature/{k}'])
                              for k in ('ce_rgb', 'ce_ir', 'triplet')}
   for k in losses[True, 'same']:
@@ -270,9 +270,8 @@ def test_ide_trainer_runs_in_the_one_loop_and_keeps_its_golden_numbers(tfds_data
   assert run_files.latest_eval(workdir)['step'] == 2
 
 
-def test_trainer_groups_are_validated_and_old_keys_named(config):
-  """Keys one trainer reads live in its group and are checked; a top-level
-  key from before the groups names its new place."""
+def test_trainer_groups_are_validated(config):
+  """Keys one trainer reads live in its group and are checked by it."""
   def error(edit, trainer='ide'):
     bad = config.copy_and_resolve_references()
     bad.trainer = trainer
@@ -280,9 +279,6 @@ def test_trainer_groups_are_validated_and_old_keys_named(config):
     with pytest.raises(config_checks.ConfigError) as e:
       config_checks.validate_config(bad, num_devices=2)
     return str(e.value)
-  moved = error(lambda c: c.__setattr__('num_train_steps', 5))
-  assert moved.startswith('config.num_train_steps moved to config.ide.num_train_steps')
-  assert 'config.ide.optimizer' in error(lambda c: c.__setattr__('optimizer', 'adam'))
   assert "config.ide.optimizer='rmsprop'" in error(
       lambda c: c.ide.__setattr__('optimizer', 'rmsprop'))
   assert 'config.ide.num_train_steps=0' in error(
@@ -328,8 +324,7 @@ def test_cadence_says_which_periodic_actions_are_due():
   assert set(quiet.due(7, stage_end=False, last=True)) == everything
 
 
-def test_a_checkpoint_of_another_trainer_or_the_old_ide_layout_is_refused(config, models,
-                                                                          tmp_path):
+def test_a_checkpoint_of_another_trainer_is_refused(config, models, tmp_path):
   mesh = sharding.create_mesh()
   ide = players.create_state(config, models, mesh)
 
@@ -340,12 +335,6 @@ def test_a_checkpoint_of_another_trainer_or_the_old_ide_layout_is_refused(config
     manager.wait_until_finished()
     return manager
 
-  # Before issue 16 the IDE trainer kept one optimizer state, 'feature'.
-  old = save(ide.replace(opt_state={'feature': ide.opt_state}), 'old')
-  with pytest.raises(config_checks.ConfigError,
-                     match=r'old/checkpoints/0 is an IDE checkpoint from before'):
-    checkpointing.restore(old, ide)
-  old.close()
   other = save(ide, 'ide')
   # A template with one more network stands for another trainer's state
   # (the check runs before anything is read).

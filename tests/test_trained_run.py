@@ -361,15 +361,14 @@ def test_workdir_errors_are_one_line_and_create_nothing(tmp_path):
   os.makedirs(run)
   _raises_one_line(ce, r'^--workdir=\S*run has no config\.json', trained.require_trained_workdir,
                    str(run))
-  (run / 'config.json').write_text('{"num_train_steps": 5, "image_size": 64}')
+  (run / 'config.json').write_text('{"image_size": 64}')
   for call in (trained.require_trained_workdir, trained.num_classes):
     _raises_one_line(ce, r'^--workdir=\S*run holds no checkpoint', call, str(run))
   assert not os.path.exists(run / 'checkpoints')
   # An interrupted save is not a checkpoint.
   os.makedirs(run / 'checkpoints' / '3.orbax-checkpoint-tmp-1700000000')
   _raises_one_line(ce, 'holds no checkpoint', trained.require_trained_workdir, str(run))
-  # The moved IDE keys still migrate.
-  assert trained.load_config(str(run)).ide.num_train_steps == 5
+  assert trained.load_config(str(run)).image_size == 64
   (run / 'config.json').write_text('{"image_size": 6')
   _raises_one_line(ce, r'^\S*config\.json is truncated or not valid JSON \(.* at line 1 '
                    r'column \d+\); copy it from a backup', trained.load_config, str(run))

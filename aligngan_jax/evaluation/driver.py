@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 from aligngan_jax import convert
+from aligngan_jax import data as data_lib
 from aligngan_jax import pretrained
 from aligngan_jax import reporting
 from aligngan_jax import sharding
@@ -24,28 +25,25 @@ def eval_settings(config) -> engine.EvalSettings:
                                          regdb_trial=config.get('trial', 1))
 
 
-def extract_features(extract, records, config, mesh) -> np.ndarray:
-  """Unit-norm features (``extract``: sharded images -> features) of every
-  record, in record order, with a progress line."""
-  from aligngan_jax import input_pipeline  # TensorFlow: only when evaluating data.
-  batches = input_pipeline.create_eval_iterator(
-      records, image_size=config.image_size, batch_size=config.eval_batch_size)
+def extract_features(extract, records, config, mesh, *, batches=None):
+  """Features (``extract``: sharded images -> unit-norm features, an array
+  or a dict of named arrays) of every record, in record order, with a
+  progress line. ``batches``: `data.Data.eval_batches` of the run's data;
+  None reads ``records`` through tf.data."""
+  if batches is None:
+    from aligngan_jax import input_pipeline  # TensorFlow: only when evaluating data.
+    batches = input_pipeline.create_eval_iterator
+  iterator = batches(records, image_size=config.image_size,
+                     batch_size=config.eval_batch_size)
   num_batches = -(-len(records) // config.eval_batch_size)
   progress = reporting.Progress(start_step=0, num_steps=num_batches,
                                 images_per_step=config.eval_batch_size)
   feats = []
-  for i, batch in enumerate(batches, start=1):
-    feats.append(np.asarray(extract(sharding.shard_batch(batch['image'], mesh))))
+  for i, batch in enumerate(iterator, start=1):
+    feats.append(jax.tree.map(np.asarray, extract(sharding.shard_batch(batch['image'], mesh))))
     if i % max(1, num_batches // 5) == 0 or i == num_batches:
       logging.info('features: %s', progress.short_line(i, progress.update(i)))
-  return np.concatenate(feats)[:len(records)]
-
-
-def evaluate(state, extract, test_records, config, mesh) -> dict:
-  """Features once, then every configured protocol setting and trial."""
-  feats = extract_features(lambda images: extract(state, images), test_records,
-                           config, mesh)
-  return score(feats, test_records, config)
+  return jax.tree.map(lambda *parts: np.concatenate(parts)[:len(records)], *feats)
 
 
 def evaluate_official(config, test_records, mesh) -> dict:
@@ -58,19 +56,24 @@ def evaluate_official(config, test_records, mesh) -> dict:
   return score(feats, test_records, config)
 
 
-def features_by_modality(extractors: dict, records, config, mesh) -> np.ndarray:
-  """Features of every record: RGB ones by ``extractors['rgb']`` (which may
+def features_by_modality(extractors: dict, records, config, mesh, *, batches=None):
+  """Features of every record (an array, or a dict of named arrays, as the
+  extractors give them): RGB ones by ``extractors['rgb']`` (which may
   translate them first), IR ones by ``extractors['ir']``, in record order."""
-  from aligngan_jax import input_pipeline
-  is_rgb = records.modality == input_pipeline.RGB
+  is_rgb = records.modality == data_lib.RGB
   feats = None
   for modality, mask in (('rgb', is_rgb), ('ir', ~is_rgb)):
     if not mask.any():
       continue
-    part = extract_features(extractors[modality], records.select(mask), config, mesh)
+    part = extract_features(extractors[modality], records.select(mask), config, mesh,
+                            batches=batches)
     if feats is None:
-      feats = np.zeros((len(records), part.shape[1]), np.float32)
-    feats[mask] = part
+      feats = jax.tree.map(lambda p: np.zeros((len(records), p.shape[1]), np.float32), part)
+
+    def put(full, p, mask=mask):
+      full[mask] = p
+      return full
+    feats = jax.tree.map(put, feats, part)
   return feats
 
 

@@ -12,7 +12,7 @@ demo identity, camera or infrared image is seen. It writes the trunk's
 parameters and BatchNorm statistics to one msgpack file that
 ``config.pretrained_backbone`` reads:
 
-  python -m datasets.synthetic_vireid.pretrain_trunk \
+  python -m tools.pretrain_trunk \
       --out=weights/synthetic_trunk_r18w16.msgpack
 
 About 6 minutes on a 2-core CPU; the file the demo uses is committed, so

@@ -1,0 +1,1 @@
+"""Programs that make project artefacts (the demo trunk), not datasets or benchmarks."""
