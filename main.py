@@ -155,9 +155,8 @@ def main(argv):
                            process_id=FLAGS.process_id,
                            heartbeat_timeout_seconds=FLAGS.heartbeat_timeout_seconds)
   import datasets  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
-  from datasets import common as dataset_common  # pylint: disable=g-import-not-at-top
-  from aligngan_jax import checkpointing  # pylint: disable=g-import-not-at-top
   from aligngan_jax import config_checks  # pylint: disable=g-import-not-at-top
+  from aligngan_jax import errors  # pylint: disable=g-import-not-at-top
   from aligngan_jax import train_lib  # pylint: disable=g-import-not-at-top
 
   logging.info('JAX process %d / %d; local devices: %s; global device count %d.',
@@ -165,9 +164,9 @@ def main(argv):
                jax.device_count())
   if jax.process_index() > 0:
     logging.set_verbosity(logging.WARNING)   # process 0 reports for the run
-  from aligngan_jax import weights  # pylint: disable=g-import-not-at-top
-  user_errors = (config_checks.ConfigError, checkpointing.DivergenceError,
-                 NotImplementedError, dataset_common.DatasetError, weights.WeightsError)
+  # Every fault of the user's input (config, data, checkpoint, weights, a
+  # diverged run) is an errors.UserError: one line.
+  user_errors = (errors.UserError, NotImplementedError)
   try:
     # Every key the run reads, before any data is read or step compiled.
     config_checks.validate_config(config, num_devices=jax.device_count())

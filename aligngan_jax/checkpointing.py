@@ -2,9 +2,11 @@
 from the newest one (or ``config.resume_step``), restore onto the
 replicated sharding.
 
-What is guaranteed (README, "Reliability"):
-- No state with a NaN or infinity anywhere (parameters, running statistics,
-  optimizer states) is written: `save` audits the whole state first.
+Storage only (the training loop's divergence policy, which refuses a
+state before it is written, is `divergence.py`). What is guaranteed
+(README, "Reliability"):
+- `save` audits the whole state in the pass that fingerprints it, and
+  hands the audit to the caller's ``check`` before anything is written.
 - Every checkpoint carries a content fingerprint (one 32-bit checksum per
   leaf, in orbax's custom metadata); a restore recomputes it, so flipped
   bytes are an error, never a silent load.
@@ -39,11 +41,6 @@ SET_ASIDE = 'checkpoints_set_aside'
 class CheckpointError(errors.ConfigError):
   """A checkpoint that cannot be written or resumed; the message names the
   step and what to do."""
-
-
-class DivergenceError(errors.UserError, FloatingPointError):
-  """Training produced a non-finite loss or state; the message names the
-  term, the step and the newest finite checkpoint."""
 
 
 def create_manager(workdir: str, *, save_every: int, max_to_keep: int,
@@ -135,30 +132,21 @@ def _audit_host(tree):
 
 
 def save(manager: ocp.CheckpointManager, state: train_state_lib.TrainState, *,
-         force: bool = False, max_abs: float = 0.0, metadata: dict | None = None) -> bool:
+         force: bool = False, metadata: dict | None = None, check=None) -> bool:
   """Saves ``state`` under its step if the save interval (or ``force``) says
-  so, with its fingerprint. A state that holds NaN or inf, or (``max_abs``
-  > 0) parameters or running statistics larger than ``max_abs`` in
-  magnitude, has diverged: it is never written (`DivergenceError`), so
-  the newest checkpoint is always one to resume from. A full disk is a
-  one-line `CheckpointError`. ``metadata``: JSON values saved beside (the
-  loop records the class count, which the tools read back)."""
+  so, with its per-leaf fingerprint. ``check(step, non_finite, largest)``
+  (the leaves holding NaN or inf, and each leaf's largest magnitude, from
+  the same pass as the fingerprint) may raise to refuse the state: the
+  training loop's divergence policy (`divergence.refuse_diverged`).
+  ``metadata``: JSON values saved beside (the loop records the class count,
+  which the tools read back). A full disk is a one-line `CheckpointError`."""
   step = int(state.step)
   if not (force or manager.should_save(step)):
     return False
   tree = _saved_tree(state)
   sums, bad, largest = _audit_host(tree)
-  if bad:
-    problem = f'non-finite values (in {_some(bad)})'
-  else:
-    huge = [n for n, v in largest.items() if max_abs and v > max_abs
-            and n.startswith(("['params']", "['batch_stats']"))]
-    problem = huge and (f'values beyond config.checkpoint_max_abs={max_abs:g} (up to '
-                        f'{max(largest[n] for n in huge):.3g}, in {_some(huge)})')
-  if problem:
-    raise DivergenceError(
-        f'Training diverged: the state after step {step} holds {problem}; it was '
-        f'not saved. {resume_advice(manager, max_abs=max_abs)}')
+  if check is not None:
+    check(step, bad, largest)
   try:
     size = max([largest[n] for n in largest
                 if n.startswith(("['params']", "['batch_stats']"))], default=0.0)
@@ -167,10 +155,6 @@ def save(manager: ocp.CheckpointManager, state: train_state_lib.TrainState, *,
                                          'largest': size})
   except Exception as e:  # pylint: disable=broad-except
     raise _save_error(manager, step, tree, e) from e
-
-
-def _some(names: list[str]) -> str:
-  return ', '.join(names[:3]) + (f' and {len(names) - 3} more' if len(names) > 3 else '')
 
 
 def wait(manager: ocp.CheckpointManager, state) -> None:
@@ -191,44 +175,19 @@ def _save_error(manager, step, tree, error) -> Exception:
              if hasattr(x, 'dtype'))
   directory = str(manager.directory)
   free = shutil.disk_usage(directory).free if os.path.isdir(directory) else 0
+  kept = sorted(s for s in manager.all_steps() if s != step)
+  advice = (f'Go on from step {kept[-1]} in {directory}: the rerun resumes from it.'
+            if kept else 'No checkpoint has been written yet: the rerun starts again.')
   return CheckpointError(
       f'No space left on the device of {directory} while saving step {step}: '
       f'a checkpoint needs about {need / 2**20:.0f} MiB, {free / 2**20:.0f} MiB '
       'are free. Free space (or lower config.max_checkpoints_to_keep) and rerun '
-      f'the same command. {resume_advice(manager, step)}')
+      f'the same command. {advice}')
 
 
-def resume_advice(manager, failed_step: int | None = None, *, max_abs: float = 0.0
-                  ) -> str:
-  """Which checkpoint to go on from: the newest one (every checkpoint is
-  finite and within ``max_abs``, `save` sees to it) or, after a
-  divergence (``max_abs`` > 0), the newest whose parameters and running
-  statistics are still below 1% of ``max_abs``: a state close to the bound
-  is already on its way up and fails again even at a lower learning rate."""
-  steps = sorted(s for s in manager.all_steps() if s != failed_step)
-  if not steps:
-    return ('No checkpoint has been written yet: start again (lower the '
-            'learning rate if the losses diverged).')
-  sizes = {s: _largest(manager, s) for s in steps} if max_abs else {}
-  calm = [s for s in steps if not max_abs or sizes[s] <= max_abs / 100]
-  if not calm:
-    return ('Every checkpoint kept is already close to the bound ('
-            + ', '.join(f'step {s}: {sizes[s]:.3g}' for s in steps)
-            + f') in {manager.directory}: start again in a new --workdir with a '
-            'lower learning rate (or resume one with --config.resume_step=N at '
-            'your own risk).')
-  chosen = calm[-1]
-  return (f'Go on from step {chosen} in {manager.directory}'
-          + (f' (largest value {sizes[chosen]:.3g})' if max_abs else '')
-          + f': rerun with --config.resume_step={chosen} and a lower learning rate '
-          '(config.learning_rate, config.gan.learning_rate)'
-          + (f'; also kept: steps {", ".join(str(s) for s in steps if s != chosen)}.'
-             if len(steps) > 1 else '.'))
-
-
-def _largest(manager, step) -> float:
+def largest_value(manager, step) -> float:
   """The largest |parameter| or |running statistic| of a checkpoint, as
-  `save` recorded it (inf when unknown: an older checkpoint)."""
+  `save` recorded it (inf when unknown)."""
   try:
     return float((manager.metadata(step).custom_metadata or {}).get('largest', 'inf'))
   except Exception:  # pylint: disable=broad-except

@@ -23,6 +23,7 @@ import jax
 
 from aligngan_jax import checkpointing
 from aligngan_jax import config_checks
+from aligngan_jax import divergence
 from aligngan_jax import reporting
 from aligngan_jax import sharding
 from aligngan_jax import trainers
@@ -153,17 +154,6 @@ def _next_batch(iterators, mesh) -> dict:
   return {name: sharding.shard_batch(next(it), mesh) for name, it in iterators.items()}
 
 
-def _stop_if_diverged(history, first, stage, manager, max_abs):
-  """A one-line `DivergenceError` at the first step of ``history`` (the
-  steps after ``first``) with a NaN or infinite loss."""
-  found = reporting.first_non_finite(history, first_step=first)
-  if found:
-    step, terms = found
-    raise checkpointing.DivergenceError(
-        f'Non-finite {", ".join(terms)} at step {step} ({stage.name}); training '
-        f'stopped. {checkpointing.resume_advice(manager, max_abs=max_abs)}')
-
-
 def train_and_evaluate(config, workdir: str, *, data=None, writer=None) -> dict:
   """Trains ``config.trainer``'s stages (resuming from ``workdir`` if it
   holds a checkpoint) and evaluates; returns the final evaluation.
@@ -207,6 +197,7 @@ def train_and_evaluate(config, workdir: str, *, data=None, writer=None) -> dict:
                'iterations %d..%d.', config.dataset, trainer.name, num_classes,
                len(rgb), len(ir), start, total)
   steps = trainers.make_steps(trainer, mesh)
+  refuse = divergence.refuse_diverged(manager, max_abs=config.checkpoint_max_abs)
   extractors = trainer.extractors(mesh)
   grid, truth = None, None
   translator = trainer.translator()
@@ -252,7 +243,8 @@ def train_and_evaluate(config, workdir: str, *, data=None, writer=None) -> dict:
           # Every step's losses, checked before any save (and the state
           # itself is audited by checkpointing.save).
           history = jax.device_get(history)
-          _stop_if_diverged(history, first, stage, manager, config.checkpoint_max_abs)
+          divergence.stop_if_non_finite(history, first, stage.name, manager,
+                                        config.checkpoint_max_abs)
           means = reporting.mean_metrics(history)
           pace = progress.update(done)
           logging.info('%s %s', stage.name, progress.line(done, means, pace))
@@ -266,8 +258,7 @@ def train_and_evaluate(config, workdir: str, *, data=None, writer=None) -> dict:
           grid.write(done, state)
         if 'checkpoint' in due:
           checkpointing.save(manager, state, force=last or done == hi,
-                             max_abs=config.checkpoint_max_abs,
-                             metadata={'num_classes': num_classes})
+                             metadata={'num_classes': num_classes}, check=refuse)
         if 'eval' in due:
           if 'checkpoint' in due:   # no evaluation of a step whose save failed
             checkpointing.wait(manager, state)

@@ -18,6 +18,7 @@ import pytest
 
 from aligngan_jax import checkpointing
 from aligngan_jax import config_checks
+from aligngan_jax import divergence
 from aligngan_jax import players
 from aligngan_jax import sharding
 from aligngan_jax import train_loop
@@ -46,7 +47,7 @@ def diverged(tfds_data_dir, tmp_path_factory):
 
   Returns (workdir, the error's message, the resumed run's result)."""
   workdir = str(tmp_path_factory.mktemp('diverged') / 'run')
-  with pytest.raises(checkpointing.DivergenceError) as error:
+  with pytest.raises(divergence.DivergenceError) as error:
     train_loop.train_and_evaluate(
         _config(tfds_data_dir, learning_rate=10.0, max_checkpoints_to_keep=10), workdir)
   message = str(error.value)
