@@ -263,9 +263,7 @@ def _restore_step(manager, step, template, config):
   """``template`` filled from checkpoint ``step``, its fingerprint verified.
   Raises CheckpointError for a mismatched config, anything else for damage."""
   _check_structure(manager, step, template, config)
-  abstract = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-      _saved_tree(template))
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _saved_tree(template))
   tree = manager.restore(step, args=ocp.args.StandardRestore(abstract))
   want = (manager.metadata(step).custom_metadata or {}).get('fingerprint')
   if want is None:
@@ -321,7 +319,7 @@ def restore(manager, template, config=None, *, step=None):
   steps = manager.all_steps()
   if not steps:
     return None
-  step = max(steps) if step is None else step
+  step = manager.latest_step() if step is None else step
   with _quiet_closed_loops():
     try:
       return _restore_step(manager, step, template, config)
@@ -376,13 +374,14 @@ def resume_or_start(config, workdir, create_state):
       raise CheckpointError(f'config.resume_step={config.resume_step}: '
                             f'{manager.directory} holds no checkpoint.')
     return manager, create_state(), False
-  step = max(steps) if config.resume_step < 0 else config.resume_step
+  newest = manager.latest_step()
+  step = newest if config.resume_step < 0 else config.resume_step
   if step not in steps:
     raise CheckpointError(
         f'config.resume_step={step} is not a checkpoint in {manager.directory} '
         f'(there: {", ".join(map(str, sorted(steps)))}).')
   restored = restore(manager, create_state(abstract=True), config, step=step)
-  if step < max(steps):
+  if step < newest:
     manager.close()
     if jax.process_index() == 0:
       moved = set_aside_after(workdir, step)
