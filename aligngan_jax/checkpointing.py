@@ -36,6 +36,8 @@ from aligngan_jax import reporting
 from aligngan_jax import train_state as train_state_lib
 
 SET_ASIDE = 'checkpoints_set_aside'
+# A checkpoint's two items: the train state, and the run's config as JSON.
+STATE, CONFIG = 'state', 'config'
 
 
 class CheckpointError(errors.ConfigError):
@@ -48,7 +50,9 @@ def create_manager(workdir: str, *, save_every: int, max_to_keep: int,
   # The handler named up front, so that a manager that has not saved yet
   # (a resume, an evaluation) can read the item's metadata.
   return ocp.CheckpointManager(
-      checkpoint_dir(workdir), item_handlers=ocp.StandardCheckpointHandler(),
+      checkpoint_dir(workdir),
+      item_handlers={STATE: ocp.StandardCheckpointHandler(),
+                     CONFIG: ocp.JsonCheckpointHandler()},
       options=ocp.CheckpointManagerOptions(
           save_interval_steps=save_every, max_to_keep=max_to_keep, create=create,
           enable_async_checkpointing=True))
@@ -132,14 +136,17 @@ def _audit_host(tree):
 
 
 def save(manager: ocp.CheckpointManager, state: train_state_lib.TrainState, *,
-         force: bool = False, metadata: dict | None = None, check=None) -> bool:
+         force: bool = False, metadata: dict | None = None, check=None,
+         config=None) -> bool:
   """Saves ``state`` under its step if the save interval (or ``force``) says
   so, with its per-leaf fingerprint. ``check(step, non_finite, largest)``
   (the leaves holding NaN or inf, and each leaf's largest magnitude, from
   the same pass as the fingerprint) may raise to refuse the state: the
   training loop's divergence policy (`divergence.refuse_diverged`).
   ``metadata``: JSON values saved beside (the loop records the class count,
-  which the tools read back). A full disk is a one-line `CheckpointError`."""
+  which the tools read back); ``config``: the run's config, saved as the
+  checkpoint's JSON item (`saved_config`). A full disk is a one-line
+  `CheckpointError`."""
   step = int(state.step)
   if not (force or manager.should_save(step)):
     return False
@@ -150,7 +157,10 @@ def save(manager: ocp.CheckpointManager, state: train_state_lib.TrainState, *,
   try:
     size = max([largest[n] for n in largest
                 if n.startswith(("['params']", "['batch_stats']"))], default=0.0)
-    return manager.save(step, args=ocp.args.StandardSave(tree), force=force,
+    items = {STATE: ocp.args.StandardSave(tree)}
+    if config is not None:
+      items[CONFIG] = ocp.args.JsonSave(json.loads(config.to_json_best_effort()))
+    return manager.save(step, args=ocp.args.Composite(**items), force=force,
                         custom_metadata={**(metadata or {}), 'fingerprint': sums,
                                          'largest': size})
   except Exception as e:  # pylint: disable=broad-except
@@ -214,15 +224,23 @@ def _shapes(tree) -> dict[str, tuple]:
   return out
 
 
-def _config_differences(workdir: str, config) -> list[str]:
-  """'key (saved there, now)' of the keys in which ``config`` differs from
-  ``<workdir>/config.json`` (the first six, and how many more)."""
-  path = os.path.join(workdir, 'config.json')
+def saved_config(manager, step) -> dict | None:
+  """The config that wrote checkpoint ``step`` (its JSON item), or None."""
   try:
-    with open(path) as f:
-      saved = reporting.flatten(json.load(f))
-  except (OSError, ValueError):
+    return manager.restore(step, args=ocp.args.Composite(
+        **{CONFIG: ocp.args.JsonRestore()}))[CONFIG]
+  except Exception:  # pylint: disable=broad-except
+    return None
+
+
+def _config_differences(manager, step, config) -> list[str]:
+  """'key (saved there, now)' of the keys in which ``config`` differs from
+  the config that wrote checkpoint ``step`` (the first six, and how many
+  more)."""
+  saved = saved_config(manager, step)
+  if not isinstance(saved, dict):
     return []
+  saved = reporting.flatten(saved)
   now = reporting.flatten(json.loads(config.to_json_best_effort()))
   differ = [k for k in sorted(set(saved) | set(now))
             if saved.get(k) != now.get(k) and k not in ('mode', 'data_dir', 'manual_dir')]
@@ -233,7 +251,7 @@ def _config_differences(workdir: str, config) -> list[str]:
 def _check_structure(manager, step, template, config):
   """Refuses, in one line, a checkpoint whose tree or shapes are not the
   ones ``config`` builds (another trainer, width, depth or dataset)."""
-  saved = manager.item_metadata(step)
+  saved = manager.item_metadata(step)[STATE]
   saved = getattr(saved, 'tree', saved)
   if not isinstance(saved, dict) or 'opt_state' not in saved:
     raise ValueError('its metadata is missing or unreadable')
@@ -241,9 +259,8 @@ def _check_structure(manager, step, template, config):
   have, want = _shapes(saved), _shapes(_saved_tree(template))
   if have == want:
     return
-  workdir = os.path.dirname(str(manager.directory))
-  differences = _config_differences(workdir, config) if config is not None else []
-  hint = (f' The config differs from the one saved in {workdir}/config.json in '
+  differences = _config_differences(manager, step, config) if config is not None else []
+  hint = (f' The config differs from the one that wrote it in '
           f'{"; ".join(differences)}.' if differences else '')
   advice = (' Pass the config the workdir was trained with (e.g. the same :tiny '
             'argument), or a new --workdir to start fresh.')
@@ -264,17 +281,19 @@ def _restore_step(manager, step, template, config):
   Raises CheckpointError for a mismatched config, anything else for damage."""
   _check_structure(manager, step, template, config)
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _saved_tree(template))
-  tree = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  tree = manager.restore(step, args=ocp.args.Composite(
+      **{STATE: ocp.args.StandardRestore(abstract)}))[STATE]
   want = (manager.metadata(step).custom_metadata or {}).get('fingerprint')
   if want is None:
-    logging.warning('Checkpoint %s/%d has no fingerprint (written before '
-                    'fingerprints existed): loaded unverified.', manager.directory, step)
-  else:
-    got, _ = fingerprint(tree)
-    changed = [name for name in want if got.get(name) != want[name]]
-    if changed or set(got) != set(want):
-      raise ValueError(f'its content does not match its fingerprint (in '
-                       f'{", ".join(changed[:3]) or "the tree"})')
+    # Every checkpoint this version writes has one: a missing fingerprint is
+    # missing or damaged metadata, not an old format.
+    raise ValueError('its fingerprint is missing (_CHECKPOINT_METADATA deleted or '
+                     'damaged), so its content cannot be verified')
+  got, _ = fingerprint(tree)
+  changed = [name for name in want if got.get(name) != want[name]]
+  if changed or set(got) != set(want):
+    raise ValueError(f'its content does not match its fingerprint (in '
+                     f'{", ".join(changed[:3]) or "the tree"})')
   return template.replace(**tree)
 
 

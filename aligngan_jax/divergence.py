@@ -80,12 +80,3 @@ def resume_advice(manager, failed_step: int | None = None, *, max_abs: float = 0
           '(config.learning_rate, config.gan.learning_rate)'
           + (f'; also kept: steps {", ".join(str(s) for s in steps if s != chosen)}.'
              if len(steps) > 1 else '.'))
-
-
-def _largest(manager, step) -> float:
-  """The largest |parameter| or |running statistic| of a checkpoint, as
-  `save` recorded it (inf when unknown: an older checkpoint)."""
-  try:
-    return float((manager.metadata(step).custom_metadata or {}).get('largest', 'inf'))
-  except Exception:  # pylint: disable=broad-except
-    return float('inf')

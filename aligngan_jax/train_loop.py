@@ -258,7 +258,8 @@ def train_and_evaluate(config, workdir: str, *, data=None, writer=None) -> dict:
           grid.write(done, state)
         if 'checkpoint' in due:
           checkpointing.save(manager, state, force=last or done == hi,
-                             metadata={'num_classes': num_classes}, check=refuse)
+                             metadata={'num_classes': num_classes}, check=refuse,
+                             config=config)
         if 'eval' in due:
           if 'checkpoint' in due:   # no evaluation of a step whose save failed
             checkpointing.wait(manager, state)

@@ -101,7 +101,7 @@ def num_classes(workdir: str) -> int:
   for step in steps:
     try:
       recorded = (manager.metadata(step).custom_metadata or {}).get('num_classes')
-      tree = manager.item_metadata(step)
+      tree = manager.item_metadata(step)[checkpointing.STATE]
       params = getattr(tree, 'tree', tree)['params']
     except Exception:  # pylint: disable=broad-except
       continue

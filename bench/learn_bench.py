@@ -227,7 +227,8 @@ def main(argv):
       continue
     steady = max(t['seconds'] - t['first_step_seconds'], 0.0)
     ms = 1000 * steady / max(1, t['iterations'] - 1)
-    print(f'{r["stage"]:>5} {t["iterations"]:>10} {t["seconds"]:>8.1f} {ms:>7.1f} '
+    # As before the loop ran here: training time after the first step.
+    print(f'{r["stage"]:>5} {t["iterations"]:>10} {steady:>8.1f} {ms:>7.1f} '
           f'{max(t["first_step_seconds"] - ms / 1000, 0.0):>9.1f}')
   print(diagnostics.format_table(rows))
 

@@ -62,7 +62,7 @@ def _finish(launched, timeout=600):
 def _restore(workdir, step):
   """A checkpoint's params, batch_stats and optimizer state as host arrays,
   whatever topology wrote it."""
-  path = os.path.join(workdir, 'checkpoints', str(step), 'default')
+  path = os.path.join(workdir, 'checkpoints', str(step), 'state')
   checkpointer = ocp.StandardCheckpointer()
   meta = checkpointer.metadata(path)
   meta = getattr(meta, 'item_metadata', meta)

@@ -106,7 +106,7 @@ def _copy(workdir, tmp_path):
 
 
 def _data_files(workdir, step):
-  folder = os.path.join(workdir, 'checkpoints', str(step), 'default', 'ocdbt.process_0', 'd')
+  folder = os.path.join(workdir, 'checkpoints', str(step), 'state', 'ocdbt.process_0', 'd')
   return sorted((os.path.join(folder, n) for n in os.listdir(folder)),
                 key=os.path.getsize)
 
@@ -124,9 +124,16 @@ def test_a_damaged_newest_checkpoint_names_the_intact_one_and_resume_step_uses_i
   assert '\n' not in message and len(message) < 600
   # Deleted metadata: the same one line.
   second = _copy(diverged[0], tmp_path / 'metadata')
-  os.remove(os.path.join(second, 'checkpoints', '8', 'default', '_METADATA'))
+  os.remove(os.path.join(second, 'checkpoints', '8', 'state', '_METADATA'))
   with pytest.raises(checkpointing.CheckpointError, match='8 is damaged .* step 7'):
     _restore(second)
+  # Its fingerprint deleted (with the step's metadata): damaged, not an old
+  # format loaded unverified.
+  third = _copy(diverged[0], tmp_path / 'fingerprint')
+  os.remove(os.path.join(third, 'checkpoints', '8', '_CHECKPOINT_METADATA'))
+  with pytest.raises(checkpointing.CheckpointError,
+                     match=r'8 is damaged \(its fingerprint is missing .*step 7'):
+    _restore(third)
   # Resuming from the named step sets the damaged one aside (nothing deleted).
   config = trained.load_config(workdir)
   config.resume_step = 7
