@@ -237,6 +237,33 @@ def test_the_demo_config_finds_its_committed_trunk_from_any_directory(tmp_path, 
   assert synthetic.get_config('tiny').pretrained_backbone == ''
 
 
+def test_the_learnable_setting_is_the_swept_point_it_names():
+  """configs/synthetic.py:learnable is bench/pixel_sweep.py's g16r2_long
+  point, the one measured against its own ablation (issue 26): the sweep's
+  overrides applied to the demo give the same config."""
+  import importlib.util
+  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                      'bench', 'pixel_sweep.py')
+  spec = importlib.util.spec_from_file_location('pixel_sweep', path)
+  sweep = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(sweep)
+  swept = synthetic.get_config()
+  for override in sweep.POINTS['g16r2_long']:
+    key, value = override[len('--config.'):].split('=')
+    *groups, leaf = key.split('.')
+    node = swept
+    for group in groups:
+      node = node[group]
+    current = node[leaf]
+    node[leaf] = (tuple(int(v) for v in value.strip('()').split(',') if v)
+                  if isinstance(current, tuple) else type(current)(value))
+  assert synthetic.get_config('learnable').to_dict() == swept.to_dict()
+  tiny = synthetic.get_config('learnable,tiny')
+  assert tiny.dataset == 'synthetic_vireid/tiny_learnable' and tiny.gan.conv_dim == 4
+  with pytest.raises(ValueError, match="unknown argument.*'nope'"):
+    synthetic.get_config('learnable,nope')
+
+
 def test_ide_trainer_runs_in_the_one_loop_and_keeps_its_golden_numbers(tfds_data_dir, tmp_path, caplog):
   """The IDE baseline through train_lib, as main.py runs it: checkpoints,
   evaluation, the shared tag scheme, then config.mode='eval'."""
