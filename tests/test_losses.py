@@ -71,3 +71,75 @@ def test_cross_entropy_matches_numpy():
   log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
   want = -log_probs[np.arange(5), labels].mean()
   np.testing.assert_allclose(float(losses.cross_entropy(logits, labels)), want, rtol=1e-6)
+
+
+def _torch_official(features, labels, kind, alpha=1.0, gamma=1.0, square=True):
+  """AGW's TripletLoss_WRT and CAJ's TripletLoss_ADP as the official code
+  computes them (baselines_reference.md §2), in PyTorch: the loss and its
+  gradient with respect to the features."""
+  import torch
+  x = torch.tensor(features, requires_grad=True)
+  t = torch.tensor(labels)
+  n = x.shape[0]
+  pow_ = torch.pow(x, 2).sum(dim=1, keepdim=True).expand(n, n)
+  dist = (pow_ + pow_.t()).addmm(x, x.t(), beta=1, alpha=-2).clamp(min=1e-12).sqrt()
+  is_pos = t.expand(n, n).eq(t.expand(n, n).t()).float()
+  is_neg = t.expand(n, n).ne(t.expand(n, n).t()).float()
+
+  def softmax_weights(d, mask):
+    max_v = torch.max(d * mask, dim=1, keepdim=True)[0]
+    diff = d - max_v
+    z = torch.sum(torch.exp(diff) * mask, dim=1, keepdim=True) + 1e-6
+    return torch.exp(diff) * mask / z
+  d_ap, d_an = dist * is_pos, dist * is_neg
+  scale = alpha if kind == 'adp' else 1.0
+  pos = torch.sum(d_ap * softmax_weights(d_ap * scale, is_pos), dim=1)
+  neg = torch.sum(d_an * softmax_weights(-d_an * scale, is_neg), dim=1)
+  soft_margin = torch.nn.SoftMarginLoss()
+  if kind == 'wrt':
+    loss = soft_margin(neg - pos, torch.ones_like(pos))
+  elif not square:
+    loss = soft_margin(gamma * (neg - pos), torch.ones_like(pos))
+  else:
+    diff_pow = torch.clamp_max(torch.pow(pos - neg, 2) * gamma, max=88)
+    y1 = (pos > neg).float()
+    loss = soft_margin(diff_pow, -(y1 + y1 - 1))
+  loss.backward()
+  return float(loss), x.grad.numpy()
+
+
+@pytest.mark.parametrize('scale', [0.3, 1.0, 4.0])
+def test_agw_and_caj_triplets_equal_the_official_pytorch_code(scale):
+  """Values and gradients (through the softmax weights, the self distance
+  among the positives, the un-stabilised negatives) against PyTorch."""
+  rng = np.random.default_rng(int(scale * 10))
+  labels = np.repeat(np.arange(4), 4)
+  features = (scale * np.abs(rng.normal(size=(16, 32)))).astype(np.float32)
+  cases = {
+      'wrt': (losses.weighted_regularized_triplet, {}),
+      'adp': (losses.adaptive_triplet, dict(alpha=1.0, gamma=1.0, square=True)),
+      'adp_plain': (losses.adaptive_triplet, dict(alpha=2.0, gamma=0.5, square=False)),
+  }
+  for name, (fn, kwargs) in cases.items():
+    loss, grad = jax.value_and_grad(lambda f, fn=fn, kw=kwargs: fn(f, labels, **kw))(features)
+    want, want_grad = _torch_official(features, labels, 'wrt' if name == 'wrt' else 'adp',
+                                      **kwargs)
+    np.testing.assert_allclose(float(loss), want, rtol=2e-5, err_msg=name)
+    np.testing.assert_allclose(np.asarray(grad), want_grad, rtol=2e-4, atol=1e-6,
+                               err_msg=name)
+
+
+def test_official_triplet_quirks_at_large_distances():
+  """Far apart, the un-stabilised negative weights sum to almost 0 (d- ->
+  0), and CAJ's squared term saturates at the clamp: the loss is exactly
+  log1p(exp(88)) in float32 with zero gradient."""
+  labels = np.repeat(np.arange(3), 2)
+  rng = np.random.default_rng(0)
+  far = (60.0 * rng.normal(size=(6, 8))).astype(np.float32)   # every pair far apart
+  dist = np.asarray(losses.euclidean_distances(far))
+  assert dist.min() > 0                         # the clamp keeps the diagonal off 0
+  d_pos, d_neg = losses._weighted_pairs(far, labels)   # pylint: disable=protected-access
+  assert float(np.max(d_neg)) < 1e-6 < float(np.min(d_pos))
+  loss, grad = jax.value_and_grad(lambda f: losses.adaptive_triplet(f, labels))(far)
+  assert float(loss) == pytest.approx(float(np.log1p(np.exp(np.float32(88.0)))), rel=1e-6)
+  assert not np.any(np.asarray(grad))
