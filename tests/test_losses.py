@@ -105,7 +105,7 @@ def _torch_official(features, labels, kind, alpha=1.0, gamma=1.0, square=True):
     y1 = (pos > neg).float()
     loss = soft_margin(diff_pow, -(y1 + y1 - 1))
   loss.backward()
-  return float(loss), x.grad.numpy()
+  return loss.item(), x.grad.numpy()
 
 
 @pytest.mark.parametrize('scale', [0.3, 1.0, 4.0])
