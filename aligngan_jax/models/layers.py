@@ -83,12 +83,17 @@ class BatchNorm(nn.Module):
   scale_init: Initializer = nn.initializers.ones
   dtype: Any = None
   stat_groups: int = 1
+  # False: no bias parameter, a constant 0 (AGW's BNNeck, whose bias the
+  # official code freezes at 0).
+  use_bias: bool = True
+  bias_init: Initializer = nn.initializers.zeros
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     features = x.shape[-1]
     scale = self.param('scale', self.scale_init, (features,))
-    bias = self.param('bias', nn.initializers.zeros, (features,))
+    bias = (self.param('bias', self.bias_init, (features,)) if self.use_bias
+            else jnp.zeros((features,), jnp.float32))
     ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, (features,))
     ra_var = self.variable('batch_stats', 'var', jnp.ones, (features,))
     groups = self.stat_groups if train else 1

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from aligngan_jax.models import layers
 
 # torchvision's init for ResNet convs: kaiming_normal(fan_out, relu).
-_conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+CONV_INIT = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -45,7 +45,7 @@ def prepare_encoder_input(images: jax.Array,
   return (x - mean) / std
 
 
-class _Block(nn.Module):
+class Block(nn.Module):
   """Basic (ResNet-18/34) or bottleneck (ResNet-50+) residual block."""
   features: int
   strides: int
@@ -84,9 +84,9 @@ class _Block(nn.Module):
 
 # 10: one block per stage, the tiny test models' trunk (configs/default.py
 # 'tiny'): every path of ResNet-18 at about 20 % less compile time.
-_STAGES = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3),
+STAGES = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3),
            101: (3, 4, 23, 3)}
-DEPTHS = tuple(_STAGES)
+DEPTHS = tuple(STAGES)
 
 # ResNetEncoder.remat -> what a residual block keeps for its backward pass:
 # 'none' everything; 'convs' the convolution outputs (BatchNorm and ReLU are
@@ -126,11 +126,11 @@ class ResNetEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    if self.depth not in _STAGES:
+    if self.depth not in STAGES:
       raise ValueError(f'ResNetEncoder.depth must be one of {DEPTHS}, '
                        f'got {self.depth}.')
     conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype,
-                             kernel_init=_conv_init, padding='VALID')
+                             kernel_init=CONV_INIT, padding='VALID')
     # PyTorch BN: momentum 0.1, eps 1e-5, batch statistics in training and
     # the unbiased variance in the running average.
     batch_norm = functools.partial(layers.BatchNorm, dtype=self.dtype,
@@ -140,10 +140,10 @@ class ResNetEncoder(nn.Module):
     x = nn.relu(batch_norm(name='bn1')(x, train=train))
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     bottleneck = self.depth >= 50
-    block_class = _Block
+    block_class = Block
     if REMAT_POLICIES[self.remat] is not None:
-      block_class = nn.remat(_Block, policy=REMAT_POLICIES[self.remat])
-    for stage, num_blocks in enumerate(_STAGES[self.depth]):
+      block_class = nn.remat(Block, policy=REMAT_POLICIES[self.remat])
+    for stage, num_blocks in enumerate(STAGES[self.depth]):
       stage_stride = 1 if stage == 0 else (self.last_stride if stage == 3 else 2)
       for block in range(num_blocks):
         x = block_class(features=self.width * 2 ** stage,
