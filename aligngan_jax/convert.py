@@ -306,3 +306,73 @@ def main(argv=None) -> int:
 
 if __name__ == '__main__':
   raise SystemExit(main())
+
+
+# ----------------------------------------------------------------------------
+# AGW / CAJ (mangye16/Cross-Modal-Re-ID-baseline; baselines_reference.md §6).
+
+_AGW_STEMS = {'visible_module.visible.': 'visible_stem',
+              'thermal_module.thermal.': 'thermal_stem'}
+_AGW_NON_LOCAL = {'theta': 'theta', 'phi': 'phi', 'g.0': 'g', 'W.0': 'W_conv',
+                  'W.1': 'W_bn'}
+
+
+def _agw_path(key: str) -> tuple[tuple[str, ...], str]:
+  for prefix, stem in _AGW_STEMS.items():
+    if key.startswith(prefix) and key[len(prefix):].split('.')[0] in ('conv1', 'bn1'):
+      module, _, leaf = key[len(prefix):].rpartition('.')
+      return (stem, module), leaf
+  if key.startswith('base_resnet.base.layer'):
+    path, leaf = _resnet_path(key[len('base_resnet.base.'):])
+    return ('trunk', *path), leaf
+  match = re.fullmatch(r'NL_(\d)\.(\d)\.(.+)\.([a-z_]+)', key)
+  if match and match.group(3) in _AGW_NON_LOCAL:
+    return (('trunk', f'nl{match.group(1)}_{match.group(2)}',
+             _AGW_NON_LOCAL[match.group(3)]), match.group(4))
+  module, _, leaf = key.rpartition('.')
+  return (module,), leaf
+
+
+def _agw_unused(key: str) -> bool:
+  """The official state dict's 630 keys no forward pass reads: the stem
+  copies' own layer1-4 and the shared copy's conv1 / bn1."""
+  for prefix in _AGW_STEMS:
+    if key.startswith(prefix) and key[len(prefix):].startswith('layer'):
+      return True
+  return key.startswith(('base_resnet.base.conv1.', 'base_resnet.base.bn1.'))
+
+
+def load_official_agw(path: str) -> dict:
+  """`agw.AGWNet` variables ({'params', 'batch_stats'}) from an official AGW
+  or CAJ checkpoint (``torch.save({'net': state_dict, ...})``, saved on CPU
+  or GPU; a bare state dict too). The variant comes from the file: with
+  non-local blocks it is AGW's network (``AGWNet(num_classes=K)``), without
+  them the official ``base`` variant (``non_local=False, gem=False``); the
+  class count is the classifier's rows. The frozen BNNeck bias must be 0."""
+  from aligngan_jax.models import agw  # pylint: disable=g-import-not-at-top
+  torch = _torch()
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'{path}: no such official AGW/CAJ checkpoint.')
+  try:
+    # The official files hold NumPy scalars beside the weights (cmc, mAP),
+    # which weights_only=True refuses: load a file you trust.
+    saved = torch.load(path, map_location='cpu', weights_only=False)
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(f'{path}: not a readable PyTorch checkpoint ({e}).') from e
+  state = saved.get('net', saved) if isinstance(saved, dict) else None
+  if not isinstance(state, dict) or 'classifier.weight' not in state:
+    raise ValueError(f"{path}: holds no AGW network (no 'net' state dict with a "
+                     'classifier.weight).')
+  state = {k[len('module.'):] if k.startswith('module.') else k:
+           v.detach().cpu().float().numpy() for k, v in state.items()}
+  bias = state.pop('bottleneck.bias', None)
+  if bias is not None and np.any(bias):
+    raise ValueError(f'{path}: bottleneck.bias is not 0; the official BNNeck '
+                     'freezes it at 0, and AGWNet has no such parameter.')
+  non_local = 'NL_2.0.theta.weight' in state
+  num_classes = int(state['classifier.weight'].shape[0])
+  model = agw.AGWNet(num_classes=num_classes, non_local=non_local, gem=non_local)
+  x = jnp.zeros((1, 64, 32, 3))
+  template = jax.eval_shape(lambda: model.init(jax.random.key(0), rgb=x, ir=x, train=False))
+  return _fill(state, template, _agw_path, source=path,
+               ignore=tuple(k for k in state if _agw_unused(k)))
