@@ -107,3 +107,62 @@ class PKSampler:
                              channel, -1)).astype(np.int8)
     return PKBatch(rgb=rgb, ir=ir, labels=np.repeat(self.labels[chosen], k),
                    rgb_flip=flips[0], ir_flip=flips[1], rgb_mono=mono)
+
+
+class IdentitySampler:
+  """The official AGW / CAJ ``IdentitySampler`` (mangye16/Cross-Modal-Re-ID-
+  baseline ``utils.py``; baselines_reference.md §3), as a function of the
+  step: one ``np.random.RandomState(seed)`` stream from the start of
+  training, as the official main process draws it after ``set_seed``.
+
+  Each epoch holds ``int(max(N_rgb, N_ir) / (P K)) + 1`` batches (the larger
+  modality sets its length); each batch draws P identities of the RGB
+  labels without replacement (new ones for every batch, no epoch
+  permutation), then for each identity in order K RGB and K IR positions
+  with replacement. Labels must be 0..n-1. ``sampler(step)`` replays the
+  stream up to ``step`` (once; sequential steps continue from a cache), so
+  a resumed run gets the batches an uninterrupted one would. Returns a
+  `PKBatch` without flips or mono channels (the official augmentations draw
+  those from other generators).
+  """
+
+  def __init__(self, rgb_labels, ir_labels, *, ids_per_batch: int = 8,
+               instances_per_id: int = 4, seed: int = 0):
+    rgb_labels, ir_labels = np.asarray(rgb_labels), np.asarray(ir_labels)
+    self.ids_per_batch, self.instances_per_id, self.seed = ids_per_batch, instances_per_id, seed
+    self.labels = np.unique(rgb_labels)
+    self._rgb = {int(l): np.flatnonzero(rgb_labels == l) for l in self.labels}
+    self._ir = {int(l): np.flatnonzero(ir_labels == l) for l in self.labels}
+    missing = [int(l) for l in self.labels if not len(self._ir[int(l)])]
+    if missing:
+      raise ValueError(f'IdentitySampler: identities {missing[:5]} have RGB but no IR '
+                       'images (the official sampler draws both for every identity).')
+    self.batches_per_epoch = int(max(len(rgb_labels), len(ir_labels))
+                                 / (ids_per_batch * instances_per_id)) + 1
+    self._rng, self._next = None, None
+
+  @property
+  def batch_size(self) -> int:
+    return self.ids_per_batch * self.instances_per_id
+
+  def _draw(self, rng) -> PKBatch:
+    chosen = rng.choice(self.labels, self.ids_per_batch, replace=False)
+    rgb, ir = [], []
+    for label in chosen:
+      rgb.append(rng.choice(self._rgb[int(label)], self.instances_per_id))
+      ir.append(rng.choice(self._ir[int(label)], self.instances_per_id))
+    n = self.batch_size
+    no = np.zeros(n, bool)
+    return PKBatch(rgb=np.concatenate(rgb), ir=np.concatenate(ir),
+                   labels=np.repeat(chosen, self.instances_per_id), rgb_flip=no,
+                   ir_flip=no.copy(), rgb_mono=np.full(n, -1, np.int8))
+
+  def __call__(self, step: int) -> PKBatch:
+    step = int(step)
+    if self._next is None or step < self._next:
+      self._rng, self._next = np.random.RandomState(self.seed), 0
+    while self._next < step:
+      self._draw(self._rng)
+      self._next += 1
+    self._next += 1
+    return self._draw(self._rng)

@@ -183,3 +183,43 @@ def test_in_memory_batches_equal_the_tf_data_ones(tiny_records):
   for a, b in zip(got, want):
     np.testing.assert_array_equal(a['image'], b['image'])
     np.testing.assert_array_equal(a['mask'], b['mask'])
+
+
+def _official_identity_batches(rgb_labels, ir_labels, epochs, seed=0):
+  """The official IdentitySampler loop (utils.py), rebuilt every epoch from
+  the global NumPy RNG seeded once: its index lists, cut into batches of 32."""
+  np.random.seed(seed)
+  color_pos = [np.flatnonzero(rgb_labels == i) for i in range(int(rgb_labels.max()) + 1)]
+  thermal_pos = [np.flatnonzero(ir_labels == i) for i in range(int(ir_labels.max()) + 1)]
+  n = max(len(rgb_labels), len(ir_labels))
+  batches = []
+  for _ in range(epochs):
+    uni_label = np.unique(rgb_labels)
+    index1 = index2 = None
+    for _ in range(int(n / (8 * 4)) + 1):
+      batch_idx = np.random.choice(uni_label, 8, replace=False)
+      for i in range(8):
+        sample_color = np.random.choice(color_pos[batch_idx[i]], 4)
+        sample_thermal = np.random.choice(thermal_pos[batch_idx[i]], 4)
+        index1 = sample_color if index1 is None else np.hstack((index1, sample_color))
+        index2 = sample_thermal if index2 is None else np.hstack((index2, sample_thermal))
+    batches += [(index1[k:k + 32], index2[k:k + 32]) for k in range(0, len(index1), 32)]
+  return batches
+
+
+def test_identity_sampler_replays_the_official_stream():
+  rng = np.random.default_rng(3)
+  rgb_labels = np.sort(rng.integers(0, 12, 130))
+  ir_labels = np.sort(np.concatenate([np.arange(12), rng.integers(0, 12, 40)]))
+  want = _official_identity_batches(rgb_labels, ir_labels, epochs=2)
+  sampler = sampler_lib.IdentitySampler(rgb_labels, ir_labels, seed=0)
+  assert sampler.batches_per_epoch == int(130 / 32) + 1 == len(want) // 2
+  # Sequentially, then from a resumed step (replayed), then backwards.
+  for step in list(range(len(want))) + [7, 3, 9]:
+    b = sampler(step)
+    np.testing.assert_array_equal(b.rgb, want[step][0])
+    np.testing.assert_array_equal(b.ir, want[step][1])
+    np.testing.assert_array_equal(b.labels, rgb_labels[b.rgb])
+    np.testing.assert_array_equal(b.labels, ir_labels[b.ir])
+  with pytest.raises(ValueError, match='no IR'):
+    sampler_lib.IdentitySampler(np.array([0, 1]), np.array([0, 0]))
