@@ -1,0 +1,194 @@
+"""AGW (Ye et al., TPAMI 2021; mangye16/Cross-Modal-Re-ID-baseline), as a
+trainer (``config.trainer='agw'``): `models.agw.AGWNet` trained with CE on
+the BNNeck logits + the weighted regularized triplet on the pooled features
+(``config.agw.method='base'``: no non-local blocks, mean pooling; the
+official base method's batch-hard triplet is not implemented), the official
+identity sampler (8 ids x 4 images per modality, epoch length set by the
+larger modality), SGD nesterov with coupled weight decay, the trunk at 0.1x,
+and the epoch-indexed warm-up + step learning rate. Test features: the
+BNNeck feature ('bn', what the README numbers report) and the pooled one
+('pool'), both L2-normalised. Reference: baselines_reference.md §1-§5.
+
+Not yet official (README, "Not implemented"): images are loaded square
+(``config.image_size``) and resized on the device to ``agw.input_size``
+(bilinear; the official code resizes offline with LANCZOS to 288 x 144), and
+the crop and flip draws come from ``fold_in(rng, step)`` (the official ones
+come from PyTorch's generators and cannot be replayed).
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from aligngan_jax import augment
+from aligngan_jax import config_checks
+from aligngan_jax import losses
+from aligngan_jax import sampler as sampler_lib
+from aligngan_jax.models import agw as agw_lib
+from aligngan_jax.trainers import base
+
+# The parameter groups: everything before the BNNeck trains at 0.1x.
+BACKBONE = ('visible_stem', 'thermal_stem', 'trunk')
+HEAD = ('bottleneck', 'classifier')
+METHODS = ('agw', 'base')
+
+
+def learning_rate(epoch, base_lr: float, warmup_epochs: int = 10,
+                  milestones=(20, 50)):
+  """The official ``adjust_learning_rate`` (traceable): base_lr (e + 1) /
+  warmup during the warm-up, then base_lr x 0.1 per milestone passed."""
+  epoch = jnp.asarray(epoch)
+  warm = base_lr * (epoch + 1) / warmup_epochs
+  decayed = base_lr * 0.1 ** sum(jnp.asarray(epoch >= m, jnp.float32) for m in milestones)
+  return jnp.where(epoch < warmup_epochs, warm, decayed)
+
+
+def _split(tree):
+  return ({k: v for k, v in tree.items() if k in BACKBONE},
+          {k: v for k, v in tree.items() if k in HEAD})
+
+
+def _unit(x):
+  """x / ||x||, without an epsilon, as the official ``Normalize``."""
+  return x / jnp.linalg.norm(x, axis=1, keepdims=True)
+
+
+@base.register
+class AGWTrainer(base.Trainer):
+  name = 'agw'
+  config_group = 'agw'
+  feature_names = ('bn', 'pool')
+
+  @classmethod
+  def default_config(cls):
+    g = ml_collections.ConfigDict()
+    g.method = 'agw'                 # 'agw' | 'base' (no non-local, mean pooling)
+    g.epochs = 81                    # official range(0, 81)
+    g.learning_rate = 0.1
+    g.warmup_epochs = 10
+    g.lr_milestones = (20, 50)       # epochs
+    g.ids_per_batch = 8
+    g.instances_per_id = 4
+    g.input_size = (288, 144)        # (height, width) the network sees
+    g.pad = 10
+    g.momentum = 0.9
+    g.weight_decay = 5e-4
+    return g
+
+  @classmethod
+  def validate(cls, config, *, num_devices):
+    g = config.agw
+    if g.method not in METHODS:
+      raise config_checks.ConfigError(f'config.agw.method={g.method!r} is not one of {METHODS}.')
+    if g.method == 'base':
+      raise NotImplementedError("config.agw.method='base': the official base method's "
+                                'batch-hard triplet (OriTripletLoss) is not implemented yet.')
+    if config.pretrained_backbone:
+      raise NotImplementedError(
+          'config.pretrained_backbone with config.trainer=agw: copying the ImageNet stem '
+          "into both stems is not implemented yet; set config.pretrained_backbone=''.")
+    config_checks.check_ints(config, ('agw.epochs', 'agw.warmup_epochs', 'agw.ids_per_batch',
+                                      'agw.instances_per_id'))
+    config_checks.check_milestones(config, 'agw.lr_milestones')
+    if (g.ids_per_batch * g.instances_per_id) % num_devices:
+      raise config_checks.ConfigError(
+          f'config.agw.ids_per_batch * config.agw.instances_per_id = '
+          f'{g.ids_per_batch * g.instances_per_id} is not divisible by the {num_devices} devices.')
+
+  @property
+  def steps_per_epoch(self) -> int:
+    """int(max(N_rgb, N_ir) / (P K)) + 1, the official epoch (1 when the
+    split sizes are unknown, e.g. a workdir reopened for evaluation)."""
+    g = self.config.agw
+    return int(max(self.info.rgb_images, self.info.ir_images)
+               / (g.ids_per_batch * g.instances_per_id)) + 1
+
+  # --- networks and optimisation --------------------------------------------
+  def build_networks(self):
+    m, agw = self.config.model, self.config.agw.method == 'agw'
+    return {'agw': agw_lib.AGWNet(num_classes=self.info.num_classes, non_local=agw, gem=agw,
+                                  depth=m.depth, width=m.width, last_stride=m.last_stride)}
+
+  def init_variables(self, key):
+    x = jnp.zeros((1, *self.config.agw.input_size, 3))
+    variables = self.networks['agw'].init(key, rgb=x, ir=x, train=False)
+    (bp, hp), (bs, hs) = _split(variables['params']), _split(variables['batch_stats'])
+    return {'backbone': {'params': bp, 'batch_stats': bs},
+            'head': {'params': hp, 'batch_stats': hs}}
+
+  def optimizers(self):
+    g = self.config.agw
+    sgd = optax.chain(optax.add_decayed_weights(g.weight_decay),
+                      optax.trace(decay=g.momentum, nesterov=True))
+    return {'backbone': sgd, 'head': sgd}
+
+  def learning_rates(self, step):
+    g = self.config.agw
+    lr = learning_rate(step // self.steps_per_epoch, g.learning_rate, g.warmup_epochs,
+                       tuple(g.lr_milestones))
+    return {'backbone': 0.1 * lr, 'head': lr}
+
+  # --- data and stages ---------------------------------------------------------
+  def samplers(self, rgb_labels, ir_labels):
+    g = self.config.agw
+    return {'identity': sampler_lib.IdentitySampler(
+        rgb_labels, ir_labels, ids_per_batch=g.ids_per_batch,
+        instances_per_id=g.instances_per_id, seed=self.config.seed)}
+
+  def _network_input(self, images):
+    n = images.shape[0]
+    size = tuple(self.config.agw.input_size)
+    if images.shape[1:3] != size:
+      images = jax.image.resize(images, (n, *size, images.shape[-1]), 'bilinear')
+    return images
+
+  def _step(self, state, batches):
+    g, model = self.config.agw, self.networks['agw']
+    batch = batches['identity']
+    key_rgb, key_ir = jax.random.split(jax.random.fold_in(state.rng, state.step))
+
+    def train_input(images, key):
+      images = self._network_input(images)
+      offsets, flips = augment.draw_pad_crop_flip(key, images.shape[0], g.pad)
+      return augment.imagenet_normalise(augment.pad_crop_flip(images, offsets, flips, pad=g.pad))
+    rgb, ir = train_input(batch['rgb'], key_rgb), train_input(batch['ir'], key_ir)
+    labels = jnp.concatenate([batch['labels'], batch['labels']])
+    stats = {**state.batch_stats['backbone'], **state.batch_stats['head']}
+
+    def loss_fn(params):
+      out, new = model.apply({'params': {**params['backbone'], **params['head']},
+                              'batch_stats': stats}, rgb=rgb, ir=ir, train=True,
+                             mutable=['batch_stats'])
+      ce = losses.cross_entropy(out['logits'], labels)
+      triplet = losses.weighted_regularized_triplet(out['pool'], labels)
+      accuracy = jnp.mean(jnp.argmax(out['logits'], -1) == labels)
+      return ce + triplet, (new['batch_stats'], {'agw/loss': ce + triplet, 'agw/ce': ce,
+                                                 'agw/triplet': triplet,
+                                                 'agw/accuracy': accuracy})
+    grads, (new_stats, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
+    rates = self.learning_rates(state.step)
+    params, opt_state = {}, {}
+    for name in ('backbone', 'head'):
+      updates, opt_state[name] = state.tx[name].update(grads[name], state.opt_state[name],
+                                                       state.params[name])
+      params[name] = jax.tree.map(lambda p, u, r=rates[name]: p - r * u,
+                                  state.params[name], updates)
+    backbone_stats, head_stats = _split(new_stats)
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                         batch_stats={'backbone': backbone_stats, 'head': head_stats}), metrics
+
+  def stages(self):
+    g = self.config.agw
+    return (base.Stage(1, 'agw', self._step, ('identity',),
+                       int(g.epochs) * self.steps_per_epoch,
+                       2 * g.ids_per_batch * g.instances_per_id),)
+
+  # --- test time --------------------------------------------------------------------
+  def test_features(self, state, images, *, modality):
+    x = augment.imagenet_normalise(self._network_input(images))
+    variables = {'params': {**state.params['backbone'], **state.params['head']},
+                 'batch_stats': {**state.batch_stats['backbone'], **state.batch_stats['head']}}
+    out = self.networks['agw'].apply(variables, **{modality: x}, train=False)
+    return {'bn': _unit(out['bn']), 'pool': _unit(out['pool'])}
+
