@@ -54,3 +54,59 @@ def test_a_tiny_agw_run_trains_and_evaluates_both_features(tmp_path):
   with open(tmp_path / 'eval' / 'latest.json') as f:
     written = json.load(f)
   assert set(written['features']) == {'pool'}
+
+
+def test_augmentations_by_hand():
+  from aligngan_jax import augment
+  import jax
+  import jax.numpy as jnp
+  image = jnp.broadcast_to(jnp.asarray([1.0, 2.0, 3.0]), (1, 4, 4, 3))
+  # Pad-crop-flip: the centred crop without flip is the image; the corner
+  # crop shows the padding (pixel 0 = -1 in [-1, 1]).
+  ramp = jnp.arange(16.0).reshape(1, 4, 4, 1)
+  same = augment.pad_crop_flip(ramp, jnp.asarray([[2, 2]]), jnp.asarray([False]), pad=2)
+  np.testing.assert_array_equal(same, ramp)
+  corner = augment.pad_crop_flip(ramp, jnp.asarray([[0, 0]]), jnp.asarray([True]), pad=2)
+  np.testing.assert_array_equal(corner[0, :2, :, 0], [[-1] * 4] * 2)
+  np.testing.assert_array_equal(corner[0, 2, :, 0], [1, 0, -1, -1])   # [-1, -1, 0, 1] flipped
+  np.testing.assert_array_equal(augment.channel_exchange(image, jnp.asarray([1])),
+                                jnp.full((1, 4, 4, 3), 2.0))
+  grey = 0.2989 * 1 + 0.5870 * 2 + 0.1140 * 3
+  three = jnp.concatenate([image] * 3)
+  got = augment.channel_adaptive_grey(three, jnp.asarray([3, 3, 0]),
+                                      jnp.asarray([False, True, True]))
+  np.testing.assert_allclose(got[0], np.full((4, 4, 3), grey), rtol=1e-6)
+  np.testing.assert_array_equal(got[1], image[0])                    # kept
+  np.testing.assert_array_equal(got[2], np.full((4, 4, 3), 1.0))    # channel R
+  erased = augment.erase_rectangles(image, jnp.asarray([True]), jnp.asarray([1]),
+                                    jnp.asarray([2]), jnp.asarray([2]), jnp.asarray([1]))
+  np.testing.assert_allclose(erased[0, 1:3, 2], np.tile(augment.ERASE_FILL, (2, 1)), rtol=1e-6)
+  assert int(jnp.sum(erased != image)) == 2 * 3
+  # The official draws: where erasing applies, the rectangle fits.
+  apply, top, left, h, w = map(np.asarray, augment.draw_erasing(jax.random.key(0), 512, (32, 16)))
+  assert 0.35 < apply.mean() < 0.65
+  h, w, top, left = h[apply], w[apply], top[apply], left[apply]
+  assert np.all((h < 32) & (w < 16) & (top + h <= 32) & (left + w <= 16) & (top >= 0)
+                & (left >= 0) & (h >= 1) & (w >= 1))
+
+
+def test_a_tiny_caj_run_trains_and_evaluates(tmp_path):
+  config = default.get_config()
+  config.trainer = 'caj'
+  config.dataset = 'toy in memory'
+  config.image_size = 16
+  config.model.depth, config.model.width = 10, 4
+  config.caj.update(dict(epochs=1, warmup_epochs=1, lr_milestones=(1,), ids_per_batch=2,
+                         instances_per_id=2, input_size=(32, 16), pad=2))
+  config.eval_batch_size = 16
+  config.log_every_steps = 13
+  config.eval.num_trials = 2
+  rng = np.random.default_rng(2)
+  data = data_lib.Data(_records(rng, list(range(10, 16)), train=True),
+                       _records(rng, list(range(20, 28)), train=False))
+  trainer = trainers.trainer_for(config, trainers.DataInfo(6, 48, 24))
+  assert trainer.schedule[0].images == 3 * 4
+  writer = ListWriter()
+  result = train_loop.train_and_evaluate(config, str(tmp_path), data=data, writer=writer)
+  assert np.isfinite(writer.scalars[13]['train/caj/loss'])
+  assert result['results']['sysu all single']['rank1']['mean'] >= 0

@@ -1,7 +1,7 @@
 """Trainers: one module per model, registered by name (`base.register`).
 
-``config.trainer`` picks one: 'aligngan' (aligngan.py), 'ide' (ide.py) or
-'agw' (agw.py).
+``config.trainer`` picks one: 'aligngan' (aligngan.py), 'ide' (ide.py),
+'agw' (agw.py) or 'caj' (caj.py).
 A new model is a new module with a `base.Trainer` subclass and
 ``@base.register``; the loop, checkpointing, evaluation and the tools need
 no change (base.py says what a trainer declares).
@@ -9,6 +9,7 @@ no change (base.py says what a trainer declares).
 
 from aligngan_jax.trainers import agw  # noqa: F401  (registers 'agw')
 from aligngan_jax.trainers import aligngan  # noqa: F401  (registers 'aligngan')
+from aligngan_jax.trainers import caj  # noqa: F401  (registers 'caj')
 from aligngan_jax.trainers import ide  # noqa: F401  (registers 'ide')
 from aligngan_jax.trainers.base import create_state
 from aligngan_jax.trainers.base import DataInfo

@@ -49,7 +49,7 @@ def _split(tree):
           {k: v for k, v in tree.items() if k in HEAD})
 
 
-def _unit(x):
+def unit(x):
   """x / ||x||, without an epsilon, as the official ``Normalize``."""
   return x / jnp.linalg.norm(x, axis=1, keepdims=True)
 
@@ -76,96 +76,113 @@ class AGWTrainer(base.Trainer):
     g.weight_decay = 5e-4
     return g
 
+  @property
+  def group(self):
+    """This trainer's config group (``config.agw``; CAJ's ``config.caj``)."""
+    return self.config[self.config_group]
+
   @classmethod
   def validate(cls, config, *, num_devices):
-    g = config.agw
+    name = cls.config_group
+    g = config[name]
     if g.method not in METHODS:
-      raise config_checks.ConfigError(f'config.agw.method={g.method!r} is not one of {METHODS}.')
+      raise config_checks.ConfigError(f'config.{name}.method={g.method!r} is not one of {METHODS}.')
     if g.method == 'base':
-      raise NotImplementedError("config.agw.method='base': the official base method's "
+      raise NotImplementedError(f"config.{name}.method='base': the official base method's "
                                 'batch-hard triplet (OriTripletLoss) is not implemented yet.')
     if config.pretrained_backbone:
       raise NotImplementedError(
-          'config.pretrained_backbone with config.trainer=agw: copying the ImageNet stem '
+          f'config.pretrained_backbone with config.trainer={cls.name}: copying the ImageNet stem '
           "into both stems is not implemented yet; set config.pretrained_backbone=''.")
-    config_checks.check_ints(config, ('agw.epochs', 'agw.warmup_epochs', 'agw.ids_per_batch',
-                                      'agw.instances_per_id'))
-    config_checks.check_milestones(config, 'agw.lr_milestones')
+    config_checks.check_ints(config, tuple(f'{name}.{k}' for k in (
+        'epochs', 'warmup_epochs', 'ids_per_batch', 'instances_per_id')))
+    config_checks.check_milestones(config, f'{name}.lr_milestones')
     if (g.ids_per_batch * g.instances_per_id) % num_devices:
       raise config_checks.ConfigError(
-          f'config.agw.ids_per_batch * config.agw.instances_per_id = '
+          f'config.{name}.ids_per_batch * config.{name}.instances_per_id = '
           f'{g.ids_per_batch * g.instances_per_id} is not divisible by the {num_devices} devices.')
 
   @property
   def steps_per_epoch(self) -> int:
     """int(max(N_rgb, N_ir) / (P K)) + 1, the official epoch (1 when the
     split sizes are unknown, e.g. a workdir reopened for evaluation)."""
-    g = self.config.agw
+    g = self.group
     return int(max(self.info.rgb_images, self.info.ir_images)
                / (g.ids_per_batch * g.instances_per_id)) + 1
 
   # --- networks and optimisation --------------------------------------------
   def build_networks(self):
-    m, agw = self.config.model, self.config.agw.method == 'agw'
+    m, agw = self.config.model, self.group.method == 'agw'
     return {'agw': agw_lib.AGWNet(num_classes=self.info.num_classes, non_local=agw, gem=agw,
                                   depth=m.depth, width=m.width, last_stride=m.last_stride)}
 
   def init_variables(self, key):
-    x = jnp.zeros((1, *self.config.agw.input_size, 3))
+    x = jnp.zeros((1, *self.group.input_size, 3))
     variables = self.networks['agw'].init(key, rgb=x, ir=x, train=False)
     (bp, hp), (bs, hs) = _split(variables['params']), _split(variables['batch_stats'])
     return {'backbone': {'params': bp, 'batch_stats': bs},
             'head': {'params': hp, 'batch_stats': hs}}
 
   def optimizers(self):
-    g = self.config.agw
+    g = self.group
     sgd = optax.chain(optax.add_decayed_weights(g.weight_decay),
                       optax.trace(decay=g.momentum, nesterov=True))
     return {'backbone': sgd, 'head': sgd}
 
   def learning_rates(self, step):
-    g = self.config.agw
+    g = self.group
     lr = learning_rate(step // self.steps_per_epoch, g.learning_rate, g.warmup_epochs,
                        tuple(g.lr_milestones))
     return {'backbone': 0.1 * lr, 'head': lr}
 
   # --- data and stages ---------------------------------------------------------
   def samplers(self, rgb_labels, ir_labels):
-    g = self.config.agw
+    g = self.group
     return {'identity': sampler_lib.IdentitySampler(
         rgb_labels, ir_labels, ids_per_batch=g.ids_per_batch,
         instances_per_id=g.instances_per_id, seed=self.config.seed)}
 
   def _network_input(self, images):
     n = images.shape[0]
-    size = tuple(self.config.agw.input_size)
+    size = tuple(self.group.input_size)
     if images.shape[1:3] != size:
       images = jax.image.resize(images, (n, *size, images.shape[-1]), 'bilinear')
     return images
 
-  def _step(self, state, batches):
-    g, model = self.config.agw, self.networks['agw']
-    batch = batches['identity']
-    key_rgb, key_ir = jax.random.split(jax.random.fold_in(state.rng, state.step))
+  def _augmented(self, images, key):
+    """Resize to the input size, pad-crop-flip, ImageNet normalisation."""
+    g = self.group
+    images = self._network_input(images)
+    offsets, flips = augment.draw_pad_crop_flip(key, images.shape[0], g.pad)
+    return augment.imagenet_normalise(augment.pad_crop_flip(images, offsets, flips, pad=g.pad))
 
-    def train_input(images, key):
-      images = self._network_input(images)
-      offsets, flips = augment.draw_pad_crop_flip(key, images.shape[0], g.pad)
-      return augment.imagenet_normalise(augment.pad_crop_flip(images, offsets, flips, pad=g.pad))
-    rgb, ir = train_input(batch['rgb'], key_rgb), train_input(batch['ir'], key_ir)
+  def train_inputs(self, batch, key):
+    """(visible-stem images, thermal-stem images, labels of [visible; thermal])."""
+    key_rgb, key_ir = jax.random.split(key)
     labels = jnp.concatenate([batch['labels'], batch['labels']])
+    return self._augmented(batch['rgb'], key_rgb), self._augmented(batch['ir'], key_ir), labels
+
+  def loss(self, out, labels):
+    """(loss, metrics): CE on the BNNeck logits + WRT on the pooled features."""
+    ce = losses.cross_entropy(out['logits'], labels)
+    triplet = losses.weighted_regularized_triplet(out['pool'], labels)
+    accuracy = jnp.mean(jnp.argmax(out['logits'], -1) == labels)
+    prefix = self.name
+    return ce + triplet, {f'{prefix}/loss': ce + triplet, f'{prefix}/ce': ce,
+                          f'{prefix}/triplet': triplet, f'{prefix}/accuracy': accuracy}
+
+  def _step(self, state, batches):
+    model = self.networks['agw']
+    rgb, ir, labels = self.train_inputs(batches['identity'],
+                                        jax.random.fold_in(state.rng, state.step))
     stats = {**state.batch_stats['backbone'], **state.batch_stats['head']}
 
     def loss_fn(params):
       out, new = model.apply({'params': {**params['backbone'], **params['head']},
                               'batch_stats': stats}, rgb=rgb, ir=ir, train=True,
                              mutable=['batch_stats'])
-      ce = losses.cross_entropy(out['logits'], labels)
-      triplet = losses.weighted_regularized_triplet(out['pool'], labels)
-      accuracy = jnp.mean(jnp.argmax(out['logits'], -1) == labels)
-      return ce + triplet, (new['batch_stats'], {'agw/loss': ce + triplet, 'agw/ce': ce,
-                                                 'agw/triplet': triplet,
-                                                 'agw/accuracy': accuracy})
+      loss, metrics = self.loss(out, labels)
+      return loss, (new['batch_stats'], metrics)
     grads, (new_stats, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
     rates = self.learning_rates(state.step)
     params, opt_state = {}, {}
@@ -179,16 +196,21 @@ class AGWTrainer(base.Trainer):
                          batch_stats={'backbone': backbone_stats, 'head': head_stats}), metrics
 
   def stages(self):
-    g = self.config.agw
-    return (base.Stage(1, 'agw', self._step, ('identity',),
+    g = self.group
+    views = 3 if self.name == 'caj' else 2   # CAJ: two RGB views and IR
+    return (base.Stage(1, self.name, self._step, ('identity',),
                        int(g.epochs) * self.steps_per_epoch,
-                       2 * g.ids_per_batch * g.instances_per_id),)
+                       views * g.ids_per_batch * g.instances_per_id),)
 
   # --- test time --------------------------------------------------------------------
-  def test_features(self, state, images, *, modality):
+  def _eval_outputs(self, state, images, modality):
     x = augment.imagenet_normalise(self._network_input(images))
     variables = {'params': {**state.params['backbone'], **state.params['head']},
                  'batch_stats': {**state.batch_stats['backbone'], **state.batch_stats['head']}}
     out = self.networks['agw'].apply(variables, **{modality: x}, train=False)
-    return {'bn': _unit(out['bn']), 'pool': _unit(out['pool'])}
+    return {'bn': unit(out['bn']), 'pool': unit(out['pool'])}
+
+  def test_features(self, state, images, *, modality):
+    """The official test.py: eval mode, no flip, L2-normalised outputs."""
+    return self._eval_outputs(state, images, modality)
 
