@@ -333,6 +333,17 @@ def _agw_path(key: str) -> tuple[tuple[str, ...], str]:
   return (module,), leaf
 
 
+def _numpy_globals() -> list:
+  """What unpickling an official checkpoint's NumPy values needs: array
+  reconstruction, scalars and their dtypes, also under NumPy 1's module names."""
+  core = np._core.multiarray  # pylint: disable=protected-access
+  dtypes = [type(np.dtype(t)) for t in (np.float16, np.float32, np.float64, np.int32,
+                                         np.int64, np.bool_)]
+  return [core._reconstruct, core.scalar, np.ndarray, np.dtype, *dtypes,  # pylint: disable=protected-access
+          (core._reconstruct, 'numpy.core.multiarray._reconstruct'),  # pylint: disable=protected-access
+          (core.scalar, 'numpy.core.multiarray.scalar')]
+
+
 def _agw_unused(key: str) -> bool:
   """The official state dict's 630 keys no forward pass reads: the stem
   copies' own layer1-4 and the shared copy's conv1 / bn1."""
@@ -354,11 +365,13 @@ def load_official_agw(path: str) -> dict:
   if not os.path.isfile(path):
     raise FileNotFoundError(f'{path}: no such official AGW/CAJ checkpoint.')
   try:
-    # The official files hold NumPy scalars beside the weights (cmc, mAP),
-    # which weights_only=True refuses: load a file you trust.
-    saved = torch.load(path, map_location='cpu', weights_only=False)
+    # The official files hold NumPy arrays and scalars beside the weights
+    # (cmc, mAP, mINP): allow exactly those globals, never weights_only=False.
+    with torch.serialization.safe_globals(_numpy_globals()):
+      saved = torch.load(path, map_location='cpu', weights_only=True)
   except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(f'{path}: not a readable PyTorch checkpoint ({e}).') from e
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise ValueError(f'{path}: not an official AGW/CAJ checkpoint ({first}).') from e
   state = saved.get('net', saved) if isinstance(saved, dict) else None
   if not isinstance(state, dict) or 'classifier.weight' not in state:
     raise ValueError(f"{path}: holds no AGW network (no 'net' state dict with a "

@@ -154,3 +154,20 @@ def test_agw_net_equals_the_official_network_in_eval_and_training(saved):
       node = node[p]
     _close(node['mean'], layer.running_mean.numpy(), '/'.join(path))
     _close(node['var'], layer.running_var.numpy(), '/'.join(path))
+
+
+def test_a_file_that_is_not_an_official_checkpoint_is_one_line(tmp_path):
+  path = tmp_path / 'junk.t'
+  path.write_bytes(b'not a checkpoint')
+  with pytest.raises(ValueError, match=r'junk\.t: not an official AGW/CAJ checkpoint') as e:
+    convert.load_official_agw(str(path))
+  assert '\n' not in str(e.value)
+  other = tmp_path / 'other.t'
+  torch.save({'net': {'fc.weight': torch.zeros(2, 2)}}, str(other))
+  with pytest.raises(ValueError, match=r'other\.t: holds no AGW network'):
+    convert.load_official_agw(str(other))
+  # A pickle that runs code is refused, not executed (weights_only loading).
+  evil = tmp_path / 'evil.t'
+  torch.save({'net': {'classifier.weight': torch.zeros(2, 2)}, 'x': print}, str(evil))
+  with pytest.raises(ValueError, match='not an official AGW/CAJ checkpoint'):
+    convert.load_official_agw(str(evil))
