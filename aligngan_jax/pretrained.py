@@ -98,22 +98,32 @@ def backbone_file(config) -> str:
   return weights.resolve(config.pretrained_backbone, config.weights_dir)
 
 
-def load_backbone(state, config, mesh, resolved: str | None = None):
-  """``state`` with the trunk's params and BatchNorm statistics replaced
-  (``resolved``: `backbone_file` of ``config``, when the caller has it)."""
+def encoder_variables(config, resolved: str | None = None, template=None) -> dict:
+  """{'params', 'batch_stats'} of ``config.pretrained_backbone`` in
+  `ResNetEncoder`'s layout (``conv1``, ``bn1``, ``layer1_0`` ...): a
+  ``.msgpack`` trunk, or ImageNet ResNet-50 weights (``resolved``: the local
+  file of `backbone_file`, when the caller has it). ``template``: the
+  variables they must fit (a one-line error naming the file otherwise)."""
   path = config.pretrained_backbone
   if path.endswith(TRUNK_SUFFIX):
     trunk = read_trunk(path)
     variables = {'params': trunk['params'], 'batch_stats': trunk['batch_stats']}
-    want = {'params': state.params['encoder'],
-            'batch_stats': state.batch_stats['encoder']}
-    got_shapes = jax.tree.map(np.shape, variables)
-    want_shapes = jax.tree.map(np.shape, want)
-    if got_shapes != want_shapes:
-      raise ValueError(f'config.pretrained_backbone={path!r}: its trunk does not '
-                       'fit config.model (parameter names or shapes differ).')
   else:
     variables = convert.load_torchvision_resnet50(resolved or backbone_file(config))
+  if template is not None and (jax.tree.map(np.shape, variables)
+                               != jax.tree.map(np.shape, template)):
+    raise ValueError(f'config.pretrained_backbone={path!r}: its trunk does not '
+                     'fit config.model (parameter names or shapes differ).')
+  return variables
+
+
+def load_backbone(state, config, mesh, resolved: str | None = None):
+  """``state`` with the trunk's params and BatchNorm statistics replaced
+  (``resolved``: `backbone_file` of ``config``, when the caller has it)."""
+  template = {'params': state.params['encoder'], 'batch_stats': state.batch_stats['encoder']}
+  variables = encoder_variables(config, resolved,
+                                template if config.pretrained_backbone.endswith(TRUNK_SUFFIX)
+                                else None)
   variables = jax.device_put(variables, sharding.replicated(mesh))
   return state.replace(
       params={**state.params, 'encoder': variables['params']},

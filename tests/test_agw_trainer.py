@@ -110,3 +110,37 @@ def test_a_tiny_caj_run_trains_and_evaluates(tmp_path):
   result = train_loop.train_and_evaluate(config, str(tmp_path), data=data, writer=writer)
   assert np.isfinite(writer.scalars[13]['train/caj/loss'])
   assert result['results']['sysu all single']['rank1']['mean'] >= 0
+
+
+def test_a_pretrained_trunk_goes_into_both_stems_and_the_shared_layers(tmp_path):
+  import jax
+  import jax.numpy as jnp
+  from aligngan_jax import pretrained
+  from aligngan_jax import sharding
+  from aligngan_jax.models import resnet
+  config = default.get_config()
+  config.trainer = 'agw'
+  config.model.depth, config.model.width = 10, 4
+  config.agw.input_size = (32, 16)
+  encoder = resnet.ResNetEncoder(depth=10, width=4)
+  trunk = encoder.init(jax.random.key(7), jnp.zeros((1, 32, 16, 3)), train=False)
+  path = str(tmp_path / 'trunk.msgpack')
+  pretrained.save_trunk(path, trunk['params'], trunk['batch_stats'], config, source='test')
+  config.pretrained_backbone = path
+  trainer = trainers.trainer_for(config, trainers.DataInfo(5))
+  mesh = sharding.create_mesh()
+  fresh = trainers.create_state(trainer, mesh)
+  state = trainer.load_pretrained(fresh, mesh, trainer.fetch_pretrained(config))
+  backbone = jax.device_get(state.params['backbone'])
+  for stem in ('visible_stem', 'thermal_stem'):
+    np.testing.assert_array_equal(backbone[stem]['conv1']['kernel'], trunk['params']['conv1']['kernel'])
+    np.testing.assert_array_equal(
+        jax.device_get(state.batch_stats['backbone'])[stem]['bn1']['var'],
+        trunk['batch_stats']['bn1']['var'])
+  np.testing.assert_array_equal(backbone['trunk']['layer3_0']['conv2']['kernel'],
+                                trunk['params']['layer3_0']['conv2']['kernel'])
+  # The non-local blocks and the head keep their initial values.
+  np.testing.assert_array_equal(backbone['trunk']['nl2_0']['theta']['kernel'],
+                                jax.device_get(fresh.params['backbone'])['trunk']['nl2_0']['theta']['kernel'])
+  np.testing.assert_array_equal(jax.device_get(state.params['head'])['classifier']['kernel'],
+                                jax.device_get(fresh.params['head'])['classifier']['kernel'])

@@ -9,7 +9,9 @@ and the epoch-indexed warm-up + step learning rate. Test features: the
 BNNeck feature ('bn', what the README numbers report) and the pooled one
 ('pool'), both L2-normalised. Reference: baselines_reference.md §1-§5.
 
-Not yet official (README, "Not implemented"): images are loaded square
+The ImageNet start (``config.pretrained_backbone``) goes into both stems
+and the shared trunk, as in the official code. Not yet official (README):
+images are loaded square
 (``config.image_size``) and resized on the device to ``agw.input_size``
 (bilinear; the official code resizes offline with LANCZOS to 288 x 144), and
 the crop and flip draws come from ``fold_in(rng, step)`` (the official ones
@@ -24,7 +26,9 @@ import optax
 from aligngan_jax import augment
 from aligngan_jax import config_checks
 from aligngan_jax import losses
+from aligngan_jax import pretrained
 from aligngan_jax import sampler as sampler_lib
+from aligngan_jax import sharding
 from aligngan_jax.models import agw as agw_lib
 from aligngan_jax.trainers import base
 
@@ -90,10 +94,6 @@ class AGWTrainer(base.Trainer):
     if g.method == 'base':
       raise NotImplementedError(f"config.{name}.method='base': the official base method's "
                                 'batch-hard triplet (OriTripletLoss) is not implemented yet.')
-    if config.pretrained_backbone:
-      raise NotImplementedError(
-          f'config.pretrained_backbone with config.trainer={cls.name}: copying the ImageNet stem '
-          "into both stems is not implemented yet; set config.pretrained_backbone=''.")
     config_checks.check_ints(config, tuple(f'{name}.{k}' for k in (
         'epochs', 'warmup_epochs', 'ids_per_batch', 'instances_per_id')))
     config_checks.check_milestones(config, f'{name}.lr_milestones')
@@ -101,6 +101,34 @@ class AGWTrainer(base.Trainer):
       raise config_checks.ConfigError(
           f'config.{name}.ids_per_batch * config.{name}.instances_per_id = '
           f'{g.ids_per_batch * g.instances_per_id} is not divisible by the {num_devices} devices.')
+
+  @classmethod
+  def fetch_pretrained(cls, config):
+    """The ImageNet ResNet-50 (or ``.msgpack`` trunk) file, fetched and
+    verified before the data is read."""
+    return pretrained.backbone_file(config) if config.pretrained_backbone else None
+
+  def load_pretrained(self, state, mesh, fetched):
+    """As the official code: the ImageNet ``conv1``/``bn1`` (running
+    statistics included) into both stems, ``layer1``-``layer4`` into the
+    shared trunk; the non-local blocks and the head keep their init."""
+    if not self.config.pretrained_backbone:
+      return state
+    resnet = pretrained.encoder_variables(self.config, fetched)
+    params, stats = dict(state.params['backbone']), dict(state.batch_stats['backbone'])
+    for stem in ('visible_stem', 'thermal_stem'):
+      params[stem] = {'conv1': resnet['params']['conv1'], 'bn1': resnet['params']['bn1']}
+      stats[stem] = {'bn1': resnet['batch_stats']['bn1']}
+    layers = lambda tree: {k: v for k, v in tree.items() if k.startswith('layer')}
+    params['trunk'] = {**params['trunk'], **layers(resnet['params'])}
+    stats['trunk'] = {**stats['trunk'], **layers(resnet['batch_stats'])}
+    want = jax.tree.map(jnp.shape, (state.params['backbone'], state.batch_stats['backbone']))
+    if jax.tree.map(jnp.shape, (params, stats)) != want:
+      raise ValueError(f'config.pretrained_backbone={self.config.pretrained_backbone!r}: its '
+                       'trunk does not fit config.model (names or shapes differ).')
+    placed = jax.device_put((params, stats), sharding.replicated(mesh))
+    return state.replace(params={**state.params, 'backbone': placed[0]},
+                         batch_stats={**state.batch_stats, 'backbone': placed[1]})
 
   @property
   def steps_per_epoch(self) -> int:
