@@ -175,6 +175,27 @@ def get_config(arg=None):
   return apply_arg(config, arg)
 
 
+def split_arg(arg, allowed, file: str) -> set:
+  """A config file's comma-separated argument as a set, checked against
+  ``allowed`` (one line naming the file otherwise)."""
+  args = {a for a in (arg or '').split(',') if a}
+  unknown = args - set(allowed)
+  if unknown:
+    raise ValueError(f'{file}: unknown argument(s) {sorted(unknown)}; expected any of '
+                     f'{sorted(allowed)} (e.g. {file}:tiny).')
+  if {'agw', 'caj'} <= args:
+    raise ValueError(f"{file}: 'agw' and 'caj' are two trainers; pick one.")
+  return args
+
+
+def use_baseline(config, args) -> None:
+  """``agw`` / ``caj`` in a config file's argument: that trainer, with its
+  official values (config.agw / config.caj; trainers/agw.py)."""
+  for name in ('agw', 'caj'):
+    if name in args:
+      config.trainer = name
+
+
 def apply_arg(config, arg):
   """Applies a config-file argument. ``'tiny'`` keeps dataset and protocol
   but shrinks model, images, batch and schedule (about a minute on 2 CPUs)."""
@@ -202,6 +223,10 @@ def apply_arg(config, arg):
   config.gan.lr_milestones = (5,)
   config.ide.num_train_steps = 4
   config.ide.lr_milestones = (2,)
+  for group in ('agw', 'caj'):
+    config[group].update(dict(epochs=1, warmup_epochs=1, lr_milestones=(1,),
+                              ids_per_batch=2, instances_per_id=2, input_size=(32, 16),
+                              pad=2))
   config.log_every_steps = 1
   config.checkpoint_every_steps = 2
   config.eval_every_steps = 1_000

@@ -261,3 +261,16 @@ def test_sysu_config_trains_and_evaluates_on_a_sysu_tree(tmp_path):
   # A real tree has no infrared twins: no (e) in the per-stage table.
   from aligngan_jax import input_pipeline
   assert input_pipeline.load_paired_ir(config, *input_pipeline.load_data(config)) is None
+  # configs/sysu.py:agw,tiny on the same tree and build: the AGW trainer end
+  # to end (official sampler epoch, 5 train + val ids: int(max(40, 20) / 4) + 1
+  # = 11 steps), both
+  # test features scored.
+  agw = sysu.get_config('agw,tiny')
+  assert sysu.get_config('agw').agw.epochs == 81
+  agw.data_dir, agw.manual_dir = config.data_dir, config.manual_dir
+  agw.eval.num_trials, agw.eval.stage_end = 2, False
+  agw_dir = str(tmp_path / 'agw')
+  result = train_lib.train_and_evaluate(agw, agw_dir)
+  latest = run_files.latest_eval(agw_dir)
+  assert latest['step'] == 11 and set(latest['features']) == {'pool'}
+  assert result['results']['sysu all single']['num_query'] == 3 * 2 * 2
