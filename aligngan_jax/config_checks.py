@@ -73,14 +73,7 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int):
   if config.mode == 'train' and (problem := pretrained.check_backbone_config(config)):
     raise ConfigError(problem)
   if config.mode == 'eval' and config.init_from:
-    missing = [f'model-{i}_{config.init_from_step}.pkl' for i in range(8)
-               if not os.path.isfile(os.path.join(
-                   config.init_from, f'model-{i}_{config.init_from_step}.pkl'))]
-    if missing:
-      raise ConfigError(
-          f'config.init_from={config.init_from!r} lacks {", ".join(missing)}: '
-          'it must hold the official AlignGAN release files model-{0..7}_'
-          f'{config.init_from_step}.pkl (config.init_from_step).')
+    trainer.check_release(config)
   if config.model.gan_norm_scale_init not in gan.NORM_SCALE_INITS:
     raise ConfigError(
         f'config.model.gan_norm_scale_init={config.model.gan_norm_scale_init!r} '

@@ -152,6 +152,5 @@ def official_extractors(variables: dict, config, mesh):
       params={name: variables[name]['params'] for name in used},
       batch_stats={name: variables[name]['batch_stats'] for name in used},
       opt_state={}, rng=jax.random.key(0), tx={}), sharding.replicated(mesh))
-  feature = trainer.feature_names[0]
-  return {modality: (lambda images, f=f: f(state, images)[feature])
+  return {modality: (lambda images, f=f: f(state, images))
           for modality, f in trainer.extractors(mesh).items()}

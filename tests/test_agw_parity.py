@@ -171,3 +171,22 @@ def test_a_file_that_is_not_an_official_checkpoint_is_one_line(tmp_path):
   torch.save({'net': {'classifier.weight': torch.zeros(2, 2)}, 'x': print}, str(evil))
   with pytest.raises(ValueError, match='not an official AGW/CAJ checkpoint'):
     convert.load_official_agw(str(evil))
+
+
+def test_eval_mode_evaluates_an_official_agw_checkpoint(saved, tfds_data_dir, tmp_path):
+  """config.mode='eval' with config.trainer='agw' and config.init_from=<.t>:
+  the official network at its own sizes evaluates on the protocols."""
+  from aligngan_jax import train_lib
+  from configs import synthetic
+  _, path = saved
+  config = synthetic.get_config('tiny')
+  config.trainer, config.mode, config.init_from = 'agw', 'eval', path
+  config.data_dir, config.pretrained_backbone = tfds_data_dir, ''
+  config.agw.input_size = (64, 32)
+  config.eval.num_trials = 2
+  result = train_lib.evaluate_checkpoint(config, str(tmp_path))
+  assert 'sysu all single' in result['results']
+  config.init_from = str(tmp_path)
+  from aligngan_jax import config_checks
+  with pytest.raises(config_checks.ConfigError, match='is not a file: it must be an official AGW'):
+    config_checks.validate_config(config, num_devices=2)

@@ -383,8 +383,8 @@ def test_official_test_features_follow_spec_section_5(official):
     want_rgb = torch_features(g(images))
     want_ir = torch_features(images)
   batch = sharding.shard_batch(np.asarray(_nhwc(images)), mesh)
-  np.testing.assert_allclose(extractors['rgb'](batch), want_rgb, **TOL)
-  np.testing.assert_allclose(extractors['ir'](batch), want_ir, **TOL)
+  np.testing.assert_allclose(extractors['rgb'](batch)['pool'], want_rgb, **TOL)
+  np.testing.assert_allclose(extractors['ir'](batch)['pool'], want_ir, **TOL)
 
 
 def test_pretrained_backbone_initialises_only_the_trunk(tmp_path):
@@ -418,7 +418,7 @@ def test_eval_mode_evaluates_the_official_release(official, tfds_data_dir, tmp_p
   from aligngan_jax import train_lib
   from configs import synthetic
   _, _, directory = official
-  config = synthetic.get_config('ide,tiny')
+  config = synthetic.get_config('tiny')   # the AlignGAN trainer reads its release
   config.data_dir, config.mode, config.init_from = tfds_data_dir, 'eval', str(directory)
   config.eval.num_trials = 2
   with caplog.at_level(logging.INFO):

@@ -12,9 +12,7 @@ from absl import logging
 import jax
 import numpy as np
 
-from aligngan_jax import convert
 from aligngan_jax import data as data_lib
-from aligngan_jax import pretrained
 from aligngan_jax import reporting
 from aligngan_jax import sharding
 from aligngan_jax.evaluation import engine
@@ -46,14 +44,14 @@ def extract_features(extract, records, config, mesh, *, batches=None):
   return jax.tree.map(lambda *parts: np.concatenate(parts)[:len(records)], *feats)
 
 
-def evaluate_official(config, test_records, mesh) -> dict:
-  """The converted official release (``config.init_from``), spec §5: RGB
-  images translated by G_rgb2ir, then the same protocols."""
-  variables = convert.load_official_checkpoint(config.init_from,
-                                               step=config.init_from_step)
-  extractors = pretrained.official_extractors(variables, config, mesh)
-  feats = features_by_modality(extractors, test_records, config, mesh)
-  return score(feats, test_records, config)
+def evaluate_official(config, test_records, mesh, *, batches=None) -> dict:
+  """The converted official release of ``config.trainer`` (``config.init_from``)
+  on the protocols; the trainer's first named feature is the one reported."""
+  from aligngan_jax import trainers  # pylint: disable=g-import-not-at-top
+  trainer = trainers.get(config.trainer)
+  feats = features_by_modality(trainer.release_extractors(config, mesh), test_records,
+                               config, mesh, batches=batches)
+  return score(feats[trainer.feature_names[0]], test_records, config)
 
 
 def features_by_modality(extractors: dict, records, config, mesh, *, batches=None):

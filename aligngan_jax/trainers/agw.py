@@ -18,6 +18,8 @@ the crop and flip draws come from ``fold_in(rng, step)`` (the official ones
 come from PyTorch's generators and cannot be replayed).
 """
 
+import os
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -25,10 +27,12 @@ import optax
 
 from aligngan_jax import augment
 from aligngan_jax import config_checks
+from aligngan_jax import convert
 from aligngan_jax import losses
 from aligngan_jax import pretrained
 from aligngan_jax import sampler as sampler_lib
 from aligngan_jax import sharding
+from aligngan_jax import train_state as train_state_lib
 from aligngan_jax.models import agw as agw_lib
 from aligngan_jax.trainers import base
 
@@ -91,7 +95,7 @@ class AGWTrainer(base.Trainer):
     g = config[name]
     if g.method not in METHODS:
       raise config_checks.ConfigError(f'config.{name}.method={g.method!r} is not one of {METHODS}.')
-    if g.method == 'base':
+    if g.method == 'base' and config.mode == 'train':
       raise NotImplementedError(f"config.{name}.method='base': the official base method's "
                                 'batch-hard triplet (OriTripletLoss) is not implemented yet.')
     config_checks.check_ints(config, tuple(f'{name}.{k}' for k in (
@@ -101,6 +105,31 @@ class AGWTrainer(base.Trainer):
       raise config_checks.ConfigError(
           f'config.{name}.ids_per_batch * config.{name}.instances_per_id = '
           f'{g.ids_per_batch * g.instances_per_id} is not divisible by the {num_devices} devices.')
+
+  @classmethod
+  def check_release(cls, config):
+    if not os.path.isfile(config.init_from):
+      raise config_checks.ConfigError(
+          f'config.init_from={config.init_from!r} is not a file: it must be an official '
+          f'{cls.name.upper()} checkpoint (e.g. sysu_agw_p4_n8_lr_0.1_seed_0_best.t).')
+
+  @classmethod
+  def release_extractors(cls, config, mesh):
+    """An official ``.t`` checkpoint (`convert.load_official_agw`): its
+    variant and class count from the file, the official sizes."""
+    variables = convert.load_official_agw(config.init_from)
+    release = config.copy_and_resolve_references()
+    non_local = 'nl2_0' in variables['params']['trunk']
+    release[cls.config_group].method = 'agw' if non_local else 'base'
+    release.model.depth, release.model.width, release.model.last_stride = 50, 64, 1
+    classes = variables['params']['classifier']['kernel'].shape[1]
+    trainer = cls(release, base.DataInfo(classes))
+    (bp, hp), (bs, hs) = _split(variables['params']), _split(variables['batch_stats'])
+    state = jax.device_put(train_state_lib.TrainState(
+        step=jnp.zeros((), jnp.int32), params={'backbone': bp, 'head': hp},
+        batch_stats={'backbone': bs, 'head': hs}, opt_state={}, rng=jax.random.key(0),
+        tx={}), sharding.replicated(mesh))
+    return {m: (lambda images, f=f: f(state, images)) for m, f in trainer.extractors(mesh).items()}
 
   @classmethod
   def fetch_pretrained(cls, config):

@@ -3,12 +3,16 @@ over its eight networks (`players.ALL`), ``config.gan.stage_iterations``
 iterations each; RGB test images are translated by G_rgb2ir first
 (``config.gan.pixel_alignment``, spec §5)."""
 
+import os
+
 from absl import logging
 import jax
 import ml_collections
 
 from aligngan_jax import config_checks
+from aligngan_jax import convert
 from aligngan_jax import players
+from aligngan_jax import pretrained
 from aligngan_jax import sampler as sampler_lib
 from aligngan_jax import stages
 from aligngan_jax.trainers import base
@@ -94,6 +98,23 @@ class AlignGANTrainer(feature_module.FeatureModuleTrainer):
           f'config.gan.pixel_ids_per_batch * config.gan.pixel_instances_per_id = '
           f'{g.pixel_ids_per_batch} * {g.pixel_instances_per_id} = {pixel} images '
           f'per modality is not divisible by the {num_devices} devices.')
+
+  @classmethod
+  def check_release(cls, config):
+    missing = [f'model-{i}_{config.init_from_step}.pkl' for i in range(8)
+               if not os.path.isfile(os.path.join(
+                   config.init_from, f'model-{i}_{config.init_from_step}.pkl'))]
+    if missing:
+      raise config_checks.ConfigError(
+          f'config.init_from={config.init_from!r} lacks {", ".join(missing)}: it must hold '
+          'the official AlignGAN release files model-{0..7}_'
+          f'{config.init_from_step}.pkl (config.init_from_step).')
+
+  @classmethod
+  def release_extractors(cls, config, mesh):
+    """The official release (spec §5): RGB images translated by G_rgb2ir."""
+    variables = convert.load_official_checkpoint(config.init_from, step=config.init_from_step)
+    return pretrained.official_extractors(variables, config, mesh)
 
   def before_training(self):
     _warn_about_image_size(self.config)

@@ -168,6 +168,20 @@ class Trainer:
     translate (translation grids, diagnostic (e)); None otherwise."""
     return None
 
+  @classmethod
+  def check_release(cls, config) -> None:
+    """``config.mode='eval'`` with ``config.init_from``: raise a
+    `config_checks.ConfigError` naming what the official release lacks."""
+    raise NotImplementedError(f'config.init_from: trainer {cls.name!r} cannot evaluate '
+                              'an official release.')
+
+  @classmethod
+  def release_extractors(cls, config, mesh) -> dict:
+    """{'rgb', 'ir'}: images -> {feature name: unit-norm features} of the
+    official release in ``config.init_from`` (its converted weights)."""
+    raise NotImplementedError(f'config.init_from: trainer {cls.name!r} cannot evaluate '
+                              'an official release.')
+
   def before_training(self) -> None:
     """Called once when training starts (warnings about the config)."""
 
