@@ -8,12 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from aligngan_jax import data as data_lib
 from aligngan_jax import train_loop
 from aligngan_jax import trainers
 from aligngan_jax.trainers import agw
 from configs import default
-from test_trainer_interface import ListWriter, _records
+from test_trainer_interface import ListWriter, memory_run
 
 
 def test_learning_rate_follows_the_official_adjust_learning_rate():
@@ -24,22 +23,19 @@ def test_learning_rate_follows_the_official_adjust_learning_rate():
     assert float(agw.learning_rate(epoch, 0.1)) == pytest.approx(lr, rel=1e-6), epoch
 
 
-def test_a_tiny_agw_run_trains_and_evaluates_both_features(tmp_path):
-  config = default.get_config()
-  config.trainer = 'agw'
-  config.dataset = 'toy in memory'
-  config.image_size = 16
+def _tiny(trainer: str, epochs: int, seed: int):
+  """A ResNet-10 of width 4 at 32 x 16 on `memory_run`'s in-memory data."""
+  config, data = memory_run(trainer, seed)
   config.model.depth, config.model.width = 10, 4
-  config.agw.update(dict(epochs=2, warmup_epochs=1, lr_milestones=(1,), ids_per_batch=2,
-                         instances_per_id=2, input_size=(32, 16), pad=2))
-  config.eval_batch_size = 16
+  config[trainer].update(dict(epochs=epochs, warmup_epochs=1, lr_milestones=(1,),
+                              ids_per_batch=2, instances_per_id=2, input_size=(32, 16),
+                              pad=2))
+  return config, data
+
+
+def test_a_tiny_agw_run_trains_and_evaluates_both_features(tmp_path):
+  config, data = _tiny('agw', epochs=2, seed=1)
   config.log_every_steps = 5
-  config.checkpoint_every_steps = 1_000
-  config.eval_every_steps = 1_000
-  config.eval.num_trials = 2
-  rng = np.random.default_rng(1)
-  data = data_lib.Data(_records(rng, list(range(10, 16)), train=True),
-                       _records(rng, list(range(20, 28)), train=False))
   trainer = trainers.trainer_for(config, trainers.DataInfo(6, 48, 24))
   assert trainer.steps_per_epoch == int(48 / 4) + 1 == 13
   assert trainer.total_iterations == 26
@@ -91,19 +87,8 @@ def test_augmentations_by_hand():
 
 
 def test_a_tiny_caj_run_trains_and_evaluates(tmp_path):
-  config = default.get_config()
-  config.trainer = 'caj'
-  config.dataset = 'toy in memory'
-  config.image_size = 16
-  config.model.depth, config.model.width = 10, 4
-  config.caj.update(dict(epochs=1, warmup_epochs=1, lr_milestones=(1,), ids_per_batch=2,
-                         instances_per_id=2, input_size=(32, 16), pad=2))
-  config.eval_batch_size = 16
+  config, data = _tiny('caj', epochs=1, seed=2)
   config.log_every_steps = 13
-  config.eval.num_trials = 2
-  rng = np.random.default_rng(2)
-  data = data_lib.Data(_records(rng, list(range(10, 16)), train=True),
-                       _records(rng, list(range(20, 28)), train=False))
   trainer = trainers.trainer_for(config, trainers.DataInfo(6, 48, 24))
   assert trainer.schedule[0].images == 3 * 4
   writer = ListWriter()

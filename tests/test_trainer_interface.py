@@ -143,22 +143,31 @@ def _records(rng, ids, *, train: bool) -> data_lib.Records:
       path=np.array([f'cam{r[2]}/{r[1]:04d}/{r[4]:04d}.jpg' for r in rows]))
 
 
-@pytest.fixture(scope='module')
-def toy():
-  trainers.register(ToyTrainer)
-  config = default.get_config()   # adds the toy's group: it is registered
-  config.trainer = 'toy_linear'
+def memory_run(trainer: str, seed: int = 0):
+  """(config, data) of a run on in-memory data: ``trainer``'s defaults with
+  16 px images, 6 training and 8 test people (`_records`), evaluation at
+  the end over 2 gallery trials."""
+  config = default.get_config()   # with the group of every registered trainer
+  config.trainer = trainer
   config.dataset = 'toy in memory'
   config.image_size = SIZE
   config.eval_batch_size = 16
+  config.checkpoint_every_steps = 1_000
+  config.eval_every_steps = 1_000
+  config.eval.num_trials = 2
+  rng = np.random.default_rng(seed)
+  data = data_lib.Data(_records(rng, list(range(10, 16)), train=True),
+                       _records(rng, list(range(20, 28)), train=False))
+  return config, data
+
+
+@pytest.fixture(scope='module')
+def toy():
+  trainers.register(ToyTrainer)
+  config, data = memory_run('toy_linear')
   config.log_every_steps = 1
   config.checkpoint_every_steps = 2
   config.max_checkpoints_to_keep = 5
-  config.eval_every_steps = 1_000
-  config.eval.num_trials = 2
-  rng = np.random.default_rng(0)
-  data = data_lib.Data(_records(rng, list(range(10, 16)), train=True),
-                       _records(rng, list(range(20, 28)), train=False))
   yield config, data
   trainers.unregister(ToyTrainer.name)
 
