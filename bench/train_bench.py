@@ -1,4 +1,5 @@
-"""Times AlignGAN's three training steps at the official sizes.
+"""Times AlignGAN's three training steps (and AGW's and CAJ's one) at the
+official sizes.
 
   python bench/train_bench.py                       # official sizes, fp32 + bf16
   python bench/train_bench.py --feature_ids=4 --pixel_ids=2 --dtypes=float32 \
@@ -48,7 +49,9 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list('stages', ['1', '2', '3'], 'Stages to time.')
+flags.DEFINE_list('stages', ['1', '2', '3'],
+                  "AlignGAN's stages to time (1, 2, 3), and the baselines' one step "
+                  "('agw': 64 images of 288x144, 'caj': 96; SYSU-MM01's 395 classes).")
 flags.DEFINE_list('dtypes', ['float32', 'bfloat16'], 'config.compute_dtype values.')
 flags.DEFINE_list('calls', ['batched', 'separate'],
                   'config.batch_network_calls True (batched) / False (separate).')
@@ -129,7 +132,11 @@ def _planned_bytes(compiled) -> float:
                + m.temp_size_in_bytes - m.alias_size_in_bytes)
 
 
-def _child(stage: int, dtype: str, calls: str, remat: str) -> dict:
+# The baselines' official SYSU-MM01 split sizes (their epoch length).
+_SYSU_IMAGES = (22_258, 11_909)
+
+
+def _child(stage, dtype: str, calls: str, remat: str) -> dict:
   import jax
   import numpy as np
   # Cold and warm compilation against an empty persistent cache of our own.
@@ -138,17 +145,29 @@ def _child(stage: int, dtype: str, calls: str, remat: str) -> dict:
   from aligngan_jax import sharding
   from aligngan_jax import trainers
   config = _config(dtype, calls, remat)
+  baseline = stage in ('agw', 'caj')
+  if baseline:
+    config.trainer = stage
   mesh = sharding.create_mesh()
-  trainer = trainers.trainer_for(config, trainers.DataInfo(num_classes=395))
+  trainer = trainers.trainer_for(config, trainers.DataInfo(395, *_SYSU_IMAGES))
   state = trainers.create_state(trainer, mesh)
-  step = trainers.make_steps(trainer, mesh)[stage]
+  number = 1 if baseline else int(stage)
+  step = trainers.make_steps(trainer, mesh)[number]
   rng = np.random.default_rng(0)
-  feature = _batch(config.ids_per_batch, config.instances_per_id, config.image_size, rng)
-  pixel = _batch(config.gan.pixel_ids_per_batch, config.gan.pixel_instances_per_id,
-                 config.image_size, rng)
-  batch = sharding.shard_batch({'feature': feature, 'pixel': pixel}, mesh)
-  batch = {name: batch[name] for name in trainer.schedule[stage - 1].samplers}
-  images = trainer.schedule[stage - 1].images   # the training loop's images/s
+  if baseline:
+    # Already at the network's 288 x 144: no on-device resize in the step.
+    g = config[stage]
+    labels = np.repeat(np.arange(g.ids_per_batch), g.instances_per_id).astype(np.int32)
+    image = lambda: rng.uniform(-1, 1, (len(labels), *g.input_size, 3)).astype(np.float32)
+    batch = sharding.shard_batch({'identity': {'rgb': image(), 'ir': image(),
+                                               'labels': labels}}, mesh)
+  else:
+    feature = _batch(config.ids_per_batch, config.instances_per_id, config.image_size, rng)
+    pixel = _batch(config.gan.pixel_ids_per_batch, config.gan.pixel_instances_per_id,
+                   config.image_size, rng)
+    batch = sharding.shard_batch({'feature': feature, 'pixel': pixel}, mesh)
+  batch = {name: batch[name] for name in trainer.schedule[number - 1].samplers}
+  images = trainer.schedule[number - 1].images   # the training loop's images/s
   start = time.perf_counter()
   lowered = step.lower(state, batch)
   compiled = lowered.compile()
@@ -162,7 +181,7 @@ def _child(stage: int, dtype: str, calls: str, remat: str) -> dict:
             'flops': flops, 'compiled_flops': compiled_flops,
             'planned_gib': _planned_bytes(compiled) / 2 ** 30,
             'compile_s': compile_s, 'warm_compile_s': warm_compile_s,
-            'iterations': int(config.gan.stage_iterations[stage - 1]),
+            'iterations': trainer.schedule[number - 1].iterations,
             'device': f'{jax.devices()[0].device_kind} x{jax.device_count()}'}
   if FLAGS.compile_only:
     return {**common, 'ms': float('nan'), 'images_per_s': float('nan'),
@@ -205,7 +224,7 @@ def main(argv):
   del argv
   if FLAGS._child:
     stage, dtype, calls, remat = FLAGS._child.split(',')
-    print('RESULT ' + json.dumps(_child(int(stage), dtype, calls, remat)))
+    print('RESULT ' + json.dumps(_child(stage, dtype, calls, remat)))
     return
   print(f'# {time.strftime("%Y-%m-%d")} | {platform.machine()} {os.cpu_count()} CPUs | '
         f'feature {FLAGS.feature_ids}x{FLAGS.feature_instances}, pixel '
