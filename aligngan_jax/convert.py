@@ -353,13 +353,35 @@ def _agw_unused(key: str) -> bool:
   return key.startswith(('base_resnet.base.conv1.', 'base_resnet.base.bn1.'))
 
 
+def agw_architecture(state: dict) -> dict:
+  """`agw.AGWNet` fields of an official-format state dict: the variant (with
+  non-local blocks: AGW with GeM; without: the ``base`` variant), the class
+  count, and the trunk's depth and width (official 50 and 64; smaller ones
+  are read the same way: blocks per layer, bottleneck or basic, conv1's
+  channels)."""
+  blocks = [len({k.split('.')[3] for k in state
+                 if k.startswith(f'base_resnet.base.layer{i}.')}) for i in range(1, 5)]
+  bottleneck = any(k.endswith('.conv3.weight') for k in state
+                   if k.startswith('base_resnet.base.layer'))
+  depths = [d for d, stages in resnet.STAGES.items()
+            if list(stages) == blocks and (d >= 50) == bottleneck]
+  if not depths:
+    raise ValueError(f'no ResNet depth has {blocks} blocks per layer '
+                     f'({"bottleneck" if bottleneck else "basic"} blocks)')
+  non_local = 'NL_2.0.theta.weight' in state
+  return dict(num_classes=int(state['classifier.weight'].shape[0]), non_local=non_local,
+              gem=non_local, depth=depths[0],
+              width=int(state['visible_module.visible.conv1.weight'].shape[0]))
+
+
 def load_official_agw(path: str) -> dict:
   """`agw.AGWNet` variables ({'params', 'batch_stats'}) from an official AGW
   or CAJ checkpoint (``torch.save({'net': state_dict, ...})``, saved on CPU
   or GPU; a bare state dict too). The variant comes from the file: with
   non-local blocks it is AGW's network (``AGWNet(num_classes=K)``), without
   them the official ``base`` variant (``non_local=False, gem=False``); the
-  class count is the classifier's rows. The frozen BNNeck bias must be 0."""
+  class count is the classifier's rows, depth and width the trunk's
+  (`agw_architecture`). The frozen BNNeck bias must be 0."""
   from aligngan_jax.models import agw  # pylint: disable=g-import-not-at-top
   torch = _torch()
   if not os.path.isfile(path):
@@ -378,13 +400,15 @@ def load_official_agw(path: str) -> dict:
                      'classifier.weight).')
   state = {k[len('module.'):] if k.startswith('module.') else k:
            v.detach().cpu().float().numpy() for k, v in state.items()}
+  try:
+    architecture = agw_architecture(state)
+  except (KeyError, ValueError) as e:
+    raise ValueError(f'{path}: not an official AGW/CAJ network ({e}).') from e
   bias = state.pop('bottleneck.bias', None)
   if bias is not None and np.any(bias):
     raise ValueError(f'{path}: bottleneck.bias is not 0; the official BNNeck '
                      'freezes it at 0, and AGWNet has no such parameter.')
-  non_local = 'NL_2.0.theta.weight' in state
-  num_classes = int(state['classifier.weight'].shape[0])
-  model = agw.AGWNet(num_classes=num_classes, non_local=non_local, gem=non_local)
+  model = agw.AGWNet(**architecture)
   x = jnp.zeros((1, 64, 32, 3))
   template = jax.eval_shape(lambda: model.init(jax.random.key(0), rgb=x, ir=x, train=False))
   return _fill(state, template, _agw_path, source=path,

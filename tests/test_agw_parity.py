@@ -47,25 +47,65 @@ class TorchNonLocal(nn.Module):
     return self.W(y) + x
 
 
-class TorchEmbedNet(nn.Module):
-  """embed_net(class_num, no_local='on', gm_pool='on'), modal 0/1/2."""
+class TorchBasicBlock(nn.Module):
+  """torchvision's BasicBlock (for the small twins)."""
 
-  def __init__(self, class_num):
+  def __init__(self, cin, width, stride):
     super().__init__()
+    self.conv1 = nn.Conv2d(cin, width, 3, stride, 1, bias=False)
+    self.bn1 = nn.BatchNorm2d(width)
+    self.conv2 = nn.Conv2d(width, width, 3, 1, 1, bias=False)
+    self.bn2 = nn.BatchNorm2d(width)
+    self.downsample = None
+    if stride != 1 or cin != width:
+      self.downsample = nn.Sequential(nn.Conv2d(cin, width, 1, stride, bias=False),
+                                      nn.BatchNorm2d(width))
+
+  def forward(self, x):
+    y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+    return F.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+
+class TorchResNet10(nn.Module):
+  """One basic block per layer, width ``w`` (AGWNet(depth=10, width=w))."""
+
+  def __init__(self, w):
+    super().__init__()
+    self.conv1 = nn.Conv2d(3, w, 7, 2, 3, bias=False)
+    self.bn1 = nn.BatchNorm2d(w)
+    self.relu, self.maxpool = nn.ReLU(), nn.MaxPool2d(3, 2, 1)
+    cin = w
+    for i, stride in enumerate((1, 2, 2, 1)):
+      setattr(self, f'layer{i + 1}', nn.Sequential(TorchBasicBlock(cin, w * 2 ** i, stride)))
+      cin = w * 2 ** i
+
+
+class TorchEmbedNet(nn.Module):
+  """embed_net(class_num, no_local='on', gm_pool='on'), modal 0/1/2;
+  ``width``: the official ResNet-50 (None), or ResNet-10 copies of that
+  width, with non-local blocks after the one block of layer2 and layer3."""
+
+  def __init__(self, class_num, width=None):
+    super().__init__()
+    make = TorchResNet50 if width is None else (lambda: TorchResNet10(width))
     self.visible_module = nn.Module()
-    self.visible_module.visible = TorchResNet50()
+    self.visible_module.visible = make()
     self.thermal_module = nn.Module()
-    self.thermal_module.thermal = TorchResNet50()
+    self.thermal_module.thermal = make()
     self.base_resnet = nn.Module()
-    self.base_resnet.base = TorchResNet50()
+    self.base_resnet.base = make()
     for copy in (self.visible_module.visible, self.thermal_module.thermal,
                  self.base_resnet.base):
-      del copy.fc      # the official resnet50 copies have no classifier (318 keys each)
-    self.NL_2 = nn.ModuleList([TorchNonLocal(512) for _ in range(2)])
-    self.NL_3 = nn.ModuleList([TorchNonLocal(1024) for _ in range(3)])
-    self.bottleneck = nn.BatchNorm1d(2048)
+      if hasattr(copy, 'fc'):
+        del copy.fc    # the official resnet50 copies have no classifier (318 keys each)
+    c2, c3, c4 = (512, 1024, 2048) if width is None else (2 * width, 4 * width, 8 * width)
+    self.nl2_at = (2, 3) if width is None else (0,)
+    self.nl3_at = (3, 4, 5) if width is None else (0,)
+    self.NL_2 = nn.ModuleList([TorchNonLocal(c2) for _ in self.nl2_at])
+    self.NL_3 = nn.ModuleList([TorchNonLocal(c3) for _ in self.nl3_at])
+    self.bottleneck = nn.BatchNorm1d(c4)
     self.bottleneck.bias.requires_grad_(False)
-    self.classifier = nn.Linear(2048, class_num, bias=False)
+    self.classifier = nn.Linear(c4, class_num, bias=False)
 
   @staticmethod
   def _stem(r, x):
@@ -83,12 +123,12 @@ class TorchEmbedNet(nn.Module):
     x = base.layer1(x)
     for i, block in enumerate(base.layer2):
       x = block(x)
-      if i in (2, 3):
-        x = self.NL_2[i - 2](x)
+      if i in self.nl2_at:
+        x = self.NL_2[self.nl2_at.index(i)](x)
     for i, block in enumerate(base.layer3):
       x = block(x)
-      if i in (3, 4, 5):
-        x = self.NL_3[i - 3](x)
+      if i in self.nl3_at:
+        x = self.NL_3[self.nl3_at.index(i)](x)
     x = base.layer4(x)
     b, c = x.shape[:2]
     x_pool = (torch.mean(x.view(b, c, -1) ** 3.0, dim=-1) + 1e-12) ** (1 / 3.0)
@@ -105,6 +145,23 @@ def saved(tmp_path_factory):
   # As the official trainers save it: NumPy objects beside the weights.
   torch.save({'net': net.state_dict(), 'cmc': np.zeros(20, np.float32),
               'mAP': np.float64(0.5), 'mINP': np.float64(0.3), 'epoch': 3}, path)
+  return net, path
+
+
+def _save_official(net, path):
+  """As the official trainers save: NumPy objects beside the weights."""
+  torch.save({'net': net.state_dict(), 'cmc': np.zeros(20, np.float32),
+              'mAP': np.float64(0.5), 'mINP': np.float64(0.3), 'epoch': 3}, path)
+
+
+@pytest.fixture(scope='module')
+def small(tmp_path_factory):
+  """A ResNet-10 (width 4) AGW twin in the official checkpoint format."""
+  net = _randomise(TorchEmbedNet(class_num=6, width=4), seed=11)
+  with torch.no_grad():
+    net.bottleneck.bias.zero_()
+  path = str(tmp_path_factory.mktemp('agw_small') / 'small_agw_best.t')
+  _save_official(net, path)
   return net, path
 
 
@@ -173,12 +230,15 @@ def test_a_file_that_is_not_an_official_checkpoint_is_one_line(tmp_path):
     convert.load_official_agw(str(evil))
 
 
-def test_eval_mode_evaluates_an_official_agw_checkpoint(saved, tfds_data_dir, tmp_path):
+def test_eval_mode_evaluates_an_official_agw_checkpoint(small, tfds_data_dir, tmp_path):
   """config.mode='eval' with config.trainer='agw' and config.init_from=<.t>:
-  the official network at its own sizes evaluates on the protocols."""
+  the network at the checkpoint's own sizes (here a small twin, read as
+  depth 10 and width 4) evaluates on the protocols."""
+  assert agw.architecture(convert.load_official_agw(small[1])) == dict(
+      num_classes=6, non_local=True, gem=True, depth=10, width=4)
   from aligngan_jax import train_lib
   from configs import synthetic
-  _, path = saved
+  _, path = small
   config = synthetic.get_config('tiny')
   config.trainer, config.mode, config.init_from = 'agw', 'eval', path
   config.data_dir, config.pretrained_backbone = tfds_data_dir, ''
@@ -190,3 +250,100 @@ def test_eval_mode_evaluates_an_official_agw_checkpoint(saved, tfds_data_dir, tm
   from aligngan_jax import config_checks
   with pytest.raises(config_checks.ConfigError, match='is not a file: it must be an official AGW'):
     config_checks.validate_config(config, num_devices=2)
+
+
+def test_one_agw_training_iteration_equals_the_official_one(small, monkeypatch):
+  """The AGW trainer's step against the official iteration on the twin: CE +
+  WRT on [rgb; ir] through the shared part, SGD nesterov (momentum 0.9,
+  coupled weight decay 5e-4) in the official groups (everything before the
+  BNNeck at 0.1 x the epoch-0 warm-up rate 0.01, the BNNeck weight and the
+  classifier at 0.01, the BNNeck bias frozen): parameters, running
+  statistics and momentum buffers after one step. The crop and flip draws
+  are fixed to the identity on both sides."""
+  import copy
+  from aligngan_jax import augment
+  from aligngan_jax import sharding
+  from aligngan_jax import trainers
+  from configs import default
+  net, path = small
+  net = copy.deepcopy(net).train()
+  config = default.get_config()
+  config.trainer = 'agw'
+  config.model.depth, config.model.width = 10, 4
+  config.agw.update(dict(ids_per_batch=2, instances_per_id=2, input_size=(32, 16)))
+  trainer = trainers.trainer_for(config, trainers.DataInfo(6, 40, 20))
+  variables = convert.load_official_agw(path)
+  mesh = sharding.create_mesh()
+  state = trainers.create_state(trainer, mesh)
+  split = lambda tree: ({k: v for k, v in tree.items() if k in ('visible_stem', 'thermal_stem', 'trunk')},
+                        {k: v for k, v in tree.items() if k in ('bottleneck', 'classifier')})
+  (bp, hp), (bs, hs) = split(variables['params']), split(variables['batch_stats'])
+  state = state.replace(params={'backbone': bp, 'head': hp},
+                        batch_stats={'backbone': bs, 'head': hs})
+  monkeypatch.setattr(augment, 'draw_pad_crop_flip', lambda key, n, pad=10: (
+      jax.numpy.full((n, 2), pad, jax.numpy.int32), jax.numpy.zeros((n,), bool)))
+  g = torch.Generator().manual_seed(4)
+  rgb = torch.rand(4, 3, 32, 16, generator=g) * 2 - 1
+  ir = torch.rand(4, 3, 32, 16, generator=g) * 2 - 1
+  labels = torch.tensor([1, 1, 4, 4])
+  batch = {'identity': sharding.shard_batch(
+      {'rgb': np.asarray(_nhwc(rgb)), 'ir': np.asarray(_nhwc(ir)),
+       'labels': labels.numpy().astype(np.int32)}, mesh)}
+  new_state, metrics = trainers.make_steps(trainer, mesh)[1](state, batch)
+  # The official iteration.
+  mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+  std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+  norm = lambda x: ((x + 1) / 2 - mean) / std
+  head = list(net.bottleneck.parameters()) + list(net.classifier.parameters())
+  backbone = [p for p in net.parameters() if all(p is not q for q in head)]
+  lr = 0.1 * 1 / 10                          # epoch 0 of the warm-up
+  optimizer = torch.optim.SGD(
+      [{'params': backbone, 'lr': 0.1 * lr}, {'params': [net.bottleneck.weight], 'lr': lr},
+       {'params': net.classifier.parameters(), 'lr': lr}],
+      lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
+  x_pool, _, logits = net(norm(rgb), norm(ir), 0)
+  targets = torch.cat([labels, labels])
+  loss = F.cross_entropy(logits, targets) + _torch_wrt(x_pool, targets)
+  optimizer.zero_grad()
+  loss.backward()
+  optimizer.step()
+  np.testing.assert_allclose(float(metrics['agw/loss']), loss.item(), rtol=1e-4)
+  got = convert.load_official_agw(_saved_again(net, path))
+  params = {**jax.device_get(new_state.params['backbone']), **jax.device_get(new_state.params['head'])}
+  stats = {**jax.device_get(new_state.batch_stats['backbone']),
+           **jax.device_get(new_state.batch_stats['head'])}
+  for a, b in zip(jax.tree.leaves((params, stats)),
+                  jax.tree.leaves((got['params'], got['batch_stats']))):
+    _close(a, b)
+  # Momentum: torch's buffer of the classifier and of a trunk conv.
+  trace = lambda name: jax.device_get(new_state.opt_state[name])[1].trace
+  _close(trace('head')['classifier']['kernel'],
+         optimizer.state[net.classifier.weight]['momentum_buffer'].numpy().T)
+  _close(trace('backbone')['trunk']['layer3_0']['conv1']['kernel'],
+         optimizer.state[net.base_resnet.base.layer3[0].conv1.weight]['momentum_buffer']
+         .numpy().transpose(2, 3, 1, 0))
+
+
+def _saved_again(net, path):
+  again = path.replace('.t', '_after.t')
+  _save_official(net, again)
+  return again
+
+
+def _torch_wrt(x, t):
+  """The official TripletLoss_WRT (baselines_reference.md §2)."""
+  n = x.shape[0]
+  pw = torch.pow(x, 2).sum(dim=1, keepdim=True).expand(n, n)
+  dist = (pw + pw.t()).addmm(x, x.t(), beta=1, alpha=-2).clamp(min=1e-12).sqrt()
+  is_pos = t.expand(n, n).eq(t.expand(n, n).t()).float()
+  is_neg = t.expand(n, n).ne(t.expand(n, n).t()).float()
+
+  def softmax_weights(d, mask):
+    max_v = torch.max(d * mask, dim=1, keepdim=True)[0]
+    diff = d - max_v
+    z = torch.sum(torch.exp(diff) * mask, dim=1, keepdim=True) + 1e-6
+    return torch.exp(diff) * mask / z
+  d_ap, d_an = dist * is_pos, dist * is_neg
+  pos = torch.sum(d_ap * softmax_weights(d_ap, is_pos), dim=1)
+  neg = torch.sum(d_an * softmax_weights(-d_an, is_neg), dim=1)
+  return torch.nn.SoftMarginLoss()(neg - pos, torch.ones_like(pos))

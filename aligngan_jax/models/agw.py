@@ -147,3 +147,19 @@ class AGWNet(nn.Module):
     logits = nn.Dense(self.num_classes, use_bias=False,
                       kernel_init=nn.initializers.normal(0.001), name='classifier')(bn)
     return {'pool': pool, 'bn': bn, 'logits': logits}
+
+
+def architecture(variables: dict) -> dict:
+  """The `AGWNet` fields that built ``variables`` ({'params', ...}):
+  num_classes, non_local, gem (the official variants: GeM with the
+  non-local blocks), depth and width."""
+  params = variables['params']
+  trunk = params['trunk']
+  blocks = tuple(len({k for k in trunk if k.startswith(f'layer{i}_')}) for i in range(1, 5))
+  bottleneck = 'conv3' in trunk['layer1_0']
+  depth = next(d for d, stages in resnet.STAGES.items()
+               if stages == blocks and (d >= 50) == bottleneck)
+  non_local = 'nl2_0' in trunk
+  return dict(num_classes=int(params['classifier']['kernel'].shape[1]), non_local=non_local,
+              gem=non_local, depth=depth,
+              width=int(params['visible_stem']['conv1']['kernel'].shape[-1]))

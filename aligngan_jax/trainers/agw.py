@@ -118,12 +118,12 @@ class AGWTrainer(base.Trainer):
     """An official ``.t`` checkpoint (`convert.load_official_agw`): its
     variant and class count from the file, the official sizes."""
     variables = convert.load_official_agw(config.init_from)
+    shape = agw_lib.architecture(variables)
     release = config.copy_and_resolve_references()
-    non_local = 'nl2_0' in variables['params']['trunk']
-    release[cls.config_group].method = 'agw' if non_local else 'base'
-    release.model.depth, release.model.width, release.model.last_stride = 50, 64, 1
-    classes = variables['params']['classifier']['kernel'].shape[1]
-    trainer = cls(release, base.DataInfo(classes))
+    release[cls.config_group].method = 'agw' if shape['non_local'] else 'base'
+    release.model.depth, release.model.width = shape['depth'], shape['width']
+    release.model.last_stride = 1
+    trainer = cls(release, base.DataInfo(shape['num_classes']))
     (bp, hp), (bs, hs) = _split(variables['params']), _split(variables['batch_stats'])
     state = jax.device_put(train_state_lib.TrainState(
         step=jnp.zeros((), jnp.int32), params={'backbone': bp, 'head': hp},
