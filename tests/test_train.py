@@ -190,6 +190,10 @@ def test_pretrained_backbone_errors_name_the_key(config, tmp_path):
                      match=r"pretrained_backbone=.*does not exist.*'torchvision'"):
     config_checks.validate_config(bad, num_devices=2)
   bad.mode, bad.init_from = 'eval', str(tmp_path)
+  # The IDE baseline has no official release; AlignGAN's names its files.
+  with pytest.raises(NotImplementedError, match="trainer 'ide' cannot evaluate"):
+    config_checks.validate_config(bad, num_devices=2)
+  bad.trainer = 'aligngan'
   with pytest.raises(config_checks.ConfigError, match='model-0_250.pkl'):
     config_checks.validate_config(bad, num_devices=2)
 
