@@ -16,6 +16,7 @@ F = torch.nn.functional
 
 from aligngan_jax import convert  # noqa: E402
 from aligngan_jax.models import agw  # noqa: E402
+from test_losses import torch_official_triplet  # noqa: E402
 from test_torch_parity import TorchResNet50, _nhwc, _randomise  # noqa: E402
 
 
@@ -309,7 +310,7 @@ def test_one_agw_training_iteration_equals_the_official_one(small, monkeypatch):
       lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
   x_pool, _, logits = net(norm(rgb), norm(ir), 0)
   targets = torch.cat([labels, labels])
-  loss = F.cross_entropy(logits, targets) + _torch_wrt(x_pool, targets)
+  loss = F.cross_entropy(logits, targets) + torch_official_triplet(x_pool, targets, 'wrt')
   optimizer.zero_grad()
   loss.backward()
   optimizer.step()
@@ -334,22 +335,3 @@ def _saved_again(net, path):
   again = path.replace('.t', '_after.t')
   _save_official(net, again)
   return again
-
-
-def _torch_wrt(x, t):
-  """The official TripletLoss_WRT (baselines_reference.md §2)."""
-  n = x.shape[0]
-  pw = torch.pow(x, 2).sum(dim=1, keepdim=True).expand(n, n)
-  dist = (pw + pw.t()).addmm(x, x.t(), beta=1, alpha=-2).clamp(min=1e-12).sqrt()
-  is_pos = t.expand(n, n).eq(t.expand(n, n).t()).float()
-  is_neg = t.expand(n, n).ne(t.expand(n, n).t()).float()
-
-  def softmax_weights(d, mask):
-    max_v = torch.max(d * mask, dim=1, keepdim=True)[0]
-    diff = d - max_v
-    z = torch.sum(torch.exp(diff) * mask, dim=1, keepdim=True) + 1e-6
-    return torch.exp(diff) * mask / z
-  d_ap, d_an = dist * is_pos, dist * is_neg
-  pos = torch.sum(d_ap * softmax_weights(d_ap, is_pos), dim=1)
-  neg = torch.sum(d_an * softmax_weights(-d_an, is_neg), dim=1)
-  return torch.nn.SoftMarginLoss()(neg - pos, torch.ones_like(pos))

@@ -73,13 +73,11 @@ def test_cross_entropy_matches_numpy():
   np.testing.assert_allclose(float(losses.cross_entropy(logits, labels)), want, rtol=1e-6)
 
 
-def _torch_official(features, labels, kind, alpha=1.0, gamma=1.0, square=True):
-  """AGW's TripletLoss_WRT and CAJ's TripletLoss_ADP as the official code
-  computes them (baselines_reference.md §2), in PyTorch: the loss and its
-  gradient with respect to the features."""
+def torch_official_triplet(x, t, kind, alpha=1.0, gamma=1.0, square=True):
+  """AGW's TripletLoss_WRT ('wrt') and CAJ's TripletLoss_ADP ('adp') as the
+  official code computes them (baselines_reference.md §2), on torch tensors
+  (differentiable)."""
   import torch
-  x = torch.tensor(features, requires_grad=True)
-  t = torch.tensor(labels)
   n = x.shape[0]
   pow_ = torch.pow(x, 2).sum(dim=1, keepdim=True).expand(n, n)
   dist = (pow_ + pow_.t()).addmm(x, x.t(), beta=1, alpha=-2).clamp(min=1e-12).sqrt()
@@ -97,13 +95,19 @@ def _torch_official(features, labels, kind, alpha=1.0, gamma=1.0, square=True):
   neg = torch.sum(d_an * softmax_weights(-d_an * scale, is_neg), dim=1)
   soft_margin = torch.nn.SoftMarginLoss()
   if kind == 'wrt':
-    loss = soft_margin(neg - pos, torch.ones_like(pos))
-  elif not square:
-    loss = soft_margin(gamma * (neg - pos), torch.ones_like(pos))
-  else:
-    diff_pow = torch.clamp_max(torch.pow(pos - neg, 2) * gamma, max=88)
-    y1 = (pos > neg).float()
-    loss = soft_margin(diff_pow, -(y1 + y1 - 1))
+    return soft_margin(neg - pos, torch.ones_like(pos))
+  if not square:
+    return soft_margin(gamma * (neg - pos), torch.ones_like(pos))
+  diff_pow = torch.clamp_max(torch.pow(pos - neg, 2) * gamma, max=88)
+  y1 = (pos > neg).float()
+  return soft_margin(diff_pow, -(y1 + y1 - 1))
+
+
+def _torch_official(features, labels, kind, **kwargs):
+  """The official loss and its gradient with respect to the features."""
+  import torch
+  x = torch.tensor(features, requires_grad=True)
+  loss = torch_official_triplet(x, torch.tensor(labels), kind, **kwargs)
   loss.backward()
   return loss.item(), x.grad.numpy()
 
