@@ -3,8 +3,8 @@
 `Records` is one split (images plus metadata). `Data` is what the training
 loop takes from its caller: the train and test records, the infrared twins
 of the synthetic worlds where they exist, and the batches made from them.
-`Data` itself makes batches with numpy from decoded images (``[n, S, S, 3]``
-uint8): a bench, a tool or a test hands the loop its data with no
+`Data` itself makes batches with numpy from decoded images (``[n, H, W, 3]``
+uint8, at the trainer's `load_size`): a bench, a tool or a test hands the loop its data with no
 TensorFlow installed. `input_pipeline.TFDSData` is the same interface over
 the TFDS builders, with tf.data batches; main.py passes that one.
 
@@ -31,7 +31,7 @@ class Records:
   """One split held in memory: images plus their metadata, sorted by
   (camera, person id, index, modality) so the order never depends on how
   the split was built."""
-  # Object array of encoded image bytes, or [N, S, S, 3] uint8 once decoded.
+  # Object array of encoded image bytes, or [N, H, W, 3] uint8 once decoded.
   images: np.ndarray
   person_id: np.ndarray
   label: np.ndarray      # training label (0..classes-1); -1 on test splits
@@ -49,6 +49,15 @@ class Records:
 
 def is_decoded(records: Records) -> bool:
   return records.images.ndim == 4
+
+
+def height_width(image_size) -> tuple[int, int]:
+  """(height, width) of a load size: an int (square, AlignGAN's
+  ``config.image_size``) or a (height, width) pair (AGW's 288 x 144)."""
+  if isinstance(image_size, (int, np.integer)):
+    return int(image_size), int(image_size)
+  height, width = image_size
+  return int(height), int(width)
 
 
 def eval_layout(num_records: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -80,7 +89,7 @@ def grid_pairs(records: Records, num_people: int) -> tuple[np.ndarray, np.ndarra
 
 def augment(levels: np.ndarray, flip: np.ndarray, mono: np.ndarray | None = None
             ) -> np.ndarray:
-  """A batch [b, S, S, 3] of 0..255 levels -> per-image flip, optional single
+  """A batch [b, H, W, 3] of 0..255 levels -> per-image flip, optional single
   channel or luma (``mono``: -1 keeps the colour), [-1, 1] float32."""
   images = np.where(flip[:, None, None, None], levels[:, :, ::-1], levels)
   images = images.astype(np.float32)
@@ -110,14 +119,15 @@ class Data:
     """{'train', 'test'}: (RGB records, their infrared twins), or None."""
     return self._paired
 
-  def _check_decoded(self, records: Records, image_size: int):
-    if not is_decoded(records) or records.images.shape[1:3] != (image_size, image_size):
+  def _check_decoded(self, records: Records, image_size):
+    height, width = height_width(image_size)
+    if not is_decoded(records) or records.images.shape[1:3] != (height, width):
       raise ValueError(
           f'In-memory data holds images of shape {records.images.shape[1:]}; the '
-          f'run needs decoded [n, {image_size}, {image_size}, 3] uint8 images '
-          '(config.image_size).')
+          f'run needs decoded [n, {height}, {width}, 3] uint8 images (the trainer\'s '
+          'load_size: config.image_size, or its group\'s input_size).')
 
-  def training_split(self, image_size: int, decode_once: bool = True
+  def training_split(self, image_size, decode_once: bool = True
                      ) -> tuple[Records, Records]:
     """(RGB, IR) records of the training split, as batches read them."""
     del decode_once  # held decoded already
@@ -125,9 +135,9 @@ class Data:
     return (self.train.select(self.train.modality == RGB),
             self.train.select(self.train.modality == IR))
 
-  def train_batches(self, rgb: Records, ir: Records, sampler, *, image_size: int,
+  def train_batches(self, rgb: Records, ir: Records, sampler, *, image_size,
                     start_step: int, num_steps: int) -> Iterator[dict]:
-    """This process's rows of {'rgb', 'ir': [b, S, S, 3] in [-1, 1],
+    """This process's rows of {'rgb', 'ir': [b, H, W, 3] in [-1, 1],
     'labels': [b] int32} for steps ``start_step .. num_steps-1``."""
     del image_size
     for step in range(start_step, num_steps):
@@ -136,10 +146,10 @@ class Data:
              'ir': augment(ir.images[b.ir], b.ir_flip),
              'labels': b.labels.astype(np.int32)}
 
-  def eval_batches(self, records: Records, *, image_size: int, batch_size: int
+  def eval_batches(self, records: Records, *, image_size, batch_size: int
                    ) -> Iterator[dict]:
     """Unflipped batches over ``records`` in order: this process's rows of
-    {'image': [b, S, S, 3], 'mask': [b]}; the last batch padded and masked."""
+    {'image': [b, H, W, 3], 'mask': [b]}; the last batch padded and masked."""
     self._check_decoded(records, image_size)
     count = jax.process_count()
     if batch_size % count:
@@ -152,13 +162,13 @@ class Data:
       yield {'image': augment(records.images[rows], np.zeros(len(rows), bool)),
              'mask': valid}
 
-  def load_images(self, records: Records, image_size: int) -> np.ndarray:
-    """All images of ``records`` ([n, S, S, 3] in [-1, 1]) in one batch."""
+  def load_images(self, records: Records, image_size) -> np.ndarray:
+    """All images of ``records`` ([n, H, W, 3] in [-1, 1]) in one batch."""
     self._check_decoded(records, image_size)
     return augment(records.images, np.zeros(len(records), bool))
 
-  def grid_images(self, num_people: int, image_size: int):
-    """The test RGB and IR images of `grid_pairs`, each [n, S, S, 3] in
+  def grid_images(self, num_people: int, image_size):
+    """The test RGB and IR images of `grid_pairs`, each [n, H, W, 3] in
     [-1, 1], and the RGB images' infrared twins where the data has them
     (else None)."""
     test = self.test
@@ -172,8 +182,8 @@ class Data:
     return (self.load_images(test.select(rgb), image_size),
             self.load_images(test.select(ir), image_size), true_ir)
 
-  def paired_images(self, image_size: int) -> tuple[np.ndarray, ...] | None:
-    """(train RGB, their twins, test RGB, their twins), each [n, S, S, 3] in
+  def paired_images(self, image_size) -> tuple[np.ndarray, ...] | None:
+    """(train RGB, their twins, test RGB, their twins), each [n, H, W, 3] in
     [-1, 1], or None when the data has no infrared twins (every real
     dataset)."""
     paired = self.twins()

@@ -56,7 +56,8 @@ def export(workdir: str, split: str, out: str, *, data_dir=None,
     raise config_checks.ConfigError(f'--out={out}: {problem}.')
   records = dict(zip(('train', 'test'), input_pipeline.load_data(config)))[split]
   opened = trained.open_workdir(workdir, config)
-  feats = driver.features_by_modality(opened.extract, records, config, opened.mesh)
+  feats = driver.features_by_modality(opened.extract, records, config, opened.mesh,
+                                      image_size=opened.load_size)
   search.write_whole(path, lambda f: np.savez(
       f, features=feats, person_id=records.person_id, label=records.label,
       camera=records.camera, modality=records.modality, index=records.index,

@@ -3,7 +3,8 @@
 TensorFlow lives here (and in `datasets/`) only. Every iterator yields numpy
 dicts holding this process's rows of a global batch; `sharding.shard_batch`
 turns them into global `jax.Array`s. Preprocessing follows spec §3: bicubic
-(antialiased, as PIL) resize to a square `image_size`, rounding to uint8 as
+(antialiased, as PIL) resize to the trainer's load size (`data.height_width`:
+a square `image_size`, or AGW's 288 x 144), rounding to uint8 as
 PIL does, a random horizontal flip (training only), and [-1, 1] scaling.
 """
 
@@ -22,6 +23,7 @@ from aligngan_jax import sampler as sampler_lib
 
 from aligngan_jax import data as data_lib
 from aligngan_jax.data import eval_layout
+from aligngan_jax.data import height_width
 from aligngan_jax.data import is_decoded
 from aligngan_jax.data import MONO_WEIGHTS
 from aligngan_jax.data import Records
@@ -126,16 +128,16 @@ def load_paired_ir(config, train: Records, test: Records) -> dict | None:
   return out
 
 
-def _decode_resize(encoded, image_size: int):
-  """Encoded bytes -> [S, S, 3] float32 holding integers 0..255 (as PIL)."""
+def _decode_resize(encoded, image_size):
+  """Encoded bytes -> [H, W, 3] float32 holding integers 0..255 (as PIL)."""
   image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-  image = tf.image.resize(image, (image_size, image_size), method='bicubic',
+  image = tf.image.resize(image, height_width(image_size), method='bicubic',
                           antialias=True)
   return tf.clip_by_value(tf.round(image), 0.0, 255.0)
 
 
 def _augment(images, flip, mono=None):
-  """A batch [b, S, S, 3] of 0..255 levels -> per-image flip, optional single
+  """A batch [b, H, W, 3] of 0..255 levels -> per-image flip, optional single
   channel or luma (``mono``: PKBatch.rgb_mono, -1 none), [-1, 1]. Each pass
   over the batch costs (this is the per-step host work), so the flip runs
   on the narrow input and the mono branch only when some image needs it."""
@@ -154,14 +156,14 @@ def _augment(images, flip, mono=None):
   return images / 127.5 - 1.0
 
 
-def _preprocess(encoded, flip, image_size: int, mono=-1):
+def _preprocess(encoded, flip, image_size, mono=-1):
   """One image, as a training batch would hold it."""
   mono = None if isinstance(mono, int) and mono < 0 else tf.reshape(mono, [1])
   return _augment(_decode_resize(encoded, image_size)[None], tf.reshape(flip, [1]),
                   mono)[0]
 
 
-def training_records(rgb: Records, ir: Records, *, image_size: int,
+def training_records(rgb: Records, ir: Records, *, image_size,
                      decode_once: bool) -> tuple[Records, Records]:
   """The training loops' (rgb, ir): decoded once (`decode_records`) when
   ``config.decode_once``, else as read (decoded at every step)."""
@@ -176,9 +178,9 @@ def training_records(rgb: Records, ir: Records, *, image_size: int,
   return rgb, ir
 
 
-def decode_records(records: Records, image_size: int) -> Records:
-  """Decodes and resizes every image once: [N, S, S, 3] uint8 in host memory
-  (S * S * 3 bytes each: 1.7 GB for SYSU-MM01's 34k training images at
+def decode_records(records: Records, image_size) -> Records:
+  """Decodes and resizes every image once: [N, H, W, 3] uint8 in host memory
+  (H * W * 3 bytes each: 1.7 GB for SYSU-MM01's 34k training images at
   128). Training batches then cost a gather, a flip and a scale instead of a
   JPEG decode and an antialiased bicubic resize per image and step, with
   the same values (the resize already rounded to uint8 levels)."""
@@ -199,12 +201,12 @@ def _options() -> tf.data.Options:
 
 
 def create_train_iterator(rgb: Records, ir: Records,
-                          sampler: sampler_lib.PKSampler, *, image_size: int,
+                          sampler: sampler_lib.PKSampler, *, image_size,
                           start_step: int, num_steps: int,
                           process_index: int | None = None,
                           process_count: int | None = None) -> Iterator[dict]:
   """Batches for steps ``start_step .. num_steps-1``: this process's rows of
-  {'rgb': [b,S,S,3], 'ir': [b,S,S,3], 'labels': [b]} (float32 in [-1, 1])."""
+  {'rgb': [b,H,W,3], 'ir': [b,H,W,3], 'labels': [b]} (float32 in [-1, 1])."""
   process_index = jax.process_index() if process_index is None else process_index
   process_count = jax.process_count() if process_count is None else process_count
   local = sampler.batch_size // process_count
@@ -220,9 +222,10 @@ def create_train_iterator(rgb: Records, ir: Records,
                                       vector(tf.int64), vector(tf.bool),
                                       vector(tf.bool), vector(tf.int8)))
   for records in (rgb, ir):
-    if is_decoded(records) and records.images.shape[1:3] != (image_size, image_size):
-      raise ValueError(f'Decoded images are {records.images.shape[1:3]}, not '
-                       f'image_size={image_size}.')
+    if is_decoded(records) and records.images.shape[1:3] != height_width(image_size):
+      raise ValueError(f'Decoded images are {records.images.shape[1:3]}, not the load size '
+                       f'{height_width(image_size)} (config.image_size, or the trainer '
+                       "group's input_size).")
 
   def table(records):
     if not is_decoded(records):
@@ -261,13 +264,13 @@ def create_train_iterator(rgb: Records, ir: Records,
   return ds.as_numpy_iterator()
 
 
-def create_eval_iterator(records: Records, *, image_size: int, batch_size: int,
+def create_eval_iterator(records: Records, *, image_size, batch_size: int,
                          process_index: int | None = None,
                          process_count: int | None = None) -> Iterator[dict]:
   """Deterministic, unflipped batches over ``records`` in order.
 
   Yields this process's rows of each global batch of ``batch_size``:
-  {'image': [b,S,S,3], 'mask': [b]}; the last global batch is padded and its
+  {'image': [b,H,W,3], 'mask': [b]}; the last global batch is padded and its
   padding masked out.
   """
   process_index = jax.process_index() if process_index is None else process_index

@@ -171,7 +171,7 @@ def features(opened, blobs: list[bytes], modality: str) -> np.ndarray:
       label=np.full(n, -1), camera=np.zeros(n, int), modality=np.full(n, code),
       index=np.arange(n), path=np.array([''] * n))
   return driver.features_by_modality(opened.extract, records, opened.config,
-                                        opened.mesh)
+                                        opened.mesh, image_size=opened.load_size)
 
 
 def _cache_key(opened, workdir: str, folder: str, paths: list[str], modality: str) -> str:
@@ -185,7 +185,7 @@ def _cache_key(opened, workdir: str, folder: str, paths: list[str], modality: st
       continue
     stats.append((os.path.relpath(path, folder), st.st_size, st.st_mtime_ns))
   payload = {'checkpoint': checkpoint, 'checkpoint_mtime': os.stat(checkpoint).st_mtime_ns,
-             'modality': modality, 'image_size': opened.config.image_size,
+             'modality': modality, 'image_size': list(opened.load_size),
              'encoder_input_size': list(opened.config.encoder_input_size),
              'files': stats}
   return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]

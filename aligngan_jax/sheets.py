@@ -76,7 +76,8 @@ def write_sheets(config, workdir: str) -> dict[str, str]:
   data = input_pipeline.TFDSData.load(config)
   test = data.test
   opened = trained.restore(config, workdir, trained.num_classes(workdir), mesh)
-  features = driver.features_by_modality(opened.extract, test, config, mesh)
+  features = driver.features_by_modality(opened.extract, test, config, mesh,
+                                         image_size=opened.load_size)
   settings = driver.eval_settings(config)
   # Galleries drawn once: scored here, and trial 0 of one drawn below.
   all_splits = engine.splits(test, settings)
@@ -96,7 +97,7 @@ def write_sheets(config, workdir: str) -> dict[str, str]:
                         top_k=vis.top_k, seed=config.seed)
   pictures[f'retrieval_{scored[0].replace(" ", "_")}'], _ = visualize.retrieval_sheet(rows)
   if opened.translate is not None:
-    real_rgb, real_ir, true_ir = data.grid_images(config.grid_people, config.image_size)
+    real_rgb, real_ir, true_ir = data.grid_images(config.grid_people, opened.load_size)
     fake_ir, reconstructed = jax.device_get(opened.translate(real_rgb))
     pictures['translation'] = visualize.translation_grid(
         real_rgb, fake_ir, real_ir, reconstructed, true_ir)

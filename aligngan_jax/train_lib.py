@@ -48,7 +48,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   config_checks.ensure_writable(workdir)
   writer = reporting.writer_for(workdir)
   truth = None
-  pairs = (data.paired_images(config.image_size)
+  pairs = (data.paired_images(opened.load_size)
            if opened.translator is not None and config.eval.diagnostics else None)
   if pairs is not None:
     truth = (translation.Truth.from_pairs(*pairs), opened.translator)

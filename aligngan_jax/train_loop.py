@@ -76,6 +76,7 @@ def evaluate(state, trainer, extractors, data, config, mesh, truth=None):
   records = data.test
   extract = {k: (lambda images, f=f: f(state, images)) for k, f in extractors.items()}
   feats = driver.features_by_modality(extract, records, config, mesh,
+                                      image_size=trainer.load_size(config),
                                       batches=data.eval_batches)
   error = None
   if truth is not None and config.eval.diagnostics:
@@ -177,7 +178,8 @@ def train_and_evaluate(config, workdir: str, *, data=None, writer=None) -> dict:
   if data is None:
     from aligngan_jax import input_pipeline  # TensorFlow: only here.
     data = input_pipeline.TFDSData.load(config)
-  rgb, ir = data.training_split(config.image_size, config.decode_once)
+  size = trainer_class.load_size(config)
+  rgb, ir = data.training_split(size, config.decode_once)
   num_classes = int(data.train.label.max()) + 1
   trainer = trainer_class(config, trainers.DataInfo(num_classes, len(rgb), len(ir)))
   samplers = trainer.samplers(rgb.label, ir.label)   # checks the batch layouts
@@ -202,9 +204,9 @@ def train_and_evaluate(config, workdir: str, *, data=None, writer=None) -> dict:
   grid, truth = None, None
   translator = trainer.translator()
   if translator is not None:
-    grid = TranslationGrid(translator, *data.grid_images(config.grid_people, config.image_size),
+    grid = TranslationGrid(translator, *data.grid_images(config.grid_people, size),
                            workdir, writer)
-    pairs = data.paired_images(config.image_size) if config.eval.diagnostics else None
+    pairs = data.paired_images(size) if config.eval.diagnostics else None
     if pairs is not None:
       truth = (translation_lib.Truth.from_pairs(*pairs), translator)
 
@@ -226,7 +228,7 @@ def train_and_evaluate(config, workdir: str, *, data=None, writer=None) -> dict:
       logging.info('%s: iterations %d..%d.', stage.name.capitalize(), max(lo, start), hi)
       progress.images_per_step = stage.images
       iterators = {name: data.train_batches(
-          rgb, ir, samplers[name], image_size=config.image_size,
+          rgb, ir, samplers[name], image_size=size,
           start_step=max(lo, start), num_steps=hi) for name in stage.samplers}
       timing = {'iterations': hi - max(lo, start)}
       began = time.perf_counter()

@@ -22,7 +22,7 @@ class Opened:
   config: ml_collections.ConfigDict
   step: int
   state: object
-  # {'rgb', 'ir'}: sharded images [n, S, S, 3] in [-1, 1] -> unit features.
+  # {'rgb', 'ir'}: sharded images [n, H, W, 3] in [-1, 1] -> unit features.
   extract: dict[str, Callable]
   # rgb -> (fake IR, reconstructed RGB), eval mode; None for the IDE trainer.
   translate: Callable | None
@@ -32,6 +32,11 @@ class Opened:
   # features}, and its translator (or None): what the training loop uses.
   extractors: dict | None = None
   translator: Callable | None = None
+
+  @property
+  def load_size(self) -> tuple[int, int]:
+    """(height, width) the trainer's images are loaded at."""
+    return self.trainer.load_size(self.config)
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:

@@ -96,7 +96,7 @@ def main(argv=None) -> int:
   }
   is_rgb = test.modality == data_lib.RGB
   ir_feats = driver.extract_features(opened.extract['ir'], test.select(~is_rgb),
-                                     config, opened.mesh)
+                                     config, opened.mesh, image_size=opened.load_size)
   settings = dataclasses.replace(driver.eval_settings(config), sysu_modes=('all',),
                                  sysu_shots=('single',))
   rows = []

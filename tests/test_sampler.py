@@ -150,7 +150,7 @@ def test_images_decoded_once_give_the_same_batches(tiny_records):
   for a, b in zip(per_step, once):
     for key in ('rgb', 'ir', 'labels'):
       np.testing.assert_array_equal(b[key], a[key])
-  with pytest.raises(ValueError, match='image_size=32'):
+  with pytest.raises(ValueError, match=r'not the load size \(32, 32\)'):
     next(input_pipeline.create_train_iterator(*decoded, sampler,
                                               **{**kwargs, 'image_size': 32}))
 

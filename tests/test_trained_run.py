@@ -183,7 +183,8 @@ def test_visualize_writes_retrieval_translation_and_cmc_sheets(tools_workdir, ti
   # The sheet's borders against the identities, rebuilt with the same rows.
   test = tiny_records[1]
   opened = trained.open_workdir(tools_workdir)
-  feats = driver.features_by_modality(opened.extract, test, config, opened.mesh)
+  feats = driver.features_by_modality(opened.extract, test, config, opened.mesh,
+                                      image_size=opened.load_size)
   split = engine.splits(test, driver.eval_settings(config))['sysu all single'][0]
   rows = sheets.retrieval_rows(feats, test, split, queries=vis.queries, worst=vis.worst,
                                top_k=vis.top_k, seed=config.seed)
@@ -431,7 +432,8 @@ def test_export_round_trips(tools_workdir, tiny_records, tmp_path):
     for key in ('person_id', 'label', 'camera', 'modality', 'index', 'path'):
       np.testing.assert_array_equal(stored[key], getattr(test, key))
     opened = trained.open_workdir(tools_workdir)
-    want = driver.features_by_modality(opened.extract, test, opened.config, opened.mesh)
+    want = driver.features_by_modality(opened.extract, test, opened.config, opened.mesh,
+                                       image_size=opened.load_size)
     np.testing.assert_allclose(stored['features'], want, atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(stored['features'], axis=1), 1, atol=1e-5)
     assert int(stored['step']) == opened.step == 6

@@ -121,7 +121,7 @@ class ListWriter:
     pass
 
 
-def _records(rng, ids, *, train: bool) -> data_lib.Records:
+def _records(rng, ids, *, train: bool, size=(SIZE, SIZE)) -> data_lib.Records:
   """Two images per (camera, person) of a SYSU-MM01-like layout; a person's
   images share a colour in RGB and a brightness in IR, plus noise."""
   rows = []
@@ -131,7 +131,7 @@ def _records(rng, ids, *, train: bool) -> data_lib.Records:
       ir = camera in IR_CAMERAS
       for index in range(2):
         base = np.full(3, colour.mean() * 0.8 + 20) if ir else colour
-        image = np.clip(base + rng.normal(0, 12, (SIZE, SIZE, 3)), 0, 255).astype(np.uint8)
+        image = np.clip(base + rng.normal(0, 12, (*size, 3)), 0, 255).astype(np.uint8)
         rows.append((image, pid, camera, int(ir), index))
   label_of = {pid: i for i, pid in enumerate(ids)}
   return data_lib.Records(
@@ -143,10 +143,10 @@ def _records(rng, ids, *, train: bool) -> data_lib.Records:
       path=np.array([f'cam{r[2]}/{r[1]:04d}/{r[4]:04d}.jpg' for r in rows]))
 
 
-def memory_run(trainer: str, seed: int = 0):
+def memory_run(trainer: str, seed: int = 0, size=(SIZE, SIZE)):
   """(config, data) of a run on in-memory data: ``trainer``'s defaults with
-  16 px images, 6 training and 8 test people (`_records`), evaluation at
-  the end over 2 gallery trials."""
+  images of ``size`` (height, width), 6 training and 8 test people
+  (`_records`), evaluation at the end over 2 gallery trials."""
   config = default.get_config()   # with the group of every registered trainer
   config.trainer = trainer
   config.dataset = 'toy in memory'
@@ -156,8 +156,8 @@ def memory_run(trainer: str, seed: int = 0):
   config.eval_every_steps = 1_000
   config.eval.num_trials = 2
   rng = np.random.default_rng(seed)
-  data = data_lib.Data(_records(rng, list(range(10, 16)), train=True),
-                       _records(rng, list(range(20, 28)), train=False))
+  data = data_lib.Data(_records(rng, list(range(10, 16)), train=True, size=size),
+                       _records(rng, list(range(20, 28)), train=False, size=size))
   return config, data
 
 

@@ -23,15 +23,15 @@ def eval_settings(config) -> engine.EvalSettings:
                                          regdb_trial=config.get('trial', 1))
 
 
-def extract_features(extract, records, config, mesh, *, batches=None):
+def extract_features(extract, records, config, mesh, *, image_size, batches=None):
   """Features (``extract``: sharded images -> unit-norm features, an array
   or a dict of named arrays) of every record, in record order, with a
-  progress line. ``batches``: `data.Data.eval_batches` of the run's data;
+  progress line. ``image_size``: the trainer's `load_size`. ``batches``: `data.Data.eval_batches` of the run's data;
   None reads ``records`` through tf.data."""
   if batches is None:
     from aligngan_jax import input_pipeline  # TensorFlow: only when evaluating data.
     batches = input_pipeline.create_eval_iterator
-  iterator = batches(records, image_size=config.image_size,
+  iterator = batches(records, image_size=image_size,
                      batch_size=config.eval_batch_size)
   num_batches = -(-len(records) // config.eval_batch_size)
   progress = reporting.Progress(start_step=0, num_steps=num_batches,
@@ -50,11 +50,13 @@ def evaluate_official(config, test_records, mesh, *, batches=None) -> dict:
   from aligngan_jax import trainers  # pylint: disable=g-import-not-at-top
   trainer = trainers.get(config.trainer)
   feats = features_by_modality(trainer.release_extractors(config, mesh), test_records,
-                               config, mesh, batches=batches)
+                               config, mesh, image_size=trainer.load_size(config),
+                               batches=batches)
   return score(feats[trainer.feature_names[0]], test_records, config)
 
 
-def features_by_modality(extractors: dict, records, config, mesh, *, batches=None):
+def features_by_modality(extractors: dict, records, config, mesh, *, image_size,
+                         batches=None):
   """Features of every record (an array, or a dict of named arrays, as the
   extractors give them): RGB ones by ``extractors['rgb']`` (which may
   translate them first), IR ones by ``extractors['ir']``, in record order."""
@@ -64,7 +66,7 @@ def features_by_modality(extractors: dict, records, config, mesh, *, batches=Non
     if not mask.any():
       continue
     part = extract_features(extractors[modality], records.select(mask), config, mesh,
-                            batches=batches)
+                            image_size=image_size, batches=batches)
     if feats is None:
       feats = jax.tree.map(lambda p: np.zeros((len(records), p.shape[1]), np.float32), part)
 
@@ -92,6 +94,15 @@ def write_eval(workdir, writer, step, result, extra: dict | None = None):
     return
   logging.info('Evaluation at step %d:\n%s', step, engine.format_report(result))
   writer.write_scalars(step, engine.scalars(result))
+  # The trainer's other named test features (AGW's 'pool' beside 'bn').
+  for name, summary in ((extra or {}).get('features') or {}).items():
+    if 'rank1' not in summary:   # no setting scored on this split
+      continue
+    logging.info('Feature %r, %s: Rank-1 %.2f%%, mAP %.2f%% (chance %.2f%%)', name,
+                 summary['setting'], 100 * summary['rank1'], 100 * summary['mAP'],
+                 100 * summary['chance_rank1'])
+    writer.write_scalars(step, {f'eval_features/{name}/rank1': summary['rank1'],
+                                f'eval_features/{name}/mAP': summary['mAP']})
   if jax.process_index() == 0:
     os.makedirs(os.path.join(workdir, 'eval'), exist_ok=True)
     payload = {'step': step, **(extra or {}), **result}

@@ -106,6 +106,12 @@ class Trainer:
     before any data is read."""
 
   @classmethod
+  def load_size(cls, config) -> tuple[int, int]:
+    """(height, width) every image is decoded and resized to, for training,
+    evaluation and the tools: ``config.image_size`` square by default."""
+    return config.image_size, config.image_size
+
+  @classmethod
   def fetch_pretrained(cls, config) -> object:
     """Called for a new run before the data is read: fetch and verify
     pretrained weights; the result reaches `load_pretrained`."""
