@@ -104,3 +104,16 @@ def adaptive_triplet(features: jax.Array, labels: jax.Array, *, alpha: float = 1
   s = jnp.where(s > 88.0, 88.0, s)   # torch.clamp_max: gradient 1 up to 88
   y = jax.lax.stop_gradient(jnp.where(d_pos > d_neg, -1.0, 1.0))
   return _soft_margin(s, y)
+
+
+def batch_hard_triplet(features: jax.Array, labels: jax.Array, *,
+                       margin: float = 0.3) -> jax.Array:
+  """The official ``base`` method's triplet (``OriTripletLoss``): for each
+  anchor the farthest positive (self among them) and the nearest negative
+  in `euclidean_distances`, then ``MarginRankingLoss(margin)``: mean
+  max(0, d+ - d- + margin)."""
+  dist = euclidean_distances(features)
+  positive = labels[:, None] == labels[None, :]
+  hardest_positive = jnp.max(jnp.where(positive, dist, -jnp.inf), axis=1)
+  hardest_negative = jnp.min(jnp.where(positive, jnp.inf, dist), axis=1)
+  return jnp.mean(jax.nn.relu(hardest_positive - hardest_negative + margin))

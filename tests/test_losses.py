@@ -74,9 +74,9 @@ def test_cross_entropy_matches_numpy():
 
 
 def torch_official_triplet(x, t, kind, alpha=1.0, gamma=1.0, square=True):
-  """AGW's TripletLoss_WRT ('wrt') and CAJ's TripletLoss_ADP ('adp') as the
-  official code computes them (baselines_reference.md §2), on torch tensors
-  (differentiable)."""
+  """AGW's TripletLoss_WRT ('wrt'), CAJ's TripletLoss_ADP ('adp') and the base
+  method's OriTripletLoss ('ori') as the official code computes them
+  (baselines_reference.md §2), on torch tensors (differentiable)."""
   import torch
   n = x.shape[0]
   pow_ = torch.pow(x, 2).sum(dim=1, keepdim=True).expand(n, n)
@@ -96,6 +96,10 @@ def torch_official_triplet(x, t, kind, alpha=1.0, gamma=1.0, square=True):
   soft_margin = torch.nn.SoftMarginLoss()
   if kind == 'wrt':
     return soft_margin(neg - pos, torch.ones_like(pos))
+  if kind == 'ori':   # OriTripletLoss, the base method's: batch-hard, margin 0.3
+    ap = torch.cat([dist[i][is_pos[i] > 0].max().unsqueeze(0) for i in range(n)])
+    an = torch.cat([dist[i][is_neg[i] > 0].min().unsqueeze(0) for i in range(n)])
+    return torch.nn.MarginRankingLoss(margin=0.3)(an, ap, torch.ones_like(an))
   if not square:
     return soft_margin(gamma * (neg - pos), torch.ones_like(pos))
   diff_pow = torch.clamp_max(torch.pow(pos - neg, 2) * gamma, max=88)
@@ -123,11 +127,12 @@ def test_agw_and_caj_triplets_equal_the_official_pytorch_code(scale):
       'wrt': (losses.weighted_regularized_triplet, {}),
       'adp': (losses.adaptive_triplet, dict(alpha=1.0, gamma=1.0, square=True)),
       'adp_plain': (losses.adaptive_triplet, dict(alpha=2.0, gamma=0.5, square=False)),
+      'ori': (losses.batch_hard_triplet, {}),
   }
   for name, (fn, kwargs) in cases.items():
     loss, grad = jax.value_and_grad(lambda f, fn=fn, kw=kwargs: fn(f, labels, **kw))(features)
-    want, want_grad = _torch_official(features, labels, 'wrt' if name == 'wrt' else 'adp',
-                                      **kwargs)
+    kind = name if name in ('wrt', 'ori') else 'adp'
+    want, want_grad = _torch_official(features, labels, kind, **kwargs)
     np.testing.assert_allclose(float(loss), want, rtol=2e-5, err_msg=name)
     np.testing.assert_allclose(np.asarray(grad), want_grad, rtol=2e-4, atol=1e-6,
                                err_msg=name)

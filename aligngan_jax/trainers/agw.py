@@ -1,8 +1,8 @@
 """AGW (Ye et al., TPAMI 2021; mangye16/Cross-Modal-Re-ID-baseline), as a
 trainer (``config.trainer='agw'``): `models.agw.AGWNet` trained with CE on
 the BNNeck logits + the weighted regularized triplet on the pooled features
-(``config.agw.method='base'``: no non-local blocks, mean pooling; the
-official base method's batch-hard triplet is not implemented), the official
+(``config.agw.method='base'``: no non-local blocks, mean pooling and the
+batch-hard triplet with margin 0.3, the official ablation), the official
 identity sampler (8 ids x 4 images per modality, epoch length set by the
 larger modality), SGD nesterov with coupled weight decay, the trunk at 0.1x,
 and the epoch-indexed warm-up + step learning rate. Test features: the
@@ -10,12 +10,12 @@ BNNeck feature ('bn', what the README numbers report) and the pooled one
 ('pool'), both L2-normalised. Reference: baselines_reference.md §1-§5.
 
 The ImageNet start (``config.pretrained_backbone``) goes into both stems
-and the shared trunk, as in the official code. Not yet official (README):
-images are loaded square
-(``config.image_size``) and resized on the device to ``agw.input_size``
-(bilinear; the official code resizes offline with LANCZOS to 288 x 144), and
-the crop and flip draws come from ``fold_in(rng, step)`` (the official ones
-come from PyTorch's generators and cannot be replayed).
+and the shared trunk, as in the official code. Images are loaded at
+``agw.input_size`` (288 x 144, height x width; `load_size`) with the
+project's antialiased bicubic resize (the official code resizes with PIL's
+LANCZOS; both are antialiasing filters). Not official (README): the crop and
+flip draws come from ``fold_in(rng, step)`` (the official ones come from
+PyTorch's generators and cannot be replayed).
 """
 
 import os
@@ -76,9 +76,12 @@ class AGWTrainer(base.Trainer):
     g.learning_rate = 0.1
     g.warmup_epochs = 10
     g.lr_milestones = (20, 50)       # epochs
+    # 0: the official epoch, int(max(N_rgb, N_ir) / (P K)) + 1 steps. A
+    # number fixes it (the demo: the same budget on any tree).
+    g.steps_per_epoch = 0
     g.ids_per_batch = 8
     g.instances_per_id = 4
-    g.input_size = (288, 144)        # (height, width) the network sees
+    g.input_size = (288, 144)        # (height, width) images are loaded at
     g.pad = 10
     g.momentum = 0.9
     g.weight_decay = 5e-4
@@ -95,16 +98,26 @@ class AGWTrainer(base.Trainer):
     g = config[name]
     if g.method not in METHODS:
       raise config_checks.ConfigError(f'config.{name}.method={g.method!r} is not one of {METHODS}.')
-    if g.method == 'base' and config.mode == 'train':
-      raise NotImplementedError(f"config.{name}.method='base': the official base method's "
-                                'batch-hard triplet (OriTripletLoss) is not implemented yet.')
     config_checks.check_ints(config, tuple(f'{name}.{k}' for k in (
         'epochs', 'warmup_epochs', 'ids_per_batch', 'instances_per_id')))
     config_checks.check_milestones(config, f'{name}.lr_milestones')
+    config_checks.check_ints(config, (f'{name}.pad', f'{name}.steps_per_epoch'), minimum=0)
+    size = tuple(g.input_size)
+    # The trunk downsamples by 16 (last stride 1): at least one feature cell.
+    if len(size) != 2 or not all(config_checks.is_count(v, 16) for v in size):
+      raise config_checks.ConfigError(
+          f'config.{name}.input_size={size} must be (height, width), each an integer '
+          '>= 16 (official (288, 144)).')
     if (g.ids_per_batch * g.instances_per_id) % num_devices:
       raise config_checks.ConfigError(
           f'config.{name}.ids_per_batch * config.{name}.instances_per_id = '
           f'{g.ids_per_batch * g.instances_per_id} is not divisible by the {num_devices} devices.')
+
+  @classmethod
+  def load_size(cls, config):
+    """``config.<group>.input_size``: AGW's images are 288 x 144, not square."""
+    height, width = config[cls.config_group].input_size
+    return int(height), int(width)
 
   @classmethod
   def check_release(cls, config):
@@ -162,8 +175,11 @@ class AGWTrainer(base.Trainer):
   @property
   def steps_per_epoch(self) -> int:
     """int(max(N_rgb, N_ir) / (P K)) + 1, the official epoch (1 when the
-    split sizes are unknown, e.g. a workdir reopened for evaluation)."""
+    split sizes are unknown, e.g. a workdir reopened for evaluation), or
+    ``steps_per_epoch`` where the config fixes it (the demo's budget)."""
     g = self.group
+    if g.steps_per_epoch:
+      return int(g.steps_per_epoch)
     return int(max(self.info.rgb_images, self.info.ir_images)
                / (g.ids_per_batch * g.instances_per_id)) + 1
 
@@ -199,17 +215,9 @@ class AGWTrainer(base.Trainer):
         rgb_labels, ir_labels, ids_per_batch=g.ids_per_batch,
         instances_per_id=g.instances_per_id, seed=self.config.seed)}
 
-  def _network_input(self, images):
-    n = images.shape[0]
-    size = tuple(self.group.input_size)
-    if images.shape[1:3] != size:
-      images = jax.image.resize(images, (n, *size, images.shape[-1]), 'bilinear')
-    return images
-
   def _augmented(self, images, key):
-    """Resize to the input size, pad-crop-flip, ImageNet normalisation."""
+    """Pad-crop-flip, ImageNet normalisation."""
     g = self.group
-    images = self._network_input(images)
     offsets, flips = augment.draw_pad_crop_flip(key, images.shape[0], g.pad)
     return augment.imagenet_normalise(augment.pad_crop_flip(images, offsets, flips, pad=g.pad))
 
@@ -222,7 +230,10 @@ class AGWTrainer(base.Trainer):
   def loss(self, out, labels):
     """(loss, metrics): CE on the BNNeck logits + WRT on the pooled features."""
     ce = losses.cross_entropy(out['logits'], labels)
-    triplet = losses.weighted_regularized_triplet(out['pool'], labels)
+    if self.group.method == 'base':
+      triplet = losses.batch_hard_triplet(out['pool'], labels)
+    else:
+      triplet = losses.weighted_regularized_triplet(out['pool'], labels)
     accuracy = jnp.mean(jnp.argmax(out['logits'], -1) == labels)
     prefix = self.name
     return ce + triplet, {f'{prefix}/loss': ce + triplet, f'{prefix}/ce': ce,
@@ -261,7 +272,7 @@ class AGWTrainer(base.Trainer):
 
   # --- test time --------------------------------------------------------------------
   def _eval_outputs(self, state, images, modality):
-    x = augment.imagenet_normalise(self._network_input(images))
+    x = augment.imagenet_normalise(images)
     variables = {'params': {**state.params['backbone'], **state.params['head']},
                  'batch_stats': {**state.batch_stats['backbone'], **state.batch_stats['head']}}
     out = self.networks['agw'].apply(variables, **{modality: x}, train=False)
