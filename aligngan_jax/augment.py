@@ -60,6 +60,18 @@ def channel_exchange(images, channel):
   return replicate_channel(images, channel)
 
 
+def draw_channel_exchange(key, n: int):
+  """The channel `channel_exchange` replicates: [n] uniform over {0, 1, 2}."""
+  return jax.random.randint(key, (n,), 0, 3)
+
+
+def draw_adaptive_grey(key, n: int):
+  """(choice [n] uniform over 0..3, keep [n] with probability 0.5): the
+  draws of `channel_adaptive_grey`."""
+  k_choice, k_keep = jax.random.split(key)
+  return jax.random.randint(k_choice, (n,), 0, 4), jax.random.uniform(k_keep, (n,)) > 0.5
+
+
 def channel_adaptive_grey(images, choice, keep):
   """``ChannelAdapGray(0.5)``: ``choice`` [N] in 0..3; below 3 replicate that
   channel; at 3 the grey 0.2989 R + 0.5870 G + 0.1140 B of the normalised

@@ -155,7 +155,7 @@ def _child(stage, dtype: str, calls: str, remat: str) -> dict:
   step = trainers.make_steps(trainer, mesh)[number]
   rng = np.random.default_rng(0)
   if baseline:
-    # Already at the network's 288 x 144: no on-device resize in the step.
+    # At the load size (288 x 144), as the training loop feeds the step.
     g = config[stage]
     labels = np.repeat(np.arange(g.ids_per_batch), g.instances_per_id).astype(np.int32)
     image = lambda: rng.uniform(-1, 1, (len(labels), *g.input_size, 3)).astype(np.float32)

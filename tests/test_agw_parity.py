@@ -259,14 +259,16 @@ def test_eval_mode_evaluates_an_official_agw_checkpoint(small, tfds_data_dir, tm
     config_checks.validate_config(config, num_devices=2)
 
 
-def test_one_agw_training_iteration_equals_the_official_one(small, monkeypatch):
-  """The AGW trainer's step against the official iteration on the twin: CE +
-  WRT on [rgb; ir] through the shared part, SGD nesterov (momentum 0.9,
-  coupled weight decay 5e-4) in the official groups (everything before the
-  BNNeck at 0.1 x the epoch-0 warm-up rate 0.01, the BNNeck weight and the
-  classifier at 0.01, the BNNeck bias frozen): parameters, running
-  statistics and momentum buffers after one step. The crop and flip draws
-  are fixed to the identity on both sides."""
+def _one_iteration(name, small, monkeypatch, official_inputs, loss_kind):
+  """The ``name`` trainer's step against the official iteration on the
+  twin (CE + the trainer's triplet on the pooled features of the shared
+  forward, SGD nesterov with momentum 0.9 and coupled weight decay 5e-4 in
+  the official groups: everything before the BNNeck at 0.1 x the epoch-0
+  warm-up rate 0.01, the BNNeck weight and the classifier at 0.01, the
+  BNNeck bias frozen): parameters, running statistics and momentum buffers
+  after one step. The crop and flip draws are the identity on both sides;
+  ``official_inputs(rgb, ir, norm)`` builds the official network's (x1, x2)
+  from the same [-1, 1] batch, with whatever draws the test fixed."""
   import copy
   from aligngan_jax import augment
   from aligngan_jax import sharding
@@ -275,9 +277,9 @@ def test_one_agw_training_iteration_equals_the_official_one(small, monkeypatch):
   net, path = small
   net = copy.deepcopy(net).train()
   config = default.get_config()
-  config.trainer = 'agw'
+  config.trainer = name
   config.model.depth, config.model.width = 10, 4
-  config.agw.update(dict(ids_per_batch=2, instances_per_id=2, input_size=(32, 16)))
+  config[name].update(dict(ids_per_batch=2, instances_per_id=2, input_size=(32, 16)))
   trainer = trainers.trainer_for(config, trainers.DataInfo(6, 40, 20))
   variables = convert.load_official_agw(path)
   mesh = sharding.create_mesh()
@@ -308,13 +310,14 @@ def test_one_agw_training_iteration_equals_the_official_one(small, monkeypatch):
       [{'params': backbone, 'lr': 0.1 * lr}, {'params': [net.bottleneck.weight], 'lr': lr},
        {'params': net.classifier.parameters(), 'lr': lr}],
       lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
-  x_pool, _, logits = net(norm(rgb), norm(ir), 0)
-  targets = torch.cat([labels, labels])
-  loss = F.cross_entropy(logits, targets) + torch_official_triplet(x_pool, targets, 'wrt')
+  x1, x2 = official_inputs(rgb, ir, norm)
+  x_pool, _, logits = net(x1, x2, 0)
+  targets = torch.cat([labels] * (len(x_pool) // len(labels)))
+  loss = F.cross_entropy(logits, targets) + torch_official_triplet(x_pool, targets, loss_kind)
   optimizer.zero_grad()
   loss.backward()
   optimizer.step()
-  np.testing.assert_allclose(float(metrics['agw/loss']), loss.item(), rtol=1e-4)
+  np.testing.assert_allclose(float(metrics[f'{name}/loss']), loss.item(), rtol=1e-4)
   got = convert.load_official_agw(_saved_again(net, path))
   params = {**jax.device_get(new_state.params['backbone']), **jax.device_get(new_state.params['head'])}
   stats = {**jax.device_get(new_state.batch_stats['backbone']),
@@ -323,12 +326,55 @@ def test_one_agw_training_iteration_equals_the_official_one(small, monkeypatch):
                   jax.tree.leaves((got['params'], got['batch_stats']))):
     _close(a, b)
   # Momentum: torch's buffer of the classifier and of a trunk conv.
-  trace = lambda name: jax.device_get(new_state.opt_state[name])[1].trace
+  trace = lambda group: jax.device_get(new_state.opt_state[group])[1].trace
   _close(trace('head')['classifier']['kernel'],
          optimizer.state[net.classifier.weight]['momentum_buffer'].numpy().T)
   _close(trace('backbone')['trunk']['layer3_0']['conv1']['kernel'],
          optimizer.state[net.base_resnet.base.layer3[0].conv1.weight]['momentum_buffer']
          .numpy().transpose(2, 3, 1, 0))
+
+
+def test_one_agw_training_iteration_equals_the_official_one(small, monkeypatch):
+  """AGW: CE + WRT on [rgb; ir] through the shared part."""
+  _one_iteration('agw', small, monkeypatch,
+                 lambda rgb, ir, norm: (norm(rgb), norm(ir)), 'wrt')
+
+
+def test_one_caj_training_iteration_equals_the_official_one(small, monkeypatch):
+  """CAJ: CE + ADP on [view 0; view 1; ir] with labels [l; l; l]. The
+  channel draws are fixed on both sides: erasing of one rectangle in the
+  second image of every view, view 1 replicating channels G, B, R, G, the IR
+  images turned grey, kept, replicating R and B; the official transforms
+  are written here in torch, on the normalised tensors."""
+  from aligngan_jax import augment
+  jnp = jax.numpy
+  top, left, height, width = 3, 2, 5, 4
+  monkeypatch.setattr(augment, 'draw_erasing', lambda key, n, size, p=0.5: (
+      jnp.arange(n) % 4 == 1, jnp.full((n,), top), jnp.full((n,), left),
+      jnp.full((n,), height), jnp.full((n,), width)))
+  exchange, grey_choice, grey_keep = [1, 2, 0, 1], [3, 3, 0, 2], [False, True, False, False]
+  monkeypatch.setattr(augment, 'draw_channel_exchange',
+                      lambda key, n: jnp.asarray(exchange[:n]))
+  monkeypatch.setattr(augment, 'draw_adaptive_grey', lambda key, n: (
+      jnp.asarray(grey_choice[:n]), jnp.asarray(grey_keep[:n])))
+
+  def erase(x):   # ChannelRandomErasing: x[c, top:top+h, left:left+w] = mean[c]
+    x = x.clone()
+    for c, value in enumerate((0.4914, 0.4822, 0.4465)):
+      x[1, c, top:top + height, left:left + width] = value
+    return x
+
+  def official_inputs(rgb, ir, norm):
+    view0 = erase(norm(rgb))
+    view1 = erase(norm(rgb))
+    view1 = torch.stack([view1[i, [k, k, k]] for i, k in enumerate(exchange)])  # ChannelExchange
+    ir = erase(norm(ir))
+    grey = [0.2989 * ir[i, 0] + 0.5870 * ir[i, 1] + 0.1140 * ir[i, 2] for i in range(4)]
+    ir = torch.stack([                                                     # ChannelAdapGray
+        ir[i] if keep else (torch.stack([grey[i]] * 3) if k == 3 else ir[i, [k, k, k]])
+        for i, (k, keep) in enumerate(zip(grey_choice, grey_keep))])
+    return torch.cat([view0, view1]), ir
+  _one_iteration('caj', small, monkeypatch, official_inputs, 'adp')
 
 
 def _saved_again(net, path):

@@ -130,3 +130,14 @@ def test_a_pretrained_trunk_goes_into_both_stems_and_the_shared_layers(tmp_path)
                                 jax.device_get(fresh.params['backbone'])['trunk']['nl2_0']['theta']['kernel'])
   np.testing.assert_array_equal(jax.device_get(state.params['head'])['classifier']['kernel'],
                                 jax.device_get(fresh.params['head'])['classifier']['kernel'])
+
+
+def test_more_identities_per_batch_than_the_data_has_is_one_line_naming_the_key(tmp_path):
+  """The official sampler draws P identities without replacement: a P above
+  the identities with both modalities is refused before anything compiles."""
+  from aligngan_jax import errors
+  config, data = _tiny('agw', epochs=1, seed=3)
+  config.agw.ids_per_batch = 7            # the in-memory data has 6 training people
+  with pytest.raises(errors.ConfigError,
+                     match=r'config\.agw\.ids_per_batch=7 is more than the 6 training'):
+    train_loop.train_and_evaluate(config, str(tmp_path), data=data, writer=ListWriter())

@@ -211,6 +211,7 @@ class AGWTrainer(base.Trainer):
   # --- data and stages ---------------------------------------------------------
   def samplers(self, rgb_labels, ir_labels):
     g = self.group
+    self.check_data(rgb_labels, ir_labels, (f'{self.config_group}.ids_per_batch',))
     return {'identity': sampler_lib.IdentitySampler(
         rgb_labels, ir_labels, ids_per_batch=g.ids_per_batch,
         instances_per_id=g.instances_per_id, seed=self.config.seed)}

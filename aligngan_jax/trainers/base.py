@@ -27,6 +27,7 @@ from typing import Callable, ClassVar
 import jax
 import ml_collections
 
+from aligngan_jax import errors
 from aligngan_jax import sharding
 from aligngan_jax import train_state as train_state_lib
 
@@ -187,6 +188,18 @@ class Trainer:
     official release in ``config.init_from`` (its converted weights)."""
     raise NotImplementedError(f'config.init_from: trainer {cls.name!r} cannot evaluate '
                               'an official release.')
+
+  def check_data(self, rgb_labels, ir_labels, keys: tuple[str, ...]) -> None:
+    """Each identities-per-batch key of ``keys`` (e.g. 'agw.ids_per_batch')
+    against the training identities with both RGB and IR images: a
+    `ConfigError` naming the key before anything is compiled."""
+    both = len(set(rgb_labels.tolist()) & set(ir_labels.tolist()))
+    for key in keys:
+      value = functools.reduce(lambda group, part: group[part], key.split('.'), self.config)
+      if value > both:
+        raise errors.ConfigError(
+            f'config.{key}={value} is more than the {both} training identities '
+            f'with both RGB and IR images in {self.config.dataset}; lower config.{key}.')
 
   def before_training(self) -> None:
     """Called once when training starts (warnings about the config)."""

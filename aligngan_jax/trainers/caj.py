@@ -52,11 +52,9 @@ class CAJTrainer(agw.AGWTrainer):
       return augment.erase_rectangles(images, *augment.draw_erasing(k, n, size, p=g.erase_p))
     view0 = erased(self._augmented(batch['rgb'], keys[0]), keys[1])
     view1 = erased(self._augmented(batch['rgb'], keys[2]), keys[3])
-    view1 = augment.channel_exchange(view1, jax.random.randint(keys[4], (n,), 0, 3))
+    view1 = augment.channel_exchange(view1, augment.draw_channel_exchange(keys[4], n))
     ir = erased(self._augmented(batch['ir'], keys[5]), keys[6])
-    k_choice, k_keep = jax.random.split(keys[7])
-    ir = augment.channel_adaptive_grey(ir, jax.random.randint(k_choice, (n,), 0, 4),
-                                       jax.random.uniform(k_keep, (n,)) > 0.5)
+    ir = augment.channel_adaptive_grey(ir, *augment.draw_adaptive_grey(keys[7], n))
     labels = jnp.concatenate([batch['labels']] * 3)
     return jnp.concatenate([view0, view1]), ir, labels
 

@@ -8,7 +8,6 @@ import functools
 from absl import logging
 import jax
 
-from aligngan_jax import config_checks
 from aligngan_jax import players
 from aligngan_jax import pretrained
 from aligngan_jax import sampler as sampler_lib
@@ -29,17 +28,6 @@ class FeatureModuleTrainer(base.Trainer):
     """The local file of ``config.pretrained_backbone`` (fetched and verified
     on first use), or None."""
     return pretrained.backbone_file(config) if config.pretrained_backbone else None
-
-  def check_data(self, rgb_labels, ir_labels, keys=('ids_per_batch',)) -> None:
-    """Each P of ``keys`` against the identities with both RGB and IR
-    training images, before anything is compiled."""
-    both = len(set(rgb_labels.tolist()) & set(ir_labels.tolist()))
-    for key in keys:
-      value = config_checks.get_key(self.config, key)
-      if value > both:
-        raise config_checks.ConfigError(
-            f'config.{key}={value} is more than the {both} training identities '
-            f'with both RGB and IR images in {self.config.dataset}; lower config.{key}.')
 
   # --- networks and optimisation --------------------------------------------
   def build_networks(self) -> dict:
@@ -71,7 +59,7 @@ class FeatureModuleTrainer(base.Trainer):
         rgb_grey_prob=c.rgb_grey_prob, rgb_channel_prob=c.rgb_channel_prob)
 
   def samplers(self, rgb_labels, ir_labels) -> dict:
-    self.check_data(rgb_labels, ir_labels)
+    self.check_data(rgb_labels, ir_labels, ('ids_per_batch',))
     return {'feature': self.feature_sampler(rgb_labels, ir_labels)}
 
   # --- test time ------------------------------------------------------------------
