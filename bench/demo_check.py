@@ -125,6 +125,9 @@ def main(argv=None) -> int:
     print(f'\nmean over seeds {common}: {ours[0]:.1f} +- {ours[1]:.1f} '
           f'(README {theirs[0]:.1f} +- {theirs[1]:.1f}; allowed difference {bound:.1f})')
     ok = exact or close
+  if not table:
+    print('\nverdict: measured only (the README has no rows for this model)')
+    return 1
   print('\nverdict:', f'seeds {common} reproduce their README rows' if exact else
         'the seed mean agrees with the README' if ok else
         'DIFFERS from the README (a seed marked * and no agreeing mean)')

@@ -93,7 +93,9 @@ def test_a_tiny_caj_run_trains_and_evaluates_both_features(tmp_path):
   assert writer.scalars[13]['lr/backbone'] == pytest.approx(0.1 * writer.scalars[13]['lr/head'])
   assert result['results']['sysu all single']['rank1']['mean'] >= 0
   with open(tmp_path / 'eval' / 'latest.json') as f:
-    pool = json.load(f)['features']['pool']
+    features = json.load(f)['features']
+  assert set(features) == {'pool', 'bn_noflip', 'pool_noflip'}
+  pool = features['pool']
   # The second named feature reaches the writer as well as the JSON.
   assert writer.scalars[13]['eval_features/pool/rank1'] == pool['rank1']
 
@@ -132,12 +134,40 @@ def test_a_pretrained_trunk_goes_into_both_stems_and_the_shared_layers(tmp_path)
                                 jax.device_get(fresh.params['head'])['classifier']['kernel'])
 
 
-def test_more_identities_per_batch_than_the_data_has_is_one_line_naming_the_key(tmp_path):
-  """The official sampler draws P identities without replacement: a P above
-  the identities with both modalities is refused before anything compiles."""
+def test_identities_the_official_sampler_cannot_draw_are_one_line(tmp_path):
+  """The official sampler draws P identities without replacement, and RGB
+  and IR images of each: a P above the identities with both modalities, or
+  an identity without IR, is refused before anything compiles."""
   from aligngan_jax import errors
   config, data = _tiny('agw', epochs=1, seed=3)
   config.agw.ids_per_batch = 7            # the in-memory data has 6 training people
   with pytest.raises(errors.ConfigError,
                      match=r'config\.agw\.ids_per_batch=7 is more than the 6 training'):
     train_loop.train_and_evaluate(config, str(tmp_path), data=data, writer=ListWriter())
+  # An identity seen only in RGB: the official sampler would fail mid-run.
+  config.agw.ids_per_batch = 2
+  train = data.train
+  data.train = train.select(~((train.label == 5) & (train.modality == 1)))
+  with pytest.raises(errors.UserError, match=r'1 training identities \(labels \[5\]\) have RGB '
+                     'but no IR'):
+    train_loop.train_and_evaluate(config, str(tmp_path), data=data, writer=ListWriter())
+
+
+def test_caj_test_features_average_an_image_with_its_mirror():
+  """The official testa.py: the flip-averaged features of an image and of its
+  mirror image are the same (the unflipped ones are not), unit-norm."""
+  import jax
+  from aligngan_jax import sharding
+  config, _ = _tiny('caj', epochs=1, seed=4)
+  trainer = trainers.trainer_for(config, trainers.DataInfo(6))
+  state = trainers.create_state(trainer, sharding.create_mesh())
+  images = jax.random.uniform(jax.random.key(0), (3, 32, 16, 3), minval=-1, maxval=1)
+  plain = trainer.test_features(state, images, modality='ir')
+  mirrored = trainer.test_features(state, images[:, :, ::-1], modality='rgb')
+  mirrored_ir = trainer.test_features(state, images[:, :, ::-1], modality='ir')
+  for name in ('bn', 'pool'):
+    np.testing.assert_allclose(plain[name], mirrored_ir[name], atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(plain[name], axis=1), 1, atol=1e-5)
+    assert np.abs(np.asarray(plain[f'{name}_noflip'] - mirrored_ir[f'{name}_noflip'])).max() > 1e-4
+  # Each modality has its own stem.
+  assert np.abs(np.asarray(plain['bn'] - mirrored['bn'])).max() > 1e-4

@@ -28,6 +28,7 @@ import optax
 from aligngan_jax import augment
 from aligngan_jax import config_checks
 from aligngan_jax import convert
+from aligngan_jax import errors
 from aligngan_jax import losses
 from aligngan_jax import pretrained
 from aligngan_jax import sampler as sampler_lib
@@ -212,6 +213,12 @@ class AGWTrainer(base.Trainer):
   def samplers(self, rgb_labels, ir_labels):
     g = self.group
     self.check_data(rgb_labels, ir_labels, (f'{self.config_group}.ids_per_batch',))
+    missing = sorted(set(rgb_labels.tolist()) - set(ir_labels.tolist()))
+    if missing:
+      raise errors.UserError(
+          f'{self.config.dataset}: {len(missing)} training identities (labels '
+          f'{missing[:5]}) have RGB but no IR images; the official identity sampler '
+          f'(config.trainer={self.name!r}) draws both modalities for every identity.')
     return {'identity': sampler_lib.IdentitySampler(
         rgb_labels, ir_labels, ids_per_batch=g.ids_per_batch,
         instances_per_id=g.instances_per_id, seed=self.config.seed)}

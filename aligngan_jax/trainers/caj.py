@@ -11,7 +11,9 @@ mangye16/Cross-Modal-Re-ID-baseline ``ICCV21_CAJ``), as a trainer
 - CE + the adaptive triplet (``TripletLoss_ADP``, alpha 1, gamma 1, square);
   the KL term is off, as in the official runs;
 - 100 epochs; at test time the flip variant: the L2-normalised outputs of the
-  image and of its mirror image, averaged and normalised again.
+  image and of its mirror image, averaged and normalised again ('bn', the
+  reported one, and 'pool'); the unflipped ones too ('bn_noflip',
+  'pool_noflip').
 
 The official augmentations are hard-coded in its dataset whatever the
 flags say; here they are fixed too. Their draws come from ``fold_in(rng,
@@ -31,6 +33,9 @@ from aligngan_jax.trainers import base
 class CAJTrainer(agw.AGWTrainer):
   name = 'caj'
   config_group = 'caj'
+  # The official test (testa.py) averages each feature with its mirror
+  # image's; the unflipped ones are reported beside them.
+  feature_names = ('bn', 'pool', 'bn_noflip', 'pool_noflip')
 
   @classmethod
   def default_config(cls):
@@ -72,4 +77,5 @@ class CAJTrainer(agw.AGWTrainer):
     normalised again."""
     plain = self._eval_outputs(state, images, modality)
     mirrored = self._eval_outputs(state, images[:, :, ::-1], modality)
-    return {k: agw.unit(plain[k] + mirrored[k]) for k in plain}
+    return {**{k: agw.unit(plain[k] + mirrored[k]) for k in plain},
+            **{f'{k}_noflip': v for k, v in plain.items()}}
