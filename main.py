@@ -13,6 +13,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from aligngan_jax import cli
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and results.')
 flags.DEFINE_bool('jax_distributed', False,
@@ -120,7 +122,7 @@ def _log_to_workdir(config, workdir, process_index):
   resumed run continues it), headed by the full config; the console gets
   one line pointing there instead of the dump."""
   from aligngan_jax import config_checks  # pylint: disable=g-import-not-at-top
-  config_checks.ensure_writable(workdir)
+  config_checks.ensure_workdir(workdir)
   if process_index > 0:
     return
   path = os.path.join(workdir, 'log.txt')
@@ -141,11 +143,6 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.get_absl_logger().addFilter(_quiet_orbax)
   config = _load_config()
-  # Hide GPUs from TensorFlow before any TF op: otherwise TF may reserve
-  # accelerator memory that JAX needs (tf.data only needs the CPU).
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tf.config.set_visible_devices([], 'GPU')
-
   import jax  # pylint: disable=g-import-not-at-top
   _enable_compilation_cache(jax)
   if FLAGS.jax_distributed or FLAGS.coordinator_address:
@@ -154,10 +151,10 @@ def main(argv):
                            num_processes=FLAGS.num_processes,
                            process_id=FLAGS.process_id,
                            heartbeat_timeout_seconds=FLAGS.heartbeat_timeout_seconds)
-  import datasets  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   from aligngan_jax import config_checks  # pylint: disable=g-import-not-at-top
   from aligngan_jax import errors  # pylint: disable=g-import-not-at-top
   from aligngan_jax import train_lib  # pylint: disable=g-import-not-at-top
+  from aligngan_jax import trained  # pylint: disable=g-import-not-at-top
 
   logging.info('JAX process %d / %d; local devices: %s; global device count %d.',
                jax.process_index(), jax.process_count(), jax.local_devices(),
@@ -168,10 +165,18 @@ def main(argv):
   # diverged run) is an errors.UserError: one line.
   user_errors = (errors.UserError, NotImplementedError)
   try:
-    # Every key the run reads, before any data is read or step compiled.
+    # Every key the run reads and the workdir, before any data is read or
+    # step compiled, and before TensorFlow loads (5 s): errors in seconds.
     config_checks.validate_config(config, num_devices=jax.device_count())
     if config.mode == 'train':
       _log_to_workdir(config, FLAGS.workdir, jax.process_index())
+    elif not config.init_from:
+      trained.require_trained_workdir(FLAGS.workdir, config.resume_step)
+    # Hide GPUs from TensorFlow before any TF op: otherwise TF may reserve
+    # accelerator memory that JAX needs (tf.data only needs the CPU).
+    trained.hide_gpus_from_tensorflow()
+    import datasets  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+    if config.mode == 'train':
       train_lib.train_and_evaluate(config, FLAGS.workdir)
     elif config.mode == 'eval':
       train_lib.evaluate_checkpoint(config, FLAGS.workdir)
@@ -200,4 +205,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=_parse_flags)
+  cli.run(main, flags_parser=_parse_flags)

@@ -81,7 +81,7 @@ def _saved_tree(state: train_state_lib.TrainState) -> dict:
           'rng': state.rng}
 
 
-def _leaf_names(tree) -> list[str]:
+def leaf_names(tree) -> list[str]:
   return [jax.tree_util.keystr(path) for path, _ in
           jax.tree_util.tree_flatten_with_path(tree)[0]]
 
@@ -129,7 +129,7 @@ def fingerprint(tree) -> tuple[dict[str, int], list[str]]:
 
 def _audit_host(tree):
   finite, largest, sums = jax.device_get(audit(tree))
-  names = _leaf_names(tree)
+  names = leaf_names(tree)
   return ({n: int(s) for n, s in zip(names, sums)},
           [n for n, ok in zip(names, finite) if not ok],
           dict(zip(names, map(float, largest))))
@@ -329,12 +329,15 @@ def _quiet_closed_loops():
     sys.unraisablehook = previous
 
 
-def restore(manager, template, config=None, *, step=None):
+def restore(manager, template, config=None, *, step=None,
+            step_flag: str = '--config.resume_step', training: bool = True):
   """The checkpoint ``step`` (default: the newest) restored like ``template``
   (same shapes, dtypes and shardings; arrays or `jax.ShapeDtypeStruct`s,
   e.g. ``players.create_state(..., abstract=True)``), or None when there is
   none. A damaged checkpoint is a one-line `CheckpointError` naming the
-  newest intact one."""
+  newest intact one and how to use it: ``step_flag`` (main.py's
+  ``--config.resume_step``; search's and export's ``--step``), and
+  (``training``) that newer checkpoints are then set aside."""
   steps = manager.all_steps()
   if not steps:
     return None
@@ -359,10 +362,29 @@ def restore(manager, template, config=None, *, step=None):
     raise CheckpointError(
         f'Checkpoint {where} is damaged ({damage}) and no older one is intact; '
         f'move {manager.directory} away to start fresh.')
+  then = (f' to go on from it (newer checkpoints are then moved to {SET_ASIDE}/, '
+          'not deleted)' if training else ' to use it')
   raise CheckpointError(
       f'Checkpoint {where} is damaged ({damage}). The newest intact one is step '
-      f'{intact}: rerun with --config.resume_step={intact} to go on from it '
-      f'(newer checkpoints are then moved to {SET_ASIDE}/, not deleted).')
+      f'{intact}: rerun with {step_flag}={intact}{then}.')
+
+
+def chosen_step(manager, step: int, step_flag: str = 'config.resume_step') -> int:
+  """``step`` (-1: the newest) of the manager's checkpoints (`check_step`)."""
+  return check_step(step, manager.all_steps(), str(manager.directory), step_flag)
+
+
+def check_step(step: int, steps, directory: str, step_flag: str) -> int:
+  """``step`` (-1: the newest of ``steps``), checked to be one of ``steps``:
+  a `CheckpointError` naming ``step_flag`` and the steps there otherwise."""
+  steps = sorted(steps)
+  if step is None or step == -1:
+    return steps[-1]
+  if step not in steps:
+    raise CheckpointError(
+        f'{step_flag}={step} is not a checkpoint in {directory} '
+        f'(there: {", ".join(map(str, steps))}).')
+  return step
 
 
 def set_aside_after(workdir: str, step: int) -> list[int]:
@@ -394,11 +416,7 @@ def resume_or_start(config, workdir, create_state):
                             f'{manager.directory} holds no checkpoint.')
     return manager, create_state(), False
   newest = manager.latest_step()
-  step = newest if config.resume_step < 0 else config.resume_step
-  if step not in steps:
-    raise CheckpointError(
-        f'config.resume_step={step} is not a checkpoint in {manager.directory} '
-        f'(there: {", ".join(map(str, sorted(steps)))}).')
+  step = chosen_step(manager, config.resume_step)
   restored = restore(manager, create_state(abstract=True), config, step=step)
   if step < newest:
     manager.close()

@@ -4,7 +4,10 @@ Every error is a `ConfigError` whose message names the key or path at
 fault; main.py prints it as one line.
 """
 
+import json
+import math
 import os
+import re
 import tempfile
 
 from absl import logging
@@ -42,9 +45,8 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int):
                        'eval_every_steps', 'image_every_steps', 'grid_people',
                        'eval.max_rank', 'eval.num_trials'))
   check_ints(config, ('resume_step',), minimum=-1)
-  if not isinstance(config.checkpoint_max_abs, (int, float)) or config.checkpoint_max_abs < 0:
-    raise ConfigError(f'config.checkpoint_max_abs={config.checkpoint_max_abs!r} must be '
-                      'a number >= 0 (0: no bound).')
+  check_real_values(config)
+  check_folders(config)
   if config.instances_per_id < 2:
     raise ConfigError(
         f'config.instances_per_id={config.instances_per_id} must be >= 2: the '
@@ -84,6 +86,52 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int):
   if config.model.depth not in resnet.DEPTHS:
     raise ConfigError(f'config.model.depth={config.model.depth} must be one of '
                       f'{", ".join(map(str, resnet.DEPTHS))}.')
+
+
+# Real-valued keys by the last part of their name: rates must be positive,
+# fractions lie in [0, 1]; every other real value (loss weights, factors,
+# margins, decays, bounds) must be >= 0. Nothing here is meaningful when
+# negative, and a NaN or inf only surfaces as a non-finite loss much later.
+_POSITIVE = re.compile(r'(^|_)learning_rate$')
+_FRACTION = re.compile(r'(_prob|_p|^momentum|^adam_b[12]|^dropout_rate|_lambda)$')
+
+
+def _real_leaves(config, prefix=''):
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      yield from _real_leaves(value, f'{prefix}{key}.')
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+      yield f'{prefix}{key}', key, value
+
+
+def check_real_values(config) -> None:
+  """Every rate, weight, factor, probability and bound: finite, and in its
+  range (learning rates > 0, probabilities and momenta in [0, 1], the
+  rest >= 0); floats everywhere, and the ints of rate-like keys."""
+  for path, key, value in _real_leaves(config):
+    if isinstance(value, int) and not (_POSITIVE.search(key) or _FRACTION.search(key)):
+      continue   # counts and sizes: check_ints and the trainers' checks
+    if not math.isfinite(value):
+      raise ConfigError(f'config.{path}={value!r} must be a finite number.')
+    if _POSITIVE.search(key) and value <= 0:
+      raise ConfigError(f'config.{path}={value!r} must be > 0 (a learning rate).')
+    if _FRACTION.search(key) and not 0 <= value <= 1:
+      raise ConfigError(f'config.{path}={value!r} must lie in [0, 1].')
+    if value < 0:
+      raise ConfigError(f'config.{path}={value!r} must be >= 0'
+                        + (' (0: no bound).' if key == 'checkpoint_max_abs' else '.'))
+
+
+def check_folders(config) -> None:
+  """``config.data_dir`` and ``config.manual_dir``, when set, must not be
+  files. (A missing one is fine here: TFDS creates data_dir, and a
+  manual_dir is read only when a dataset is built, whose builder names it
+  with where to get the data.)"""
+  for key, what in (('data_dir', 'the TFDS data folder'),
+                    ('manual_dir', "the folder holding the dataset's download")):
+    path = config.get(key)
+    if path and os.path.exists(path) and not os.path.isdir(path):
+      raise ConfigError(f'config.{key}={path} is a file, not a folder: pass {what}.')
 
 
 def get_key(config, key):
@@ -155,3 +203,47 @@ def ensure_writable(workdir: str):
   if problem := writable_problem(workdir):
     raise ConfigError(f'--workdir={workdir} is not writable: {problem}.')
 
+
+
+# What training and the tools write into a workdir (clu adds
+# events.out.tfevents.* files).
+WORKDIR_ENTRIES = ('config.json', 'log.txt', 'checkpoints', 'checkpoints_set_aside',
+                   'eval', 'images', 'visualize', 'search', 'search_cache')
+
+
+def is_run_config(raw) -> bool:
+  """Whether ``raw`` (a config.json's JSON) is a config this project wrote:
+  an object with the keys every config has."""
+  return isinstance(raw, dict) and {'dataset', 'model', 'image_size'} <= set(raw)
+
+
+def _is_run_config_file(path: str) -> bool:
+  try:
+    with open(path, encoding='utf-8') as f:
+      return is_run_config(json.load(f))
+  except (OSError, ValueError):
+    return False
+
+
+def ensure_workdir(workdir: str):
+  """Training's workdir: new, empty, or one this project wrote (its
+  config.json, or checkpoints/); then created and proven writable. A
+  folder of other files is refused before anything is written in it: a
+  mistyped --workdir must not overwrite a config.json, or fill a home
+  folder with checkpoints."""
+  if os.path.isdir(workdir):
+    names = os.listdir(workdir)
+    config = os.path.join(workdir, 'config.json')
+    if os.path.exists(config) and not _is_run_config_file(config):
+      raise ConfigError(
+          f'--workdir={workdir} holds a config.json that main.py did not write '
+          '(not a run config); it is not overwritten: pass a new or empty --workdir.')
+    ours = os.path.exists(config) or os.path.isdir(os.path.join(workdir, 'checkpoints'))
+    foreign = sorted(n for n in names if n not in WORKDIR_ENTRIES
+                     and not n.startswith('events.out.tfevents'))
+    if foreign and not ours:
+      raise ConfigError(
+          f'--workdir={workdir} is a folder of other files ({", ".join(foreign[:3])}'
+          f'{", ..." if len(foreign) > 3 else ""}), not a workdir of this project '
+          '(no config.json or checkpoints/): pass a new or empty --workdir.')
+  ensure_writable(workdir)

@@ -5,10 +5,19 @@ which checkpoint to go on from after a divergence.
 - A state holding NaN or inf anywhere, or (``config.checkpoint_max_abs`` >
   0) parameters or running statistics beyond that magnitude, has diverged:
   it is never written (`refuse_diverged`, the check `checkpointing.save`
-  runs on its audit), so the newest checkpoint is always one to resume from.
+  runs on its audit).
+- Nor is a state that training cannot go on from (`Probe`): a checkpoint
+  is kept as good only if, from it, one forward pass of a fixed probe
+  batch gives finite losses, finite running statistics within the bound,
+  and finite test features. So the newest checkpoint is always one to
+  resume, evaluate, search and export from.
 - The advice (`resume_advice`) names the newest checkpoint still far from
   the bound, and how to resume from it.
 """
+
+import jax
+import jax.numpy as jnp
+import numpy as np
 
 from aligngan_jax import checkpointing
 from aligngan_jax import errors
@@ -31,22 +40,73 @@ def stop_if_non_finite(history, first: int, stage_name: str, manager, max_abs: f
         f'stopped. {resume_advice(manager, max_abs=max_abs)}')
 
 
-def refuse_diverged(manager, *, max_abs: float):
+class Probe:
+  """What makes a checkpoint good: from its state, one forward pass of a
+  fixed probe batch (per stage, the batches of the stage's first
+  iteration; for the test features, the first test batch of each
+  modality) gives finite losses, finite running statistics within
+  ``max_abs`` (0: no bound), and finite test features.
+
+  The forward pass is the stage's own jitted step, run on a copy of the
+  state (the step donates its input) whose result is dropped: its losses
+  and running statistics come from the state's parameters before any
+  update, so the verdict does not depend on the learning rate, and the
+  training run is unchanged. Cost: one step and one feature batch per
+  modality at each checkpoint.
+  """
+
+  def __init__(self, steps: dict, batches: dict, extractors: dict, images: dict,
+               max_abs: float):
+    self.steps, self.batches = steps, batches
+    self.extractors, self.images, self.max_abs = extractors, images, max_abs
+
+  def problem(self, state, stage: int) -> str | None:
+    """What is wrong with going on from ``state`` in ``stage``, or None."""
+    copy = jax.tree.map(jnp.copy, state)
+    after, metrics = self.steps[stage](copy, self.batches[stage])
+    metrics = jax.device_get(metrics)
+    bad = sorted(k for k, v in metrics.items() if not np.all(np.isfinite(v)))
+    if bad:
+      return f'non-finite {", ".join(bad)}'
+    names = [f"['batch_stats']{n}" for n in checkpointing.leaf_names(after.batch_stats)]
+    finite, largest = np.ones(0, bool), np.zeros(0)
+    if names:   # a model without BatchNorm has none
+      finite, largest, _ = jax.device_get(checkpointing.audit(after.batch_stats))
+    del after
+    if not finite.all():
+      return f'non-finite running statistics (in {_some([n for n, ok in zip(names, finite) if not ok])})'
+    huge = [n for n, v in zip(names, largest) if self.max_abs and v > self.max_abs]
+    if huge:
+      return (f'running statistics beyond config.checkpoint_max_abs={self.max_abs:g} '
+              f'(up to {float(largest.max()):.3g}, in {_some(huge)})')
+    for modality, images in self.images.items():
+      feats = jax.device_get(self.extractors[modality](state, images))
+      if not all(np.isfinite(f).all() for f in jax.tree.leaves(feats)):
+        return f'non-finite test features of the {modality.upper()} probe images'
+    return None
+
+
+def refuse_diverged(manager, *, max_abs: float, probe: Probe | None = None):
   """The ``check`` of `checkpointing.save`: raises `DivergenceError` for a
   state with non-finite values, or parameters or running statistics beyond
-  ``max_abs`` (0: no bound)."""
-  def check(step, non_finite, largest):
+  ``max_abs`` (0: no bound), or (``probe``, given the ``state`` and its
+  ``stage``) one that `Probe` finds training cannot go on from."""
+  def check(step, non_finite, largest, *, state=None, stage=None):
     if non_finite:
-      problem = f'non-finite values (in {_some(non_finite)})'
+      problem = f'holds non-finite values (in {_some(non_finite)})'
     else:
       huge = [n for n, v in largest.items() if max_abs and v > max_abs
               and n.startswith(("['params']", "['batch_stats']"))]
-      problem = huge and (f'values beyond config.checkpoint_max_abs={max_abs:g} (up to '
-                          f'{max(largest[n] for n in huge):.3g}, in {_some(huge)})')
+      problem = huge and (f'holds values beyond config.checkpoint_max_abs={max_abs:g} '
+                          f'(up to {max(largest[n] for n in huge):.3g}, in {_some(huge)})')
+    if not problem and probe is not None and state is not None:
+      found = probe.problem(state, stage)
+      problem = found and ('cannot be trained on: from it, one forward pass of the '
+                           f'probe batch gives {found}')
     if problem:
       raise DivergenceError(
-          f'Training diverged: the state after step {step} holds {problem}; it was '
-          f'not saved. {resume_advice(manager, max_abs=max_abs)}')
+          f'Training diverged: the state after step {step} {problem}; it was not '
+          f'saved. {resume_advice(manager, max_abs=max_abs)}')
   return check
 
 
@@ -61,6 +121,12 @@ def resume_advice(manager, failed_step: int | None = None, *, max_abs: float = 0
   divergence (``max_abs`` > 0), the newest whose parameters and running
   statistics are still below 1% of ``max_abs``: a state close to the bound
   is already on its way up and fails again even at a lower learning rate."""
+  try:
+    # The save in flight (the previous checkpoint) finishes first: its
+    # metadata, read below, is written last.
+    manager.wait_until_finished()
+  except Exception:  # pylint: disable=broad-except
+    pass   # a failed save: its step is not among all_steps()
   steps = sorted(s for s in manager.all_steps() if s != failed_step)
   if not steps:
     return ('No checkpoint has been written yet: start again (lower the '

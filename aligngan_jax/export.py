@@ -26,21 +26,22 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from aligngan_jax import cli
+
 FLAGS = flags.FLAGS
 
 
 
 def export(workdir: str, split: str, out: str, *, data_dir=None,
-           manual_dir=None) -> str:
-  """Writes the features of ``split`` to ``out`` (.npz); returns the path."""
-  import datasets  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+           manual_dir=None, step: int = -1) -> str:
+  """Writes the features of ``split`` by checkpoint ``step`` (-1: the
+  newest) to ``out`` (.npz); returns the path. Features holding NaN or inf
+  are a one-line error naming the checkpoint: nothing is written."""
   from aligngan_jax import config_checks  # pylint: disable=g-import-not-at-top
-  from aligngan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   from aligngan_jax import search  # pylint: disable=g-import-not-at-top
   from aligngan_jax import trained  # pylint: disable=g-import-not-at-top
-  from aligngan_jax.evaluation import driver  # pylint: disable=g-import-not-at-top
   # The checks: seconds, before anything is read, built or compiled.
-  trained.require_trained_workdir(workdir)
+  trained.require_trained_workdir(workdir, step, '--step')
   config = trained.load_config(workdir)
   if split not in ('train', 'test'):
     raise config_checks.ConfigError(f'--split={split!r} is not one of train, test.')
@@ -51,13 +52,19 @@ def export(workdir: str, split: str, out: str, *, data_dir=None,
   for key, value in (('data_dir', data_dir), ('manual_dir', manual_dir)):
     if value:
       config[key] = value
+  # The folder test on --out itself: 'runs/' or an existing folder must not
+  # become 'runs/.npz' or 'runs.npz' beside it.
+  is_folder = out.endswith(('/', os.sep)) or os.path.isdir(out)
   path = out if out.endswith('.npz') else out + '.npz'
-  if problem := search.prepare_output(path):
+  if problem := search.prepare_output(out if is_folder else path):
     raise config_checks.ConfigError(f'--out={out}: {problem}.')
+  # TensorFlow (5 s to import) only now, with the GPUs hidden from it.
+  trained.hide_gpus_from_tensorflow()
+  import datasets  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  from aligngan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   records = dict(zip(('train', 'test'), input_pipeline.load_data(config)))[split]
-  opened = trained.open_workdir(workdir, config)
-  feats = driver.features_by_modality(opened.extract, records, config, opened.mesh,
-                                      image_size=opened.load_size)
+  opened = trained.open_workdir(workdir, config, step=step)
+  feats = opened.features(records)
   search.write_whole(path, lambda f: np.savez(
       f, features=feats, person_id=records.person_id, label=records.label,
       camera=records.camera, modality=records.modality, index=records.index,
@@ -69,11 +76,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   from aligngan_jax import errors  # pylint: disable=g-import-not-at-top
-  from aligngan_jax import trained  # pylint: disable=g-import-not-at-top
-  trained.hide_gpus_from_tensorflow()
   try:
     path = export(FLAGS.workdir, FLAGS.split, FLAGS.out, data_dir=FLAGS.data_dir,
-                  manual_dir=FLAGS.manual_dir)
+                  manual_dir=FLAGS.manual_dir, step=FLAGS.step)
   except (errors.UserError, NotImplementedError) as e:
     sys.exit('error: ' + ' '.join(str(e).splitlines()))  # One line, always.
   print(f'Wrote {path}')
@@ -87,9 +92,10 @@ def define_flags():
   flags.DEFINE_string('out', None, 'Output .npz file.')
   flags.DEFINE_string('data_dir', None, 'TFDS data_dir (default: the run\'s).')
   flags.DEFINE_string('manual_dir', None, 'Manual download folder (default: the run\'s).')
+  flags.DEFINE_integer('step', -1, 'Checkpoint step to export (-1: the newest).')
 
 
 if __name__ == '__main__':
   define_flags()
   flags.mark_flags_as_required(['workdir', 'out'])
-  app.run(main)
+  cli.run(main)

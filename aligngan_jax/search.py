@@ -37,6 +37,7 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from aligngan_jax import cli
 from aligngan_jax import errors
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
@@ -106,7 +107,7 @@ def prepare_output(path: str) -> str | None:
   Run before the model is restored (search's sheet, export's features), so
   that a bad output path costs a second, not the extracted features.
   """
-  if os.path.isdir(path):
+  if os.path.isdir(path) or path.endswith(('/', os.sep)):
     return 'is a folder; name the file to write'
   if os.path.exists(path) and not os.access(path, os.W_OK):
     return 'exists and is read-only'
@@ -159,9 +160,9 @@ def read_images(paths: list[str]) -> tuple[list[str], list[bytes]]:
 
 
 def features(opened, blobs: list[bytes], modality: str) -> np.ndarray:
-  """Unit-norm test features of encoded images of one modality."""
+  """Unit-norm test features of encoded images of one modality (finite, or
+  a one-line error naming the checkpoint: `trained.Opened.features`)."""
   from aligngan_jax import data as data_lib  # pylint: disable=g-import-not-at-top
-  from aligngan_jax.evaluation import driver  # pylint: disable=g-import-not-at-top
   n = len(blobs)
   code = data_lib.IR if modality == 'ir' else data_lib.RGB
   images = np.empty(n, dtype=object)
@@ -170,8 +171,7 @@ def features(opened, blobs: list[bytes], modality: str) -> np.ndarray:
       images=images, person_id=np.full(n, -1),
       label=np.full(n, -1), camera=np.zeros(n, int), modality=np.full(n, code),
       index=np.arange(n), path=np.array([''] * n))
-  return driver.features_by_modality(opened.extract, records, opened.config,
-                                        opened.mesh, image_size=opened.load_size)
+  return opened.features(records)
 
 
 def _cache_key(opened, workdir: str, folder: str, paths: list[str], modality: str) -> str:
@@ -210,7 +210,11 @@ def gallery_features(opened, workdir: str, folder: str, modality: str,
   if os.path.isfile(cache):
     try:
       with np.load(cache) as stored:
-        return list(stored['paths']), stored['features'], True
+        cached = list(stored['paths']), stored['features']
+      if np.isfinite(cached[1]).all():
+        return *cached, True
+      logging.warning('Ignoring the gallery cache %s: it holds non-finite features; '
+                      'extracting again.', cache)
     except Exception as e:  # pylint: disable=broad-except  (zip, pickle, OS errors)
       logging.warning('Ignoring the unreadable gallery cache %s (%s); extracting again.',
                       cache, e)
@@ -228,7 +232,8 @@ def gallery_features(opened, workdir: str, folder: str, modality: str,
 
 
 def check_arguments(workdir: str, query: str, gallery: str, *, top_k: int,
-                    query_modality: str, gallery_modality: str, out: str | None):
+                    query_modality: str, gallery_modality: str, out: str | None,
+                    step: int = -1):
   """(config, query paths, query bytes, gallery paths, sheet path), or the
   first mistake as a one-line `SearchError`/`ConfigError`.
 
@@ -244,7 +249,7 @@ def check_arguments(workdir: str, query: str, gallery: str, *, top_k: int,
                       ('gallery_modality', gallery_modality)):
     if value not in ('ir', 'rgb'):
       raise SearchError(f'--{flag}={value!r} is not one of ir, rgb.')
-  trained.require_trained_workdir(workdir)
+  trained.require_trained_workdir(workdir, step, '--step')
   config = trained.load_config(workdir)
   g_paths = list_images(gallery, '--gallery')
   if not g_paths:
@@ -271,19 +276,22 @@ def check_arguments(workdir: str, query: str, gallery: str, *, top_k: int,
 
 def search(workdir: str, query: str, gallery: str, *, top_k: int = 10,
            query_modality: str = 'ir', gallery_modality: str | None = None,
-           out: str | None = None) -> dict:
-  """Ranks the gallery for every query; returns {'queries': [...], 'ranked':
-  [[(path, distance), ...] per query], 'sheet': PNG path, 'from_cache': bool}.
+           out: str | None = None, step: int = -1) -> dict:
+  """Ranks the gallery for every query with checkpoint ``step`` (-1: the
+  newest); returns {'queries': [...], 'ranked': [[(path, distance), ...]
+  per query], 'sheet': PNG path, 'from_cache': bool}.
 
   Every argument is checked (`check_arguments`) before the model is
-  restored."""
+  restored. Features holding NaN or inf are a one-line error naming the
+  checkpoint and the newest one to use instead: nothing is ranked."""
   from aligngan_jax import trained  # pylint: disable=g-import-not-at-top
   from aligngan_jax import visualize  # pylint: disable=g-import-not-at-top
   gallery_modality = gallery_modality or ('rgb' if query_modality == 'ir' else 'ir')
   config, q_paths, q_blobs, g_listed, out = check_arguments(
       workdir, query, gallery, top_k=top_k, query_modality=query_modality,
-      gallery_modality=gallery_modality, out=out)
-  opened = trained.open_workdir(workdir, config)
+      gallery_modality=gallery_modality, out=out, step=step)
+  trained.hide_gpus_from_tensorflow()   # before the extraction's tf.data
+  opened = trained.open_workdir(workdir, config, step=step)
   g_paths, g_feats, cached = gallery_features(opened, workdir, gallery, gallery_modality,
                                               g_listed)
   q_feats = features(opened, q_blobs, query_modality)
@@ -320,12 +328,11 @@ def format_table(result: dict) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  from aligngan_jax import trained  # pylint: disable=g-import-not-at-top
-  trained.hide_gpus_from_tensorflow()
   try:
     result = search(FLAGS.workdir, FLAGS.query, FLAGS.gallery, top_k=FLAGS.top_k,
                     query_modality=FLAGS.query_modality,
-                    gallery_modality=FLAGS.gallery_modality, out=FLAGS.out)
+                    gallery_modality=FLAGS.gallery_modality, out=FLAGS.out,
+                    step=FLAGS.step)
   except (errors.UserError, NotImplementedError) as e:
     sys.exit('error: ' + ' '.join(str(e).splitlines()))  # One line, always.
   print(format_table(result))
@@ -342,9 +349,10 @@ def define_flags():
   flags.DEFINE_enum('gallery_modality', None, ['ir', 'rgb'],
                     'Modality of the gallery (default: the other one).')
   flags.DEFINE_string('out', None, 'Sheet PNG (default <workdir>/search/<query>.png).')
+  flags.DEFINE_integer('step', -1, 'Checkpoint step to search with (-1: the newest).')
 
 
 if __name__ == '__main__':
   define_flags()
   flags.mark_flags_as_required(['workdir', 'query', 'gallery'])
-  app.run(main)
+  cli.run(main)

@@ -67,17 +67,19 @@ def retrieval_rows(features, records, split, *, queries: int, worst: int,
 
 
 def write_sheets(config, workdir: str) -> dict[str, str]:
-  """Writes the sheets of the newest checkpoint in ``workdir``; returns
-  {name: PNG path}."""
+  """Writes the sheets of checkpoint ``config.resume_step`` (-1: the newest)
+  in ``workdir``; returns {name: PNG path}."""
   from aligngan_jax import input_pipeline  # TensorFlow: only here.
   config_checks.validate_config(config, num_devices=jax.device_count())
-  trained.require_trained_workdir(workdir)   # before the data is read
+  trained.require_trained_workdir(workdir, config.resume_step)   # before the data is read
+  # Where the sheets go, proven writable before minutes of extraction.
+  config_checks.ensure_writable(workdir)
+  config_checks.ensure_writable(os.path.join(workdir, 'visualize'))
   mesh = sharding.create_mesh()
   data = input_pipeline.TFDSData.load(config)
   test = data.test
   opened = trained.restore(config, workdir, trained.num_classes(workdir), mesh)
-  features = driver.features_by_modality(opened.extract, test, config, mesh,
-                                         image_size=opened.load_size)
+  features = opened.features(test)
   settings = driver.eval_settings(config)
   # Galleries drawn once: scored here, and trial 0 of one drawn below.
   all_splits = engine.splits(test, settings)
@@ -101,7 +103,6 @@ def write_sheets(config, workdir: str) -> dict[str, str]:
     fake_ir, reconstructed = jax.device_get(opened.translate(real_rgb))
     pictures['translation'] = visualize.translation_grid(
         real_rgb, fake_ir, real_ir, reconstructed, true_ir)
-  config_checks.ensure_writable(workdir)
   writer = reporting.writer_for(workdir)
   writer.write_images(opened.step, {f'visualize/{k}': v[None] for k, v in pictures.items()})
   writer.close()

@@ -23,6 +23,7 @@ import jax
 
 from aligngan_jax import checkpointing
 from aligngan_jax import config_checks
+from aligngan_jax import data as data_lib
 from aligngan_jax import divergence
 from aligngan_jax import reporting
 from aligngan_jax import sharding
@@ -155,6 +156,19 @@ def _next_batch(iterators, mesh) -> dict:
   return {name: sharding.shard_batch(next(it), mesh) for name, it in iterators.items()}
 
 
+def probe_images(data, config, image_size, mesh) -> dict:
+  """{'rgb', 'ir'}: the first evaluation batch of each modality of the test
+  split, sharded: the images `divergence.Probe` extracts features of."""
+  out = {}
+  is_rgb = data.test.modality == data_lib.RGB
+  for modality, mask in (('rgb', is_rgb), ('ir', ~is_rgb)):
+    if mask.any():
+      batch = next(iter(data.eval_batches(data.test.select(mask), image_size=image_size,
+                                          batch_size=config.eval_batch_size)))
+      out[modality] = sharding.shard_batch(batch['image'], mesh)
+  return out
+
+
 def train_and_evaluate(config, workdir: str, *, data=None, writer=None) -> dict:
   """Trains ``config.trainer``'s stages (resuming from ``workdir`` if it
   holds a checkpoint) and evaluates; returns the final evaluation.
@@ -167,7 +181,7 @@ def train_and_evaluate(config, workdir: str, *, data=None, writer=None) -> dict:
   both given, neither TensorFlow nor clu is imported.
   """
   config_checks.validate_config(config, num_devices=jax.device_count())
-  config_checks.ensure_writable(workdir)
+  config_checks.ensure_workdir(workdir)
   trainer_class = trainers.get(config.trainer)
   fetched = None
   if not checkpointing.steps_in(workdir):
@@ -199,8 +213,13 @@ def train_and_evaluate(config, workdir: str, *, data=None, writer=None) -> dict:
                'iterations %d..%d.', config.dataset, trainer.name, num_classes,
                len(rgb), len(ir), start, total)
   steps = trainers.make_steps(trainer, mesh)
-  refuse = divergence.refuse_diverged(manager, max_abs=config.checkpoint_max_abs)
   extractors = trainer.extractors(mesh)
+  # A checkpoint is kept only if training can go on from it (divergence.Probe);
+  # each stage adds its probe batches when it starts.
+  probe = divergence.Probe(steps, {}, extractors, probe_images(data, config, size, mesh),
+                           config.checkpoint_max_abs)
+  refuse = divergence.refuse_diverged(manager, max_abs=config.checkpoint_max_abs,
+                                      probe=probe)
   grid, truth = None, None
   translator = trainer.translator()
   if translator is not None:
@@ -211,7 +230,16 @@ def train_and_evaluate(config, workdir: str, *, data=None, writer=None) -> dict:
       truth = (translation_lib.Truth.from_pairs(*pairs), translator)
 
   def run_eval():
-    return evaluate(state, trainer, extractors, data, config, mesh, truth)
+    try:
+      return evaluate(state, trainer, extractors, data, config, mesh, truth)
+    except driver.NonFiniteFeatures as e:
+      # The probe saw finite features on its batch; the whole test split
+      # did not: that state is no step to go on from either.
+      step = int(state.step)
+      raise divergence.DivergenceError(
+          f'Evaluation at step {step}: {e}; training stopped. '
+          + divergence.resume_advice(manager, failed_step=step,
+                                     max_abs=config.checkpoint_max_abs)) from None
   cadence = Cadence.from_config(config)
   progress = reporting.Progress(start_step=start, num_steps=total, images_per_step=0)
   report = StageReport(workdir, writer, start)
@@ -230,6 +258,9 @@ def train_and_evaluate(config, workdir: str, *, data=None, writer=None) -> dict:
       iterators = {name: data.train_batches(
           rgb, ir, samplers[name], image_size=size,
           start_step=max(lo, start), num_steps=hi) for name in stage.samplers}
+      probe.batches[stage.number] = _next_batch({name: data.train_batches(
+          rgb, ir, samplers[name], image_size=size, start_step=lo, num_steps=lo + 1)
+          for name in stage.samplers}, mesh)
       timing = {'iterations': hi - max(lo, start)}
       began = time.perf_counter()
       for it in range(max(lo, start), hi):
@@ -260,7 +291,9 @@ def train_and_evaluate(config, workdir: str, *, data=None, writer=None) -> dict:
           grid.write(done, state)
         if 'checkpoint' in due:
           checkpointing.save(manager, state, force=last or done == hi,
-                             metadata={'num_classes': num_classes}, check=refuse,
+                             metadata={'num_classes': num_classes, 'probed': True},
+                             check=functools.partial(refuse, state=state,
+                                                     stage=stage.number),
                              config=config)
         if 'eval' in due:
           if 'checkpoint' in due:   # no evaluation of a step whose save failed

@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.join(ROOT, 'tests'))
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+from aligngan_jax import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('images', 2000, 'Images per synthetic tree (about).')
@@ -96,4 +97,4 @@ def main(_):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -25,6 +25,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+from aligngan_jax import cli  # noqa: E402
 
 from aligngan_jax.evaluation import engine  # noqa: E402
 from aligngan_jax.evaluation import numpy_reference  # noqa: E402
@@ -133,4 +134,4 @@ def main(_):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

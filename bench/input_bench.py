@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+from aligngan_jax import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list('cores', ['1', str(len(os.sched_getaffinity(0)))], 'Cores per row.')
@@ -137,4 +138,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -44,6 +44,7 @@ sys.path.insert(0, _ROOT)
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402
+from aligngan_jax import cli  # noqa: E402
 
 _PRESETS = {
     # Official networks and batch sizes (ResNet-50, generators of width 64
@@ -234,4 +235,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

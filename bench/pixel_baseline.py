@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 import numpy as np  # noqa: E402
+from aligngan_jax import cli  # noqa: E402
 
 flags.DEFINE_string('dataset', 'synthetic_vireid/demo', 'TFDS dataset name.')
 flags.DEFINE_string('data_dir', None, 'TFDS data_dir.')
@@ -86,4 +87,4 @@ def main(_):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

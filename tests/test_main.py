@@ -2,6 +2,8 @@
 smoke run is the session's shared AlignGAN run (test_trained_run.py);
 everything else about a run is tested in-process."""
 
+import os
+
 import run_files
 
 
@@ -62,3 +64,33 @@ def test_user_errors_are_one_line_before_any_work(tmp_path):
   run = run_files.run_main('--config=configs/synthetic.py:tiny', f'--workdir={tmp_path}/c',
                            '--config.image_size=16', '--verbose')
   assert 'Traceback' in run.stderr and run.returncode != 0
+
+
+def test_help_exits_0_for_every_entry_point(tmp_path):
+  # Fault 15: absl's --help exits 1. Every program runs through cli.run.
+  import glob
+  import subprocess
+  import sys
+  for program in (['main.py'], ['-m', 'aligngan_jax.search']):
+    run = subprocess.run([sys.executable, *program, '--help'], cwd=run_files.ROOT,
+                         capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert '--workdir' in run.stdout + run.stderr
+  sources = [p for pattern in ('*.py', 'aligngan_jax/*.py', 'tools/*.py', 'bench/*.py')
+             for p in glob.glob(os.path.join(run_files.ROOT, pattern))]
+  with_app_run = [os.path.relpath(p, run_files.ROOT) for p in sources
+                  if 'app.run(' in open(p).read() and not p.endswith('cli.py')]
+  assert with_app_run == []
+
+
+def test_a_folder_of_the_users_files_is_not_written_into(tmp_path):
+  # Fault 13: a tiny run in a folder holding someone's config.json
+  # overwrote it and exited 0.
+  (tmp_path / 'config.json').write_text('{"hello": 1}')
+  last = _one_error_line(run_files.run_main('--config=configs/synthetic.py:tiny',
+                                            f'--workdir={tmp_path}'))
+  assert last.startswith(f'error: --workdir={tmp_path} holds a config.json that main.py '
+                         'did not write')
+  assert sorted(os.listdir(tmp_path)) == ['config.json']
+  assert (tmp_path / 'config.json').read_text() == '{"hello": 1}'

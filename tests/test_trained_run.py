@@ -271,7 +271,7 @@ def _restorable_only_in_name(folder) -> str:
   model before its argument checks fails the test."""
   os.makedirs(os.path.join(folder, 'checkpoints', '6'))
   with open(os.path.join(folder, 'config.json'), 'w') as f:
-    json.dump({'image_size': 64}, f)
+    json.dump({'image_size': 64, 'dataset': 'synthetic_vireid/tiny', 'model': {}}, f)
   return str(folder)
 
 
@@ -338,12 +338,17 @@ def test_export_checks_every_argument_before_reading_or_restoring(tmp_path, no_r
       ({'out': str(tmp_path / 'notes.txt' / 'f.npz')},
        r'^--out=\S*f\.npz: \S*notes\.txt is a file, not a folder\.$'),
       ({'out': str(tmp_path / 'taken')}, r'^--out=\S*taken: is a folder'),
+      # Fault 14: an existing folder, or a trailing slash, is not a file
+      # name (was: <folder>.npz beside it, or a hidden <folder>/.npz).
+      ({'out': str(tmp_path)}, r'^--out=\S*: is a folder; name the file to write\.$'),
+      ({'out': str(tmp_path / 'later') + '/'}, r'^--out=\S*later/: is a folder'),
   ]
   for change, match in cases:
     args = {'workdir': workdir, 'split': 'test', 'out': str(tmp_path / 'f.npz')} | change
     _raises_one_line(ce, match, export.export, args.pop('workdir'), args.pop('split'),
                      args.pop('out'), **args)
   assert not os.path.exists(tmp_path / 'rnu')
+  assert not os.path.exists(f'{tmp_path}.npz') and not os.path.exists(tmp_path / 'later')
   # A missing --out folder is created before the dataset is read (so it
   # cannot fail after the extraction), and nothing is written into it yet.
   with pytest.raises(AssertionError, match='too early'):
@@ -362,7 +367,7 @@ def test_workdir_errors_are_one_line_and_create_nothing(tmp_path):
   os.makedirs(run)
   _raises_one_line(ce, r'^--workdir=\S*run has no config\.json', trained.require_trained_workdir,
                    str(run))
-  (run / 'config.json').write_text('{"image_size": 64}')
+  (run / 'config.json').write_text('{"image_size": 64, "dataset": "d", "model": {}}')
   for call in (trained.require_trained_workdir, trained.num_classes):
     _raises_one_line(ce, r'^--workdir=\S*run holds no checkpoint', call, str(run))
   assert not os.path.exists(run / 'checkpoints')
@@ -376,6 +381,9 @@ def test_workdir_errors_are_one_line_and_create_nothing(tmp_path):
   (run / 'config.json').write_text('[64]')
   _raises_one_line(ce, r'config\.json holds a JSON list, not the config object',
                    trained.load_config, str(run))
+  (run / 'config.json').write_text('{"hello": 1}')   # someone else's config.json
+  _raises_one_line(ce, r'config\.json is not a run config \(it lacks dataset, model or '
+                   r'image_size\)', trained.load_config, str(run))
 
 
 def test_export_program_prints_one_error_line(tmp_path):

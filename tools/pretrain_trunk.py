@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from aligngan_jax import cli
 from aligngan_jax import losses
 from aligngan_jax import players
 from aligngan_jax import pretrained
@@ -165,4 +166,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

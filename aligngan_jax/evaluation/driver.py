@@ -13,9 +13,27 @@ import jax
 import numpy as np
 
 from aligngan_jax import data as data_lib
+from aligngan_jax import errors
 from aligngan_jax import reporting
 from aligngan_jax import sharding
 from aligngan_jax.evaluation import engine
+
+
+class NonFiniteFeatures(errors.UserError, FloatingPointError):
+  """Features holding NaN or inf: nothing may be ranked, written or drawn
+  from them. The message says how many images; callers add the checkpoint
+  and the step to use instead (`trained.Opened.finite_features`)."""
+
+
+def check_finite(feats, what: str = 'images') -> None:
+  """Raises `NonFiniteFeatures` unless every feature (an array, or a dict
+  of named arrays, one row per image) is finite."""
+  for name, part in (feats.items() if isinstance(feats, dict) else [(None, feats)]):
+    rows = ~np.isfinite(np.asarray(part)).reshape(len(part), -1).all(axis=1)
+    if rows.any():
+      named = f' (feature {name!r})' if name is not None else ''
+      raise NonFiniteFeatures(f'the features of {int(rows.sum())} of {len(rows)} '
+                              f'{what}{named} hold NaN or inf')
 
 
 def eval_settings(config) -> engine.EvalSettings:
@@ -59,7 +77,10 @@ def features_by_modality(extractors: dict, records, config, mesh, *, image_size,
                          batches=None):
   """Features of every record (an array, or a dict of named arrays, as the
   extractors give them): RGB ones by ``extractors['rgb']`` (which may
-  translate them first), IR ones by ``extractors['ir']``, in record order."""
+  translate them first), IR ones by ``extractors['ir']``, in record order.
+  Features holding NaN or inf raise `NonFiniteFeatures`: every evaluation,
+  sheet, search and export gets its features here, so nothing is ranked,
+  written or drawn from them."""
   is_rgb = records.modality == data_lib.RGB
   feats = None
   for modality, mask in (('rgb', is_rgb), ('ir', ~is_rgb)):
@@ -74,6 +95,8 @@ def features_by_modality(extractors: dict, records, config, mesh, *, image_size,
       full[mask] = p
       return full
     feats = jax.tree.map(put, feats, part)
+  # The one guard of every consumer (evaluation, sheets, search, export).
+  check_finite(feats, 'images')
   return feats
 
 

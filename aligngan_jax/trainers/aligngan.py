@@ -175,18 +175,23 @@ def _discriminator_halvings(config) -> dict[str, int]:
 def _check_image_size(config):
   """The networks' minimum image sizes: the generators map S to S only for S
   divisible by 4 (two stride-2 downs, two transposed ups); a discriminator
-  whose last InstanceNorm sees a 0x0 map gives NaN."""
+  whose last InstanceNorm sees a 0x0 map gives NaN. The sizes suggested
+  are valid under both rules."""
   size = config.image_size
-  if size % 4:
-    raise config_checks.ConfigError(
-        f'config.image_size={size}: the generators need a multiple of 4 (nearest '
-        f'valid: {size - size % 4 or 4}, {size + 4 - size % 4}).')
-  for network, halvings in _discriminator_halvings(config).items():
-    if size >> halvings < 1:
+  halvings = _discriminator_halvings(config)
+  smallest = max(1 << h for h in halvings.values())   # a power of 2 >= 4
+  for network, h in halvings.items():
+    if size >> h < 1:
       raise config_checks.ConfigError(
           f'config.image_size={size} is too small for the {network}: its last '
           f'InstanceNorm would see a 0x0 map (NaN losses); the smallest valid '
-          f'size is {1 << halvings}, {2 << halvings} for 2x2 maps.')
+          f'size is {smallest}, {2 * smallest} for 2x2 maps.')
+  if size % 4:
+    below, above = size - size % 4, size + 4 - size % 4
+    nearest = [s for s in (below, above) if s >= smallest]
+    raise config_checks.ConfigError(
+        f'config.image_size={size}: the generators need a multiple of 4 (nearest '
+        f'valid: {", ".join(map(str, nearest))}).')
 
 
 def _warn_about_image_size(config):
