@@ -195,13 +195,18 @@ def _save_error(manager, step, tree, error) -> Exception:
       f'the same command. {advice}')
 
 
+def custom_metadata(manager, step) -> dict:
+  """What `save` recorded beside checkpoint ``step`` ({} when unreadable)."""
+  try:
+    return dict(manager.metadata(step).custom_metadata or {})
+  except Exception:  # pylint: disable=broad-except
+    return {}
+
+
 def largest_value(manager, step) -> float:
   """The largest |parameter| or |running statistic| of a checkpoint, as
   `save` recorded it (inf when unknown)."""
-  try:
-    return float((manager.metadata(step).custom_metadata or {}).get('largest', 'inf'))
-  except Exception:  # pylint: disable=broad-except
-    return float('inf')
+  return float(custom_metadata(manager, step).get('largest', 'inf'))
 
 
 def _key_name(entry) -> str:

@@ -73,18 +73,24 @@ class Opened:
           f'nothing was ranked, written or drawn. {advice}') from None
 
   def last_good_step(self) -> int | None:
-    """The newest checkpoint older than this one that restores intact and
-    gives finite features, in both modalities, for a fixed probe batch
-    (uniform noise images, seed 0: no dataset needed); None if none does."""
-    rng = np.random.default_rng(0)
-    height, width = self.load_size
-    images = rng.uniform(-1, 1, (self.config.eval_batch_size, height, width, 3))
-    images = sharding.shard_batch(images.astype(np.float32), self.mesh)
-    template = trainers.create_state(self.trainer, self.mesh, abstract=True)
+    """The newest checkpoint older than this one that training kept as good
+    (its metadata says the probe passed: `divergence.Probe`) or, for one
+    written before the probe existed, that restores intact and gives
+    finite features, in both modalities, for a fixed probe batch (uniform
+    noise images, seed 0: no dataset needed); None if none does."""
     manager = checkpointing.create_manager(self.workdir, save_every=1, max_to_keep=1,
                                            create=False)
+    template = images = None
     try:
       for step in sorted((s for s in manager.all_steps() if s < self.step), reverse=True):
+        if checkpointing.custom_metadata(manager, step).get('probed'):
+          return step
+        if template is None:
+          height, width = self.load_size
+          noise = np.random.default_rng(0).uniform(
+              -1, 1, (self.config.eval_batch_size, height, width, 3))
+          images = sharding.shard_batch(noise.astype(np.float32), self.mesh)
+          template = trainers.create_state(self.trainer, self.mesh, abstract=True)
         try:
           state = checkpointing.restore(manager, template, self.config, step=step)
         except checkpointing.CheckpointError:

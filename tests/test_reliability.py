@@ -398,8 +398,12 @@ def test_no_tool_ranks_writes_or_draws_from_non_finite_features(diverged, tfds_d
     assert message.endswith('rerun with --config.resume_step=8.')
   assert not os.path.exists(os.path.join(workdir, 'eval', 'step_9.json'))
   assert not os.listdir(os.path.join(workdir, 'visualize'))
-  config.mode, config.resume_step = 'eval', 8
-  assert 'sysu all single' in train_lib.evaluate_checkpoint(config, workdir)['results']
+  # The step they advise is read before any work (export below follows its
+  # advice to the end; the resume tests do for training).
+  config.resume_step = 3
+  with pytest.raises(config_checks.ConfigError,
+                     match=r'^config\.resume_step=3 is not a checkpoint in .*\(there: '):
+    train_lib.evaluate_checkpoint(config, workdir)
   # export and search: the same line with their --step; nothing written.
   out = str(tmp_path / 'features.npz')
   with pytest.raises(driver.NonFiniteFeatures, match=r'9 gives non-finite .* --step=8\.$'):
