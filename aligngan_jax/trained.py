@@ -177,15 +177,16 @@ def num_classes(workdir: str) -> int:
   # Every step has the same classifier: the newest readable metadata tells
   # (a damaged newest checkpoint is named by the restore that follows).
   for step in steps:
-    try:
-      recorded = (manager.metadata(step).custom_metadata or {}).get('num_classes')
+    recorded = checkpointing.custom_metadata(manager, step).get('num_classes')
+    if recorded is not None:   # the training loop records it with every save
+      manager.close()
+      return int(recorded)
+    try:   # an older checkpoint: the classifier's shape tells
       tree = manager.item_metadata(step)[checkpointing.STATE]
       params = getattr(tree, 'tree', tree)['params']
     except Exception:  # pylint: disable=broad-except
       continue
     manager.close()
-    if recorded is not None:   # the training loop records it with every save
-      return int(recorded)
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
       keys = [getattr(k, 'key', None) for k in path]
       if 'classifier' in keys and keys[-1] == 'bias':
