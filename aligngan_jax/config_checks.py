@@ -10,7 +10,6 @@ import os
 import re
 import tempfile
 
-from absl import logging
 import ml_collections
 
 from aligngan_jax import errors

@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from aligngan_jax import sharding
 from aligngan_jax import train_state as train_state_lib
 from aligngan_jax.models import embedder as embedder_lib
 from aligngan_jax.models import gan

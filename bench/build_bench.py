@@ -12,18 +12,17 @@ and LLCM store the original JPEG bytes, RegDB lossless PNGs of its BMPs).
 """
 
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import common  # noqa: E402  (bench/common.py: puts the repository root on sys.path)
+
+ROOT = common.ROOT
 sys.path.insert(0, os.path.join(ROOT, 'tests'))
 
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from aligngan_jax import cli  # noqa: E402
 
@@ -72,8 +71,7 @@ def main(_):
   tfds.disable_progress_bar()
   logging.set_verbosity(logging.WARNING)
   fx.IMAGE_SIZE = (FLAGS.height, FLAGS.width)
-  print(f'# {time.strftime("%Y-%m-%d")} | {platform.machine()} {os.cpu_count()} CPUs | '
-        f'{FLAGS.height}x{FLAGS.width} JPEG sources')
+  print(common.machine_header(f'{FLAGS.height}x{FLAGS.width} JPEG sources'))
   print(f'{"dataset":<14}{"images":>8}{"build s":>9}{"images/s":>10}{"source MB":>11}'
         f'{"TFDS MB":>9}{"TFDS/src":>9}{"real images":>13}{"real build min":>16}')
   for name in REAL_IMAGES:

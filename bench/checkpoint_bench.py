@@ -13,11 +13,9 @@ check of a restore. Prints one table; no TensorFlow needed.
 """
 
 import argparse
-import os
 import shutil
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import common  # noqa: E402  (bench/common.py: puts the repository root on sys.path)
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -26,7 +24,6 @@ from aligngan_jax import checkpointing  # noqa: E402
 from aligngan_jax import players  # noqa: E402
 from aligngan_jax import sharding  # noqa: E402
 from configs import sysu  # noqa: E402
-import timing  # noqa: E402  (bench/timing.py)
 
 
 def _filled(abstract, mesh):
@@ -46,7 +43,7 @@ def _filled(abstract, mesh):
 
 def _median_seconds(fn, repeats):
   fn()   # warm-up (compiles the audit)
-  return timing.median_seconds(fn, repeats)
+  return common.median_seconds(fn, repeats)
 
 
 def main():

@@ -36,7 +36,9 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  (bench/common.py: puts the repository root on sys.path)
+
+ROOT = common.ROOT
 SETTING = 'sysu all single'
 # model -> (its README row label, config file argument).
 MODELS = {'aligngan': ('AlignGAN', ''), 'agw': ('AGW', ':agw'), 'caj': ('CAJ', ':caj')}

@@ -13,15 +13,10 @@ compilation. Finally the whole SYSU evaluation from features (4 settings x
 No TensorFlow needed.
 """
 
-import os
-import platform
-import sys
-import time
 import types
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import common  # noqa: E402  (bench/common.py: puts the repository root on sys.path)
 
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -30,7 +25,6 @@ from aligngan_jax import cli  # noqa: E402
 from aligngan_jax.evaluation import engine  # noqa: E402
 from aligngan_jax.evaluation import numpy_reference  # noqa: E402
 from aligngan_jax.evaluation import ranking  # noqa: E402
-import timing  # noqa: E402  (bench/timing.py)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('repeats', 5, 'Timed kernel runs (median reported).')
@@ -71,7 +65,7 @@ def _regdb_case(rng):
   return ids, ids.copy(), np.full(2060, 1), np.full(2060, 2)
 
 
-_time = timing.median_seconds
+_time = common.median_seconds
 
 
 def _sysu_records(rng):
@@ -99,8 +93,8 @@ def main(_):
            ('SYSU indoor multi', 'sysu', _sysu_case('indoor', 10, rng)),
            ('RegDB v2t', 'regdb', _regdb_case(rng))]
   device = jax.devices()[0]
-  print(f'# {time.strftime("%Y-%m-%d")} | {platform.machine()} {os.cpu_count()} CPUs | '
-        f'JAX {jax.__version__} backend={jax.default_backend()} ({device.device_kind})')
+  print(common.machine_header(
+      f'JAX {jax.__version__} backend={jax.default_backend()} ({device.device_kind})'))
   print(f'{"setting":<20}{"shape":>12}{"NumPy loop ms":>15}{"jnp kernel ms":>15}'
         f'{"speed-up":>10}{"from NumPy ms":>15}{"max |dRank-1|":>15}')
   for name, protocol, (q_ids, g_ids, q_cams, g_cams) in cases:

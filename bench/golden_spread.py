@@ -17,13 +17,16 @@ largest difference of each from tests/golden/<run>.json:
 Each variant trains in a fresh workdir with no compilation cache.
 """
 
+import argparse
 import json
 import os
 import subprocess
 import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  (bench/common.py: puts the repository root on sys.path)
+
+ROOT = common.ROOT
 sys.path.insert(0, os.path.join(ROOT, 'tests'))
 
 import golden  # noqa: E402
@@ -83,4 +86,7 @@ def main():
 
 
 if __name__ == '__main__':
+  # No options: --help prints the above and exits 0; anything else is refused.
+  argparse.ArgumentParser(description=__doc__,
+                          formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
   main()

@@ -19,15 +19,11 @@ targets (15 / 25 / 50 ms for stages 1 / 2 / 3) from the 1-core rate.
 """
 
 import io
-import json
 import os
-import subprocess
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import common  # noqa: E402  (bench/common.py: puts the repository root on sys.path)
 
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from aligngan_jax import cli  # noqa: E402
 
@@ -105,24 +101,19 @@ def main(argv):
   del argv
   if FLAGS._child:
     cores, once = FLAGS._child.split(',')
-    print('RESULT ' + json.dumps(_child(int(cores), once == '1')))
+    common.print_result(_child(int(cores), once == '1'))
     return
-  print(f'# {time.strftime("%Y-%m-%d")} | {os.cpu_count()} CPUs | feature batch '
-        f'18 x 4 x 2 modalities -> 128x128; {FLAGS.ids * FLAGS.per_id} images '
-        'per modality in memory')
+  print(common.machine_header(
+      f'feature batch 18 x 4 x 2 modalities -> 128x128; {FLAGS.ids * FLAGS.per_id} '
+      'images per modality in memory', machine=False))
   print(f'{"input":<22}{"cores":>6}{"img/s":>9}{"img/s/core":>12}{"one-time decode":>17}')
   per_core = {}
-  passthrough = [a for a in sys.argv[1:] if not a.startswith('--_child')]
   for once in (False, True):
     for cores in FLAGS.cores:
-      out = subprocess.run([sys.executable, __file__, *passthrough,
-                            f'--_child={cores},{int(once)}'],
-                           capture_output=True, text=True, check=False)
-      lines = [x for x in out.stdout.splitlines() if x.startswith('RESULT ')]
-      if out.returncode or not lines:
-        print(f'failed: {out.stderr.strip().splitlines()[-1:]}')
+      r = common.run_child(__file__, f'{cores},{int(once)}')
+      if isinstance(r, str):
+        print(r)
         continue
-      r = json.loads(lines[0][7:])
       name = 'decoded once, uint8' if once else 'JPEG decode per step'
       rate = r['images_per_s'] / r['cores']
       per_core.setdefault(name, rate if r['cores'] == 1 else None)

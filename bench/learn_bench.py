@@ -38,10 +38,10 @@ import tempfile
 import time
 from concurrent import futures
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, _ROOT)
+import common  # noqa: E402  (bench/common.py: puts the repository root on sys.path)
 
-from absl import app  # noqa: E402
+_ROOT = common.ROOT
+
 from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402
 from aligngan_jax import cli  # noqa: E402

@@ -30,10 +30,11 @@ demo-size point on a 2-core CPU; the wider generators take longer.
 import argparse
 import json
 import os
-import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  (bench/common.py: puts the repository root on sys.path)
+
+ROOT = common.ROOT
 LEARNABLE, INDEPENDENT = 'synthetic_vireid/demo_learnable', 'synthetic_vireid/demo'
 
 
@@ -75,11 +76,7 @@ POINTS = {
 SETTING = 'sysu all single'
 
 
-def _run(cmd: list[str], log: str) -> None:
-  with open(log, 'a') as f:
-    code = subprocess.call(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
-  if code:
-    raise SystemExit(f'error: {" ".join(cmd)} exited {code}; see {log}.')
+_run = common.run_logged
 
 
 def run_point(point: str, seed: int, runs: str, data_dir: str | None) -> dict:

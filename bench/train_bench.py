@@ -34,18 +34,12 @@ calls that XLA's GPU cost analysis does not count (it read 0.1 % MFU). On
 CPU both counts are printed; they agree within a few percent.
 """
 
-import json
-import os
-import platform
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import common  # noqa: E402  (bench/common.py: puts the repository root on sys.path)
 
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from aligngan_jax import cli  # noqa: E402
 
@@ -225,33 +219,28 @@ def main(argv):
   del argv
   if FLAGS._child:
     stage, dtype, calls, remat = FLAGS._child.split(',')
-    print('RESULT ' + json.dumps(_child(stage, dtype, calls, remat)))
+    common.print_result(_child(stage, dtype, calls, remat))
     return
-  print(f'# {time.strftime("%Y-%m-%d")} | {platform.machine()} {os.cpu_count()} CPUs | '
-        f'feature {FLAGS.feature_ids}x{FLAGS.feature_instances}, pixel '
-        f'{FLAGS.pixel_ids}x{FLAGS.pixel_instances} per modality, 128x128, encoder '
-        f'384x192, ResNet-{FLAGS.depth}; median of {FLAGS.repeats}')
+  print(common.machine_header(
+      f'feature {FLAGS.feature_ids}x{FLAGS.feature_instances}, pixel '
+      f'{FLAGS.pixel_ids}x{FLAGS.pixel_instances} per modality, 128x128, encoder '
+      f'384x192, ResNet-{FLAGS.depth}; median of {FLAGS.repeats}'))
   print('# GFLOP: HLO before optimisation (convolutions counted) | compiled: the '
         "executable's own count (on GPU it omits cuDNN convolutions)")
   print(f'{"stage":<7}{"dtype":<10}{"calls":<10}{"remat":<7}{"ms/iter":>10}{"img/s":>9}{"GFLOP":>9}'
         f'{"compiled":>10}{"TFLOP/s":>9}{"util":>8}{"peak GiB":>10}{"XLA GiB":>9}'
         f'{"speedup":>9}{"cold s":>8}{"warm s":>7}  notes')
   rows = {}
-  passthrough = [a for a in sys.argv[1:] if not a.startswith('--_child')]
   variants = [(stage, dtype, calls, remat) for stage in FLAGS.stages
               for dtype in FLAGS.dtypes
               for calls in sorted(FLAGS.calls, key=lambda c: c != 'separate')  # reference first
               for remat in FLAGS.remat]
   for stage, dtype, calls, remat in variants:
-    out = subprocess.run(
-        [sys.executable, __file__, *passthrough, f'--_child={stage},{dtype},{calls},{remat}'],
-        capture_output=True, text=True, check=False)
-    lines = [line for line in out.stdout.splitlines() if line.startswith('RESULT ')]
-    if out.returncode or not lines:
-      print(f'{stage:<7}{dtype:<10}{calls:<10}{remat:<7} failed (rc={out.returncode}): '
-            f'{out.stderr.strip().splitlines()[-1:]}')
+    r = common.run_child(__file__, f'{stage},{dtype},{calls},{remat}')
+    if isinstance(r, str):
+      print(f'{stage:<7}{dtype:<10}{calls:<10}{remat:<7} {r}')
       continue
-    r = rows[stage, dtype, calls, remat] = json.loads(lines[0][len('RESULT '):])
+    rows[stage, dtype, calls, remat] = r
     base = rows.get((stage, dtype, 'separate', 'none'))
     _print_row(r, f'{base["ms"] / r["ms"]:.2f}x' if base and r is not base else '-')
   # The step time the official schedule implies (no input, eval or logging).

@@ -28,8 +28,9 @@ import json
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import common  # noqa: E402  (bench/common.py: puts the repository root on sys.path)
+
+ROOT = common.ROOT
 
 import numpy as np  # noqa: E402
 

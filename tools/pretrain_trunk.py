@@ -22,10 +22,8 @@ the demo itself does not pay for this.
 import functools
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np

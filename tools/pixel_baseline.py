@@ -3,7 +3,7 @@
 Shows how large the modality gap is: pixels find the same person across RGB
 cameras (and across IR cameras) far better than across modalities.
 
-  python bench/pixel_baseline.py [--dataset=synthetic_vireid/demo] [--data_dir=...]
+  python -m tools.pixel_baseline [--dataset=synthetic_vireid/demo] [--data_dir=...]
 
 Features are the test images resized to 32x16 (bicubic), grey-scaled or not,
 mean-centred per image and L2-normalised; ranking is by cosine similarity with
@@ -11,15 +11,12 @@ the project's kernel (image-level CMC, mAP). Queries are matched against a
 gallery from *other* cameras only, so no query meets its own camera.
 """
 
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags  # noqa: E402
-import numpy as np  # noqa: E402
-from aligngan_jax import cli  # noqa: E402
+from absl import flags
+import numpy as np
+from aligngan_jax import cli
 
 flags.DEFINE_string('dataset', 'synthetic_vireid/demo', 'TFDS dataset name.')
 flags.DEFINE_string('data_dir', None, 'TFDS data_dir.')
