@@ -78,8 +78,9 @@ def copy_run(aligngan_run, tmp_path):
 
 
 # Test files by the time they take, longest first (measured with
-# --durations=0 on two cores: issue 16, re-measured in issue 29). pytest.ini runs
-# two workers with ``--dist loadfile --no-loadscope-reorder``: files are
+# --durations=0 on two cores: issue 16, re-measured in issue 29). The suite's
+# command (README, .ci/run) runs two workers with ``--dist loadfile
+# --no-loadscope-reorder``: files are
 # handed out in collection order, so the longest start first and the two
 # workers finish together (xdist's own order, by number of tests, started
 # the shared AlignGAN run last).
