@@ -241,13 +241,14 @@ def test_the_demo_config_finds_its_committed_trunk_from_any_directory(tmp_path, 
   assert synthetic.get_config('tiny').pretrained_backbone == ''
 
 
-def test_the_learnable_setting_is_the_swept_point_it_names():
+def test_the_learnable_setting_is_the_swept_point_it_names(monkeypatch):
   """configs/synthetic.py:learnable is bench/pixel_sweep.py's g16r2_long
   point, the one measured against its own ablation (issue 26): the sweep's
   overrides applied to the demo give the same config."""
   import importlib.util
-  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                      'bench', 'pixel_sweep.py')
+  bench = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'bench')
+  monkeypatch.syspath_prepend(bench)   # as `python bench/pixel_sweep.py` has it
+  path = os.path.join(bench, 'pixel_sweep.py')
   spec = importlib.util.spec_from_file_location('pixel_sweep', path)
   sweep = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(sweep)
