@@ -51,6 +51,13 @@ def is_decoded(records: Records) -> bool:
   return records.images.ndim == 4
 
 
+def modality_masks(records: Records) -> tuple[tuple[str, np.ndarray], ...]:
+  """(('rgb', mask of the RGB records), ('ir', mask of the IR records)): the
+  extractor each record goes through."""
+  is_rgb = records.modality == RGB
+  return ('rgb', is_rgb), ('ir', ~is_rgb)
+
+
 def height_width(image_size) -> tuple[int, int]:
   """(height, width) of a load size: an int (square, AlignGAN's
   ``config.image_size``) or a (height, width) pair (AGW's 288 x 144)."""

@@ -52,11 +52,10 @@ def export(workdir: str, split: str, out: str, *, data_dir=None,
   for key, value in (('data_dir', data_dir), ('manual_dir', manual_dir)):
     if value:
       config[key] = value
-  # The folder test on --out itself: 'runs/' or an existing folder must not
-  # become 'runs/.npz' or 'runs.npz' beside it.
-  is_folder = out.endswith(('/', os.sep)) or os.path.isdir(out)
-  path = out if out.endswith('.npz') else out + '.npz'
-  if problem := search.prepare_output(out if is_folder else path):
+  # A folder given as --out is refused as such, not written as 'runs.npz'
+  # beside it or 'runs/.npz' inside it.
+  path = out if out.endswith('.npz') or search.names_a_folder(out) else out + '.npz'
+  if problem := search.prepare_output(path):
     raise config_checks.ConfigError(f'--out={out}: {problem}.')
   # TensorFlow (5 s to import) only now, with the GPUs hidden from it.
   trained.hide_gpus_from_tensorflow()

@@ -100,6 +100,11 @@ def _not_there(path: str) -> str:
   return 'is neither an image file nor a folder'
 
 
+def names_a_folder(path: str) -> bool:
+  """An existing folder, or a path ending in a slash: not a file name."""
+  return os.path.isdir(path) or path.endswith(('/', os.sep))
+
+
 def prepare_output(path: str) -> str | None:
   """Creates the folder of the file ``path`` (as ``mkdir -p``) and proves it
   writable; returns what is wrong, or None.
@@ -107,7 +112,7 @@ def prepare_output(path: str) -> str | None:
   Run before the model is restored (search's sheet, export's features), so
   that a bad output path costs a second, not the extracted features.
   """
-  if os.path.isdir(path) or path.endswith(('/', os.sep)):
+  if names_a_folder(path):
     return 'is a folder; name the file to write'
   if os.path.exists(path) and not os.access(path, os.W_OK):
     return 'exists and is read-only'

@@ -160,8 +160,7 @@ def probe_images(data, config, image_size, mesh) -> dict:
   """{'rgb', 'ir'}: the first evaluation batch of each modality of the test
   split, sharded: the images `divergence.Probe` extracts features of."""
   out = {}
-  is_rgb = data.test.modality == data_lib.RGB
-  for modality, mask in (('rgb', is_rgb), ('ir', ~is_rgb)):
+  for modality, mask in data_lib.modality_masks(data.test):
     if mask.any():
       batch = next(iter(data.eval_batches(data.test.select(mask), image_size=image_size,
                                           batch_size=config.eval_batch_size)))

@@ -25,7 +25,7 @@ class NonFiniteFeatures(errors.UserError, FloatingPointError):
   and the step to use instead (`trained.Opened.finite_features`)."""
 
 
-def check_finite(feats, what: str = 'images') -> None:
+def check_finite(feats) -> None:
   """Raises `NonFiniteFeatures` unless every feature (an array, or a dict
   of named arrays, one row per image) is finite."""
   for name, part in (feats.items() if isinstance(feats, dict) else [(None, feats)]):
@@ -33,7 +33,7 @@ def check_finite(feats, what: str = 'images') -> None:
     if rows.any():
       named = f' (feature {name!r})' if name is not None else ''
       raise NonFiniteFeatures(f'the features of {int(rows.sum())} of {len(rows)} '
-                              f'{what}{named} hold NaN or inf')
+                              f'images{named} hold NaN or inf')
 
 
 def eval_settings(config) -> engine.EvalSettings:
@@ -81,9 +81,8 @@ def features_by_modality(extractors: dict, records, config, mesh, *, image_size,
   Features holding NaN or inf raise `NonFiniteFeatures`: every evaluation,
   sheet, search and export gets its features here, so nothing is ranked,
   written or drawn from them."""
-  is_rgb = records.modality == data_lib.RGB
   feats = None
-  for modality, mask in (('rgb', is_rgb), ('ir', ~is_rgb)):
+  for modality, mask in data_lib.modality_masks(records):
     if not mask.any():
       continue
     part = extract_features(extractors[modality], records.select(mask), config, mesh,
@@ -96,7 +95,7 @@ def features_by_modality(extractors: dict, records, config, mesh, *, image_size,
       return full
     feats = jax.tree.map(put, feats, part)
   # The one guard of every consumer (evaluation, sheets, search, export).
-  check_finite(feats, 'images')
+  check_finite(feats)
   return feats
 
 
