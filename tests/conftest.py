@@ -1,7 +1,11 @@
 """Test setup: two host devices (so sharding is exercised on CPU), set before
-JAX is imported; quiet TensorFlow; a session-wide tiny synthetic dataset."""
+JAX is imported; quiet TensorFlow; what the whole session shares: the tiny
+synthetic dataset, the tiny AlignGAN run, the diverged IDE run, the tiny IDE
+config and networks."""
 
+import json
 import os
+import shutil
 import tempfile
 
 import run_files  # (imports no JAX: the flags below are set before JAX loads)
@@ -24,19 +28,42 @@ for _key, _value in run_files.TEST_ENV.items():
   os.environ.setdefault(_key, _value)
 
 import jax  # noqa: E402,F401  (after XLA_FLAGS on purpose)
+import filelock  # noqa: E402
 import pytest  # noqa: E402
 
 
+def made_once(name, make, tmp_path_factory, worker_id):
+  """``make(folder)`` once per test session, however many pytest-xdist
+  workers ask: xdist's FileLock recipe. The first worker to take the lock
+  makes it in a folder every worker sees and records its JSON result; the
+  others wait for the lock and read the result. Without xdist
+  (``worker_id == 'master'``) it is made in this session's own folder."""
+  if worker_id == 'master':
+    return make(tmp_path_factory.mktemp(name))
+  shared = tmp_path_factory.getbasetemp().parent
+  record = shared / f'{name}.json'
+  with filelock.FileLock(str(record) + '.lock'):
+    if record.is_file():
+      return json.loads(record.read_text())
+    folder = shared / name
+    folder.mkdir()
+    result = make(folder)
+    record.write_text(json.dumps(result))
+  return result
+
+
 @pytest.fixture(scope='session')
-def tfds_data_dir(tmp_path_factory):
+def tfds_data_dir(tmp_path_factory, worker_id):
   """A TFDS data_dir holding the tiny synthetic_vireid dataset."""
   import tensorflow as tf
   tf.config.set_visible_devices([], 'GPU')
-  import datasets  # noqa: F401  (registers the builders)
-  import tensorflow_datasets as tfds
-  data_dir = str(tmp_path_factory.mktemp('tfds'))
-  tfds.builder('synthetic_vireid/tiny', data_dir=data_dir).download_and_prepare()
-  return data_dir
+
+  def build(folder):
+    import datasets  # noqa: F401  (registers the builders)
+    import tensorflow_datasets as tfds
+    tfds.builder('synthetic_vireid/tiny', data_dir=str(folder)).download_and_prepare()
+    return str(folder)
+  return made_once('tfds', build, tmp_path_factory, worker_id)
 
 
 @pytest.fixture(scope='session')
@@ -50,50 +77,79 @@ def tiny_records(tfds_data_dir):
 
 
 @pytest.fixture(scope='session')
-def aligngan_run(tfds_data_dir, tmp_path_factory):
+def aligngan_run(tfds_data_dir, tmp_path_factory, worker_id):
   """The session's one trained AlignGAN: main.py on the demo config at
   ``:tiny`` (64 px: the joint discriminator's last maps are then 2x2), 2 + 2
-  + 2 iterations, every checkpoint kept. It is the smoke run and the
-  workdir of the resume, eval, visualize, search and export tests, all in
-  test_trained_run.py (its only user, so that pytest-xdist trains it once);
-  tests that write into a workdir work on a copy (`copy_run`).
+  + 2 iterations, every checkpoint kept, made once for all workers
+  (`made_once`). It is the smoke run and the workdir of the resume, eval,
+  visualize, search and export tests; tests that write into a workdir work
+  on a copy (`copy_run`, `tools_workdir`).
 
   Returns (workdir, main.py's stderr)."""
-  workdir = str(tmp_path_factory.mktemp('aligngan') / 'run')
-  run = run_files.run_main(*run_files.ALIGNGAN_TINY_FLAGS, f'--workdir={workdir}',
-                           f'--config.data_dir={tfds_data_dir}',
-                           f'--compilation_cache_dir={os.environ["JAX_COMPILATION_CACHE_DIR"]}')
-  assert run.returncode == 0, run.stderr[-3000:]
-  return workdir, run.stderr
+  def train(folder):
+    workdir = str(folder / 'run')
+    run = run_files.run_main(*run_files.ALIGNGAN_TINY_FLAGS, f'--workdir={workdir}',
+                             f'--config.data_dir={tfds_data_dir}',
+                             f'--compilation_cache_dir={os.environ["JAX_COMPILATION_CACHE_DIR"]}')
+    assert run.returncode == 0, run.stderr[-3000:]
+    return workdir, run.stderr
+  return tuple(made_once('aligngan', train, tmp_path_factory, worker_id))
 
 
 @pytest.fixture
 def copy_run(aligngan_run, tmp_path):
   """A private copy of the shared AlignGAN workdir, for tests that write."""
-  import shutil
   path = str(tmp_path / 'run')
   shutil.copytree(aligngan_run[0], path)
   return path
 
 
-
-# Test files by the time they take, longest first (measured with
-# --durations=0 on two cores: issue 16, re-measured in issue 29). The suite's
-# command (README, .ci/run) runs two workers with ``--dist loadfile
-# --no-loadscope-reorder``: files are
-# handed out in collection order, so the longest start first and the two
-# workers finish together (xdist's own order, by number of tests, started
-# the shared AlignGAN run last).
-_LONG_FILES = ('test_stages', 'test_trained_run', 'test_multihost', 'test_reliability',
-               'test_torch_parity', 'test_train', 'test_sysu_mm01', 'test_ranking',
-               'test_models', 'test_agw_trainer', 'test_agw_parity', 'test_main',
-               'test_engine')
+@pytest.fixture(scope='session')
+def tools_workdir(aligngan_run, tmp_path_factory):
+  """A copy of the shared AlignGAN workdir for this worker's visualize,
+  search and export tests (they write sheets and caches into it)."""
+  path = str(tmp_path_factory.mktemp('tools') / 'run')
+  shutil.copytree(aligngan_run[0], path)
+  return path
 
 
-def pytest_collection_modifyitems(config, items):
-  """Long files first; the order within a file is kept. A file's tests
-  share one worker, so module- and file-level setups (the shared AlignGAN
-  run is used by test_trained_run.py alone) happen once."""
-  del config
-  rank = {name: i for i, name in enumerate(_LONG_FILES)}
-  items.sort(key=lambda item: rank.get(item.module.__name__, len(rank)))
+@pytest.fixture(scope='session')
+def diverged(tfds_data_dir, tmp_path_factory, worker_id):
+  """The tiny IDE run at learning rate 10 (parameters and BatchNorm running
+  variances grow ~10x a step while the losses stay finite: the state after
+  step 3 passes 1e6), then the same workdir resumed from the step the error
+  names with a sane rate, to the end. Tests that write use a copy.
+
+  Returns (workdir, the error's message, the resumed run's evaluated
+  settings, the step the error named)."""
+  import workdirs
+  from aligngan_jax import divergence
+  from aligngan_jax import train_loop
+
+  def train(folder):
+    workdir = str(folder / 'run')
+    with pytest.raises(divergence.DivergenceError) as error:
+      train_loop.train_and_evaluate(
+          workdirs.ide_config(tfds_data_dir, learning_rate=10.0, max_checkpoints_to_keep=10),
+          workdir)
+    message = str(error.value)
+    step = int(message.split('--config.resume_step=')[1].split()[0])
+    result = train_loop.train_and_evaluate(
+        workdirs.ide_config(tfds_data_dir, learning_rate=0.01, resume_step=step), workdir)
+    return workdir, message, sorted(result['results']), step
+  return tuple(made_once('diverged', train, tmp_path_factory, worker_id))
+
+
+@pytest.fixture(scope='session')
+def ide_config():
+  """The tiny IDE config of the step, checkpoint and weights tests."""
+  from configs import synthetic
+  return synthetic.get_config('ide,tiny')
+
+
+@pytest.fixture(scope='session')
+def ide_models(ide_config):
+  """The tiny IDE trainer's networks (ide_steps.NUM_CLASSES classes)."""
+  import ide_steps
+  from aligngan_jax import players
+  return players.create_models(ide_config, ide_steps.NUM_CLASSES, players.FEATURE)

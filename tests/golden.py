@@ -11,7 +11,7 @@ silently (issue 25).
 A change that moves them on purpose rewrites the files in the same commit,
 and says why in the commit message:
 
-  ALIGNGAN_UPDATE_GOLDEN=1 pytest -q tests/test_trained_run.py tests/test_train.py -k golden
+  ALIGNGAN_UPDATE_GOLDEN=1 pytest -q tests/test_train_loop.py -k golden
 
 Tolerances, measured with ``python bench/golden_spread.py`` (both tiny
 runs through main.py with the tests' XLA settings, against these files;

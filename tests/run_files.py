@@ -53,7 +53,7 @@ def xla_flags_for_tests(*, faster_compiles: bool = True) -> list[str]:
 ALIGNGAN_TINY_FLAGS = ('--config=configs/synthetic.py:tiny', '--config.image_size=64',
                        '--config.checkpoint_every_steps=1',
                        '--config.max_checkpoints_to_keep=10', '--config.eval.num_trials=2')
-# The IDE trainer's tiny run (test_train.py, in-process): configs/synthetic.py
+# The IDE trainer's tiny run (test_train_loop.py, in-process): configs/synthetic.py
 # at 'ide,tiny' with these keys set; its numbers are golden too.
 IDE_TINY_OVERRIDES = {'checkpoint_every_steps': 1, 'eval.num_trials': 2,
                       'ide.num_train_steps': 2}

@@ -97,10 +97,10 @@ class TorchEmbedNet(nn.Module):
     self.thermal_module.thermal = make()
     self.base_resnet = nn.Module()
     self.base_resnet.base = make()
-    for copy in (self.visible_module.visible, self.thermal_module.thermal,
-                 self.base_resnet.base):
-      if hasattr(copy, 'fc'):
-        del copy.fc    # the official resnet50 copies have no classifier (318 keys each)
+    for trunk in (self.visible_module.visible, self.thermal_module.thermal,
+                  self.base_resnet.base):
+      if hasattr(trunk, 'fc'):
+        del trunk.fc    # the official resnet50 copies have no classifier (318 keys each)
     c2, c3, c4 = (512, 1024, 2048) if width is None else (2 * width, 4 * width, 8 * width)
     self.nl2_at = (2, 3) if width is None else (0,)
     self.nl3_at = (3, 4, 5) if width is None else (0,)

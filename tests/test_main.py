@@ -1,5 +1,5 @@
 """main.py as a process: flag parsing and the one-line error paths. The
-smoke run is the session's shared AlignGAN run (test_trained_run.py);
+smoke run is the session's shared AlignGAN run (conftest.py, aligngan_run; tested in test_train_loop.py);
 everything else about a run is tested in-process."""
 
 import os

@@ -5,6 +5,10 @@ import pytest
 from PIL import Image
 
 from aligngan_jax import visualize
+from aligngan_jax import sheets
+from aligngan_jax import trained
+from aligngan_jax.evaluation import driver
+from aligngan_jax.evaluation import engine
 
 
 def test_to_uint8_maps_the_network_range():
@@ -106,3 +110,47 @@ def test_cmc_plot_draws_each_curve_where_its_values_are():
       assert tuple(image[y, x]) == colour
   # Higher CMC is higher on the image.
   assert to_pixel(1, 0.9)[1] < to_pixel(1, 0.2)[1]
+
+
+def test_visualize_writes_retrieval_translation_and_cmc_sheets(tools_workdir, tiny_records):
+  config = trained.load_config(tools_workdir)
+  paths = sheets.write_sheets(config, tools_workdir)
+  assert set(paths) == {'retrieval_sysu_all_single', 'translation', 'cmc'}
+  vis = config.visualize
+  retrieval = np.asarray(Image.open(paths['retrieval_sysu_all_single']))
+  row_h = visualize.TILE[0] + 2 * visualize.BORDER + visualize.CAPTION + visualize.GAP
+  assert retrieval.shape[0] == visualize.GAP + (vis.queries + vis.worst) * row_h
+  translation = np.asarray(Image.open(paths['translation']))
+  # With the true IR column: the tiny world has infrared twins.
+  assert translation.shape[1] == 5 * (config.image_size + 2) - 2
+  assert np.asarray(Image.open(paths['cmc'])).shape == (360, 560, 3)
+
+  # The sheet's borders against the identities, rebuilt with the same rows.
+  test = tiny_records[1]
+  opened = trained.open_workdir(tools_workdir)
+  feats = driver.features_by_modality(opened.extract, test, config, opened.mesh,
+                                      image_size=opened.load_size)
+  split = engine.splits(test, driver.eval_settings(config))['sysu all single'][0]
+  rows = sheets.retrieval_rows(feats, test, split, queries=vis.queries, worst=vis.worst,
+                               top_k=vis.top_k, seed=config.seed)
+  image, boxes = visualize.retrieval_sheet(rows)
+  np.testing.assert_array_equal(image, retrieval)
+  q_ids = {int(row.caption[0].split()[-1]) for row in rows}
+  assert len(rows) == vis.queries + vis.worst and q_ids
+  distance = 1 - feats[split.query] @ feats[split.gallery].T
+  for r, row in enumerate(rows):
+    query_id = int(row.caption[0].split()[-1])
+    for c, hit in enumerate(row.hits, start=1):
+      x0, y0, _, _ = boxes[(r, c)]
+      same = hit.correct
+      assert tuple(image[y0 + 1, x0 + 1]) == (visualize.GREEN if same else visualize.RED)
+      # The flag is the identity's: find the gallery image by its distance.
+      matches = np.isclose(distance, hit.distance, atol=1e-5)
+      gallery_ids = test.person_id[split.gallery][np.nonzero(matches)[1]]
+      assert same == (query_id in gallery_ids) or len(set(gallery_ids)) > 1
+    if row.first_match is not None:
+      assert row.first_match.rank > vis.top_k and not any(h.correct for h in row.hits)
+  # The worst rows are the queries whose first true match ranks lowest.
+  assert [row.caption[1].startswith('worst') for row in rows] == (
+      [False] * vis.queries + [True] * vis.worst)
+

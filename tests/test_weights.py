@@ -13,6 +13,11 @@ from aligngan_jax import convert
 from aligngan_jax import pretrained
 from aligngan_jax import weights
 from configs import sysu
+import jax
+import numpy as np
+from aligngan_jax import config_checks
+from aligngan_jax import players
+from aligngan_jax import sharding
 
 PAYLOAD = os.urandom(3 * 2**20 + 17)   # three blocks and a bit
 DIGEST = hashlib.sha256(PAYLOAD).hexdigest()
@@ -191,3 +196,54 @@ def test_a_new_run_fetches_before_reading_the_data_and_a_resumed_one_does_not(
   os.makedirs(tmp_path / 'run' / 'checkpoints' / '5')
   with pytest.raises(AssertionError, match='data was read'):
     train_loop.train_and_evaluate(config, str(tmp_path / 'run'))
+
+
+def test_pretrained_backbone_errors_name_the_key(ide_config, tmp_path):
+  bad = ide_config.copy_and_resolve_references()
+  bad.pretrained_backbone = str(tmp_path / 'resnet50.pth')
+  with pytest.raises(config_checks.ConfigError, match='config.model.depth=10'):
+    config_checks.validate_config(bad, num_devices=2)
+  bad.model.depth, bad.model.width = 50, 64
+  with pytest.raises(config_checks.ConfigError,
+                     match=r"pretrained_backbone=.*does not exist.*'torchvision'"):
+    config_checks.validate_config(bad, num_devices=2)
+  bad.mode, bad.init_from = 'eval', str(tmp_path)
+  # The IDE baseline has no official release; AlignGAN's names its files.
+  with pytest.raises(NotImplementedError, match="trainer 'ide' cannot evaluate"):
+    config_checks.validate_config(bad, num_devices=2)
+  bad.trainer = 'aligngan'
+  with pytest.raises(config_checks.ConfigError, match='model-0_250.pkl'):
+    config_checks.validate_config(bad, num_devices=2)
+
+
+def test_a_saved_trunk_starts_a_new_state_and_a_wrong_one_is_named(ide_config, ide_models,
+                                                                     tmp_path):
+  from aligngan_jax import pretrained
+  mesh = sharding.create_mesh()
+  other = ide_config.copy_and_resolve_references()
+  other.seed = 7
+  source = jax.device_get(players.create_state(other, ide_models, mesh))
+  path = str(tmp_path / 'trunk.msgpack')
+  pretrained.save_trunk(path, source.params['encoder'], source.batch_stats['encoder'],
+                        ide_config, source='test')
+  run = ide_config.copy_and_resolve_references()
+  run.pretrained_backbone = path
+  assert pretrained.check_backbone_config(run) is None
+  state = players.create_state(run, ide_models, mesh)
+  loaded = jax.device_get(pretrained.load_backbone(state, run, mesh))
+  for got, want in zip(jax.tree.leaves((loaded.params['encoder'], loaded.batch_stats['encoder'])),
+                       jax.tree.leaves((source.params['encoder'], source.batch_stats['encoder']))):
+    np.testing.assert_array_equal(got, want)
+  # The heads stay as initialised.
+  for got, want in zip(jax.tree.leaves(loaded.params['embedder']),
+                       jax.tree.leaves(jax.device_get(state.params['embedder']))):
+    np.testing.assert_array_equal(got, want)
+  wider = run.copy_and_resolve_references()
+  wider.model.width = 8
+  with pytest.raises(config_checks.ConfigError, match=r'trunk.msgpack.*width 4.*width=8'):
+    config_checks.validate_config(wider, num_devices=2)
+  with open(path, 'wb') as f:
+    f.write(b'not a trunk')
+  with pytest.raises(config_checks.ConfigError, match=r'trunk.msgpack.*not a trunk file'):
+    config_checks.validate_config(run, num_devices=2)
+
