@@ -17,31 +17,51 @@ from aligngan_jax import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and results.')
-flags.DEFINE_bool('jax_distributed', False,
-                  'Call jax.distributed.initialize() first (multi-host runs; on '
-                  'Cloud TPU and SLURM the cluster is detected).')
-flags.DEFINE_string('coordinator_address', None,
-                    'host:port of process 0 (explicit multi-process runs; implies '
-                    '--jax_distributed).')
+flags.DEFINE_bool(
+    'jax_distributed',
+    False,
+    'Call jax.distributed.initialize() first (multi-host runs; on '
+    'Cloud TPU and SLURM the cluster is detected).',
+)
+flags.DEFINE_string(
+    'coordinator_address',
+    None,
+    'host:port of process 0 (explicit multi-process runs; implies ' '--jax_distributed).',
+)
 flags.DEFINE_integer('num_processes', None, 'Processes in an explicit multi-process run.')
 flags.DEFINE_integer('process_id', None, 'This process (0..num_processes-1).')
-flags.DEFINE_integer('heartbeat_timeout_seconds', 100,
-                     'Multi-process runs: a process that stops answering for this '
-                     'long makes the others fail instead of hang.')
-flags.DEFINE_bool('compilation_cache', True,
-                  "Keep XLA's compiled steps in --compilation_cache_dir, so a "
-                  'resumed or repeated run skips recompiling them '
-                  '(--nocompilation_cache: off).')
-flags.DEFINE_string('compilation_cache_dir', None,
-                    "JAX's persistent compilation cache (default: "
-                    '$JAX_COMPILATION_CACHE_DIR, else '
-                    '$XDG_CACHE_HOME/aligngan_jax/xla, else ~/.cache/aligngan_jax/xla).')
-flags.DEFINE_bool('verbose', False,
-                  'Show the traceback of a user error (a bad config value, '
-                  'path or checkpoint) after its one-line message.')
+flags.DEFINE_integer(
+    'heartbeat_timeout_seconds',
+    100,
+    'Multi-process runs: a process that stops answering for this '
+    'long makes the others fail instead of hang.',
+)
+flags.DEFINE_bool(
+    'compilation_cache',
+    True,
+    "Keep XLA's compiled steps in --compilation_cache_dir, so a "
+    'resumed or repeated run skips recompiling them '
+    '(--nocompilation_cache: off).',
+)
+flags.DEFINE_string(
+    'compilation_cache_dir',
+    None,
+    "JAX's persistent compilation cache (default: "
+    '$JAX_COMPILATION_CACHE_DIR, else '
+    '$XDG_CACHE_HOME/aligngan_jax/xla, else ~/.cache/aligngan_jax/xla).',
+)
+flags.DEFINE_bool(
+    'verbose',
+    False,
+    'Show the traceback of a user error (a bad config value, '
+    'path or checkpoint) after its one-line message.',
+)
 config_flags.DEFINE_config_file(
-    'config', None, 'Config file, optionally with an argument: '
-    'configs/sysu.py or configs/sysu.py:tiny.', lock_config=True)
+    'config',
+    None,
+    'Config file, optionally with an argument: ' 'configs/sysu.py or configs/sysu.py:tiny.',
+    lock_config=True,
+)
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -54,7 +74,7 @@ def _parse_flags(argv):
     # A wrong-type override (--config.ids_per_batch=abc) or a config file
     # that is missing or fails to load: absl's message, on one line.
     text = str(e)
-    if 'Traceback' in text:   # the config file's own error, with its traceback
+    if 'Traceback' in text:  # the config file's own error, with its traceback
       lines = [l.strip() for l in text.splitlines() if l.strip()]
       text = f'{text.split(": Error whilst")[0]}: {lines[-1]}'
     sys.exit(f'error: {" ".join(text.split())}')
@@ -65,9 +85,11 @@ def _parse_flags(argv):
     sys.exit(f'error: --config: {type(e).__name__}: {" ".join(str(e).split())}')
   except (AttributeError, KeyError) as e:
     overrides = [a.split('=')[0] for a in argv[1:] if a.startswith('--config.')]
-    sys.exit(f'error: unknown config key in {" ".join(overrides) or "--config"}:'
-             f' {str(e).strip(chr(34) + chr(39))}. See configs/default.py for '
-             'the keys.')
+    sys.exit(
+        f'error: unknown config key in {" ".join(overrides) or "--config"}:'
+        f' {str(e).strip(chr(34) + chr(39))}. See configs/default.py for '
+        'the keys.'
+    )
 
 
 def _quiet_orbax(record) -> bool:
@@ -94,8 +116,12 @@ def _enable_compilation_cache(jax) -> None:
   try:
     os.makedirs(path, exist_ok=True)
   except OSError as e:
-    logging.warning('Compilation cache off: cannot create %s (%s); pass '
-                    '--compilation_cache_dir=DIR or --nocompilation_cache.', path, e)
+    logging.warning(
+        'Compilation cache off: cannot create %s (%s); pass '
+        '--compilation_cache_dir=DIR or --nocompilation_cache.',
+        path,
+        e,
+    )
     return
   jax.config.update('jax_compilation_cache_dir', path)
   logging.info('Persistent compilation cache: %s', path)
@@ -106,15 +132,24 @@ def _load_config():
   missing or broken file, or an override it rejects, is one line."""
   try:
     config = FLAGS.config
-    config.keys()   # a file that failed to load raises on first use
+    config.keys()  # a file that failed to load raises on first use
     return config
-  except (OSError, SyntaxError, ImportError, ValueError, TypeError,
-          AttributeError, KeyError, flags.Error) as e:
+  except (
+      OSError,
+      SyntaxError,
+      ImportError,
+      ValueError,
+      TypeError,
+      AttributeError,
+      KeyError,
+      flags.Error,
+  ) as e:
     name = config_flags.get_config_filename(FLAGS['config'])
     # ml_collections nests the cause in the message's last line.
     lines = [l.strip() for l in str(e).splitlines() if l.strip()]
-    sys.exit(f'error: --config={name} cannot be loaded: '
-             f'{lines[-1] if lines else type(e).__name__}')
+    sys.exit(
+        f'error: --config={name} cannot be loaded: ' f'{lines[-1] if lines else type(e).__name__}'
+    )
 
 
 def _log_to_workdir(config, workdir, process_index):
@@ -122,6 +157,7 @@ def _log_to_workdir(config, workdir, process_index):
   resumed run continues it), headed by the full config; the console gets
   one line pointing there instead of the dump."""
   from aligngan_jax import config_checks  # pylint: disable=g-import-not-at-top
+
   config_checks.ensure_workdir(workdir)
   if process_index > 0:
     return
@@ -129,13 +165,13 @@ def _log_to_workdir(config, workdir, process_index):
   with open(path, 'a') as f:
     f.write(f'Command: {" ".join(sys.argv)}\nConfig:\n{config}\n')
   handler = std_logging.FileHandler(path)
-  handler.setFormatter(std_logging.Formatter(
-      '%(asctime)s %(levelname)s %(filename)s:%(lineno)d] %(message)s'))
+  handler.setFormatter(
+      std_logging.Formatter('%(asctime)s %(levelname)s %(filename)s:%(lineno)d] %(message)s')
+  )
   handler.addFilter(_quiet_orbax)
   logging.get_absl_logger().addHandler(handler)
   overrides = [a for a in sys.argv[1:] if a.startswith('--config')]
-  logging.info('Config: %s; the full config and this log are in %s.',
-               ' '.join(overrides), path)
+  logging.info('Config: %s; the full config and this log are in %s.', ' '.join(overrides), path)
 
 
 def main(argv):
@@ -144,23 +180,31 @@ def main(argv):
   logging.get_absl_logger().addFilter(_quiet_orbax)
   config = _load_config()
   import jax  # pylint: disable=g-import-not-at-top
+
   _enable_compilation_cache(jax)
   if FLAGS.jax_distributed or FLAGS.coordinator_address:
     from aligngan_jax import distributed  # pylint: disable=g-import-not-at-top
-    distributed.initialize(coordinator_address=FLAGS.coordinator_address,
-                           num_processes=FLAGS.num_processes,
-                           process_id=FLAGS.process_id,
-                           heartbeat_timeout_seconds=FLAGS.heartbeat_timeout_seconds)
+
+    distributed.initialize(
+        coordinator_address=FLAGS.coordinator_address,
+        num_processes=FLAGS.num_processes,
+        process_id=FLAGS.process_id,
+        heartbeat_timeout_seconds=FLAGS.heartbeat_timeout_seconds,
+    )
   from aligngan_jax import config_checks  # pylint: disable=g-import-not-at-top
   from aligngan_jax import errors  # pylint: disable=g-import-not-at-top
   from aligngan_jax import train_lib  # pylint: disable=g-import-not-at-top
   from aligngan_jax import trained  # pylint: disable=g-import-not-at-top
 
-  logging.info('JAX process %d / %d; local devices: %s; global device count %d.',
-               jax.process_index(), jax.process_count(), jax.local_devices(),
-               jax.device_count())
+  logging.info(
+      'JAX process %d / %d; local devices: %s; global device count %d.',
+      jax.process_index(),
+      jax.process_count(),
+      jax.local_devices(),
+      jax.device_count(),
+  )
   if jax.process_index() > 0:
-    logging.set_verbosity(logging.WARNING)   # process 0 reports for the run
+    logging.set_verbosity(logging.WARNING)  # process 0 reports for the run
   # Every fault of the user's input (config, data, checkpoint, weights, a
   # diverged run) is an errors.UserError: one line.
   user_errors = (errors.UserError, NotImplementedError)
@@ -176,12 +220,14 @@ def main(argv):
     # accelerator memory that JAX needs (tf.data only needs the CPU).
     trained.hide_gpus_from_tensorflow()
     import datasets  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+
     if config.mode == 'train':
       train_lib.train_and_evaluate(config, FLAGS.workdir)
     elif config.mode == 'eval':
       train_lib.evaluate_checkpoint(config, FLAGS.workdir)
     else:
       from aligngan_jax import sheets  # pylint: disable=g-import-not-at-top
+
       for name, path in sheets.write_sheets(config, FLAGS.workdir).items():
         logging.info('Wrote the %s sheet: %s', name, path)
   except user_errors as e:
@@ -199,7 +245,8 @@ def main(argv):
         f'collective with the other processes failed ({first}). Another '
         'process has probably died. Restart all processes with the same '
         'command: training resumes from the newest checkpoint in '
-        f'{FLAGS.workdir}/checkpoints.\n')
+        f'{FLAGS.workdir}/checkpoints.\n'
+    )
     sys.stderr.flush()
     os._exit(1)  # pylint: disable=protected-access
 

@@ -24,14 +24,14 @@ def pad_crop_flip(images, offsets, flips, *, pad: int = 10, fill: float = -1.0):
   def one(image, offset, flip):
     crop = jax.lax.dynamic_slice(image, (offset[0], offset[1], 0), (h, w, c))
     return jnp.where(flip, crop[:, ::-1], crop)
+
   return jax.vmap(one)(padded, offsets, flips)
 
 
 def draw_pad_crop_flip(key, n: int, pad: int = 10):
   """(offsets [n, 2] uniform over 0..2 pad, flips [n] with probability 0.5)."""
   k1, k2 = jax.random.split(key)
-  return (jax.random.randint(k1, (n, 2), 0, 2 * pad + 1),
-          jax.random.bernoulli(k2, 0.5, (n,)))
+  return (jax.random.randint(k1, (n, 2), 0, 2 * pad + 1), jax.random.bernoulli(k2, 0.5, (n,)))
 
 
 def imagenet_normalise(images):
@@ -43,7 +43,7 @@ def imagenet_normalise(images):
 
 # --- CAJ's channel augmentations (ICCV21_CAJ/ChannelAug.py), on normalised images ---
 
-ERASE_FILL = (0.4914, 0.4822, 0.4465)   # CIFAR means, written into normalised space
+ERASE_FILL = (0.4914, 0.4822, 0.4465)  # CIFAR means, written into normalised space
 GREY_WEIGHTS = (0.2989, 0.5870, 0.1140)
 
 
@@ -89,15 +89,28 @@ def erase_rectangles(images, apply, top, left, height, width):
   n, h, w, _ = images.shape
   rows = jnp.arange(h)[None, :, None]
   cols = jnp.arange(w)[None, None, :]
-  inside = ((rows >= top[:, None, None]) & (rows < (top + height)[:, None, None])
-            & (cols >= left[:, None, None]) & (cols < (left + width)[:, None, None])
-            & apply[:, None, None])
+  inside = (
+      (rows >= top[:, None, None])
+      & (rows < (top + height)[:, None, None])
+      & (cols >= left[:, None, None])
+      & (cols < (left + width)[:, None, None])
+      & apply[:, None, None]
+  )
   fill = jnp.asarray(ERASE_FILL, images.dtype)
   return jnp.where(inside[..., None], fill, images)
 
 
-def draw_erasing(key, n: int, size: tuple[int, int], *, p: float = 0.5, sl: float = 0.02,
-                 sh: float = 0.4, r1: float = 0.3, attempts: int = 100):
+def draw_erasing(
+    key,
+    n: int,
+    size: tuple[int, int],
+    *,
+    p: float = 0.5,
+    sl: float = 0.02,
+    sh: float = 0.4,
+    r1: float = 0.3,
+    attempts: int = 100,
+):
   """The official draws of ``ChannelRandomErasing`` for ``n`` images of
   ``size`` (H, W): applied with probability ``p``; up to 100 attempts of a
   target area U(sl, sh) H W and aspect U(r1, 1 / r1), h = round(sqrt(area

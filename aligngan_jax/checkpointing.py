@@ -25,13 +25,12 @@ import shutil
 import sys
 
 from absl import logging
-
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
-from aligngan_jax import errors
 from aligngan_jax import distributed
+from aligngan_jax import errors
 from aligngan_jax import reporting
 from aligngan_jax import train_state as train_state_lib
 
@@ -45,17 +44,21 @@ class CheckpointError(errors.ConfigError):
   step and what to do."""
 
 
-def create_manager(workdir: str, *, save_every: int, max_to_keep: int,
-                   create: bool = True) -> ocp.CheckpointManager:
+def create_manager(
+    workdir: str, *, save_every: int, max_to_keep: int, create: bool = True
+) -> ocp.CheckpointManager:
   # The handler named up front, so that a manager that has not saved yet
   # (a resume, an evaluation) can read the item's metadata.
   return ocp.CheckpointManager(
       checkpoint_dir(workdir),
-      item_handlers={STATE: ocp.StandardCheckpointHandler(),
-                     CONFIG: ocp.JsonCheckpointHandler()},
+      item_handlers={STATE: ocp.StandardCheckpointHandler(), CONFIG: ocp.JsonCheckpointHandler()},
       options=ocp.CheckpointManagerOptions(
-          save_interval_steps=save_every, max_to_keep=max_to_keep, create=create,
-          enable_async_checkpointing=True))
+          save_interval_steps=save_every,
+          max_to_keep=max_to_keep,
+          create=create,
+          enable_async_checkpointing=True,
+      ),
+  )
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -70,20 +73,22 @@ def steps_in(workdir: str) -> list[int]:
     names = os.listdir(folder)
   except OSError:
     return []
-  return sorted(int(n) for n in names
-                if n.isdigit() and os.path.isdir(os.path.join(folder, n)))
+  return sorted(int(n) for n in names if n.isdigit() and os.path.isdir(os.path.join(folder, n)))
 
 
 def _saved_tree(state: train_state_lib.TrainState) -> dict:
   # The static optax transformations are code, not data: save the rest.
-  return {'step': state.step, 'params': state.params,
-          'batch_stats': state.batch_stats, 'opt_state': state.opt_state,
-          'rng': state.rng}
+  return {
+      'step': state.step,
+      'params': state.params,
+      'batch_stats': state.batch_stats,
+      'opt_state': state.opt_state,
+      'rng': state.rng,
+  }
 
 
 def leaf_names(tree) -> list[str]:
-  return [jax.tree_util.keystr(path) for path, _ in
-          jax.tree_util.tree_flatten_with_path(tree)[0]]
+  return [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
 
 
 def _words(x):
@@ -130,14 +135,22 @@ def fingerprint(tree) -> tuple[dict[str, int], list[str]]:
 def _audit_host(tree):
   finite, largest, sums = jax.device_get(audit(tree))
   names = leaf_names(tree)
-  return ({n: int(s) for n, s in zip(names, sums)},
-          [n for n, ok in zip(names, finite) if not ok],
-          dict(zip(names, map(float, largest))))
+  return (
+      {n: int(s) for n, s in zip(names, sums)},
+      [n for n, ok in zip(names, finite) if not ok],
+      dict(zip(names, map(float, largest))),
+  )
 
 
-def save(manager: ocp.CheckpointManager, state: train_state_lib.TrainState, *,
-         force: bool = False, metadata: dict | None = None, check=None,
-         config=None) -> bool:
+def save(
+    manager: ocp.CheckpointManager,
+    state: train_state_lib.TrainState,
+    *,
+    force: bool = False,
+    metadata: dict | None = None,
+    check=None,
+    config=None,
+) -> bool:
   """Saves ``state`` under its step if the save interval (or ``force``) says
   so, with its per-leaf fingerprint. ``check(step, non_finite, largest)``
   (the leaves holding NaN or inf, and each leaf's largest magnitude, from
@@ -155,14 +168,19 @@ def save(manager: ocp.CheckpointManager, state: train_state_lib.TrainState, *,
   if check is not None:
     check(step, bad, largest)
   try:
-    size = max([largest[n] for n in largest
-                if n.startswith(("['params']", "['batch_stats']"))], default=0.0)
+    size = max(
+        [largest[n] for n in largest if n.startswith(("['params']", "['batch_stats']"))],
+        default=0.0,
+    )
     items = {STATE: ocp.args.StandardSave(tree)}
     if config is not None:
       items[CONFIG] = ocp.args.JsonSave(json.loads(config.to_json_best_effort()))
-    return manager.save(step, args=ocp.args.Composite(**items), force=force,
-                        custom_metadata={**(metadata or {}), 'fingerprint': sums,
-                                         'largest': size})
+    return manager.save(
+        step,
+        args=ocp.args.Composite(**items),
+        force=force,
+        custom_metadata={**(metadata or {}), 'fingerprint': sums, 'largest': size},
+    )
   except Exception as e:  # pylint: disable=broad-except
     raise _save_error(manager, step, tree, e) from e
 
@@ -177,22 +195,24 @@ def wait(manager: ocp.CheckpointManager, state) -> None:
 
 
 def _save_error(manager, step, tree, error) -> Exception:
-  full = (getattr(error, 'errno', None) == errno.ENOSPC
-          or 'No space left' in str(error))
+  full = getattr(error, 'errno', None) == errno.ENOSPC or 'No space left' in str(error)
   if not full:
     return error
-  need = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree)
-             if hasattr(x, 'dtype'))
+  need = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree) if hasattr(x, 'dtype'))
   directory = str(manager.directory)
   free = shutil.disk_usage(directory).free if os.path.isdir(directory) else 0
   kept = sorted(s for s in manager.all_steps() if s != step)
-  advice = (f'Go on from step {kept[-1]} in {directory}: the rerun resumes from it.'
-            if kept else 'No checkpoint has been written yet: the rerun starts again.')
+  advice = (
+      f'Go on from step {kept[-1]} in {directory}: the rerun resumes from it.'
+      if kept
+      else 'No checkpoint has been written yet: the rerun starts again.'
+  )
   return CheckpointError(
       f'No space left on the device of {directory} while saving step {step}: '
       f'a checkpoint needs about {need / 2**20:.0f} MiB, {free / 2**20:.0f} MiB '
       'are free. Free space (or lower config.max_checkpoints_to_keep) and rerun '
-      f'the same command. {advice}')
+      f'the same command. {advice}'
+  )
 
 
 def custom_metadata(manager, step) -> dict:
@@ -223,8 +243,8 @@ def _shapes(tree) -> dict[str, tuple]:
   depend on the config)."""
   out = {}
   for path, leaf in jax.tree_util.tree_flatten_with_path(
-      {'params': tree['params'], 'batch_stats': tree['batch_stats'],
-       'opt_state': tree['opt_state']})[0]:
+      {'params': tree['params'], 'batch_stats': tree['batch_stats'], 'opt_state': tree['opt_state']}
+  )[0]:
     out['/'.join(map(_key_name, path))] = tuple(getattr(leaf, 'shape', ()))
   return out
 
@@ -232,8 +252,9 @@ def _shapes(tree) -> dict[str, tuple]:
 def saved_config(manager, step) -> dict | None:
   """The config that wrote checkpoint ``step`` (its JSON item), or None."""
   try:
-    return manager.restore(step, args=ocp.args.Composite(
-        **{CONFIG: ocp.args.JsonRestore()}))[CONFIG]
+    return manager.restore(step, args=ocp.args.Composite(**{CONFIG: ocp.args.JsonRestore()}))[
+        CONFIG
+    ]
   except Exception:  # pylint: disable=broad-except
     return None
 
@@ -247,8 +268,11 @@ def _config_differences(manager, step, config) -> list[str]:
     return []
   saved = reporting.flatten(saved)
   now = reporting.flatten(json.loads(config.to_json_best_effort()))
-  differ = [k for k in sorted(set(saved) | set(now))
-            if saved.get(k) != now.get(k) and k not in ('mode', 'data_dir', 'manual_dir')]
+  differ = [
+      k
+      for k in sorted(set(saved) | set(now))
+      if saved.get(k) != now.get(k) and k not in ('mode', 'data_dir', 'manual_dir')
+  ]
   out = [f'{k} ({saved.get(k)!r} there, {now.get(k)!r} now)' for k in differ[:6]]
   return out + ([f'{len(differ) - 6} more keys'] if len(differ) > 6 else [])
 
@@ -265,20 +289,28 @@ def _check_structure(manager, step, template, config):
   if have == want:
     return
   differences = _config_differences(manager, step, config) if config is not None else []
-  hint = (f' The config differs from the one that wrote it in '
-          f'{"; ".join(differences)}.' if differences else '')
-  advice = (' Pass the config the workdir was trained with (e.g. the same :tiny '
-            'argument), or a new --workdir to start fresh.')
+  hint = (
+      f' The config differs from the one that wrote it in ' f'{"; ".join(differences)}.'
+      if differences
+      else ''
+  )
+  advice = (
+      ' Pass the config the workdir was trained with (e.g. the same :tiny '
+      'argument), or a new --workdir to start fresh.'
+  )
   have_networks, want_networks = sorted(saved['params']), sorted(template.params)
   if have_networks != want_networks:
     raise CheckpointError(
         f'{where} holds the networks {have_networks}, but this config builds '
-        f'{want_networks} (another config.trainer?).{hint}{advice}')
-  differ = sorted({k.split('/')[1] for k in have
-                   if k.startswith('params/') and have[k] != want.get(k)})
+        f'{want_networks} (another config.trainer?).{hint}{advice}'
+    )
+  differ = sorted(
+      {k.split('/')[1] for k in have if k.startswith('params/') and have[k] != want.get(k)}
+  )
   raise CheckpointError(
       f'{where} holds {", ".join(differ) or "optimizer states"} of other shapes '
-      f'than this config builds.{hint}{advice}')
+      f'than this config builds.{hint}{advice}'
+  )
 
 
 def _restore_step(manager, step, template, config):
@@ -286,19 +318,24 @@ def _restore_step(manager, step, template, config):
   Raises CheckpointError for a mismatched config, anything else for damage."""
   _check_structure(manager, step, template, config)
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _saved_tree(template))
-  tree = manager.restore(step, args=ocp.args.Composite(
-      **{STATE: ocp.args.StandardRestore(abstract)}))[STATE]
+  tree = manager.restore(
+      step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(abstract)})
+  )[STATE]
   want = (manager.metadata(step).custom_metadata or {}).get('fingerprint')
   if want is None:
     # Every checkpoint this version writes has one: a missing fingerprint is
     # missing or damaged metadata, not an old format.
-    raise ValueError('its fingerprint is missing (_CHECKPOINT_METADATA deleted or '
-                     'damaged), so its content cannot be verified')
+    raise ValueError(
+        'its fingerprint is missing (_CHECKPOINT_METADATA deleted or '
+        'damaged), so its content cannot be verified'
+    )
   got, _ = fingerprint(tree)
   changed = [name for name in want if got.get(name) != want[name]]
   if changed or set(got) != set(want):
-    raise ValueError(f'its content does not match its fingerprint (in '
-                     f'{", ".join(changed[:3]) or "the tree"})')
+    raise ValueError(
+        f'its content does not match its fingerprint (in '
+        f'{", ".join(changed[:3]) or "the tree"})'
+    )
   return template.replace(**tree)
 
 
@@ -307,7 +344,6 @@ def _first_line(error) -> str:
   text = str(error).strip().splitlines()
   text = (text[0] if text else type(error).__name__).split(' See full TensorStore')[0]
   return text if len(text) <= 200 else text[:200] + '...'
-
 
 
 @contextlib.contextmanager
@@ -322,10 +358,12 @@ def _quiet_closed_loops():
   def hook(unraisable):
     code = getattr(unraisable.object, 'cr_code', None)
     from_orbax = code is not None and '/orbax/' in code.co_filename
-    closed_loop = (isinstance(unraisable.exc_value, RuntimeError)
-                   and 'Event loop is closed' in str(unraisable.exc_value))
+    closed_loop = isinstance(unraisable.exc_value, RuntimeError) and 'Event loop is closed' in str(
+        unraisable.exc_value
+    )
     if not (from_orbax or closed_loop):
       previous(unraisable)
+
   sys.unraisablehook = hook
   try:
     yield
@@ -334,8 +372,15 @@ def _quiet_closed_loops():
     sys.unraisablehook = previous
 
 
-def restore(manager, template, config=None, *, step=None,
-            step_flag: str = '--config.resume_step', training: bool = True):
+def restore(
+    manager,
+    template,
+    config=None,
+    *,
+    step=None,
+    step_flag: str = '--config.resume_step',
+    training: bool = True,
+):
   """The checkpoint ``step`` (default: the newest) restored like ``template``
   (same shapes, dtypes and shardings; arrays or `jax.ShapeDtypeStruct`s,
   e.g. ``players.create_state(..., abstract=True)``), or None when there is
@@ -366,12 +411,17 @@ def restore(manager, template, config=None, *, step=None,
   if intact is None:
     raise CheckpointError(
         f'Checkpoint {where} is damaged ({damage}) and no older one is intact; '
-        f'move {manager.directory} away to start fresh.')
-  then = (f' to go on from it (newer checkpoints are then moved to {SET_ASIDE}/, '
-          'not deleted)' if training else ' to use it')
+        f'move {manager.directory} away to start fresh.'
+    )
+  then = (
+      f' to go on from it (newer checkpoints are then moved to {SET_ASIDE}/, ' 'not deleted)'
+      if training
+      else ' to use it'
+  )
   raise CheckpointError(
       f'Checkpoint {where} is damaged ({damage}). The newest intact one is step '
-      f'{intact}: rerun with {step_flag}={intact}{then}.')
+      f'{intact}: rerun with {step_flag}={intact}{then}.'
+  )
 
 
 def chosen_step(manager, step: int, step_flag: str = 'config.resume_step') -> int:
@@ -388,7 +438,8 @@ def check_step(step: int, steps, directory: str, step_flag: str) -> int:
   if step not in steps:
     raise CheckpointError(
         f'{step_flag}={step} is not a checkpoint in {directory} '
-        f'(there: {", ".join(map(str, steps))}).')
+        f'(there: {", ".join(map(str, steps))}).'
+    )
   return step
 
 
@@ -411,14 +462,19 @@ def resume_or_start(config, workdir, create_state):
   """(checkpoint manager, state, resumed): the checkpoint ``config.resume_step``
   (-1: the newest) of ``workdir`` restored into ``create_state(abstract=True)``,
   or ``create_state()`` when there is none (initialisers run only then)."""
-  make = functools.partial(create_manager, workdir, save_every=config.checkpoint_every_steps,
-                           max_to_keep=config.max_checkpoints_to_keep)
+  make = functools.partial(
+      create_manager,
+      workdir,
+      save_every=config.checkpoint_every_steps,
+      max_to_keep=config.max_checkpoints_to_keep,
+  )
   manager = make()
   steps = manager.all_steps()
   if not steps:
     if config.resume_step >= 0:
-      raise CheckpointError(f'config.resume_step={config.resume_step}: '
-                            f'{manager.directory} holds no checkpoint.')
+      raise CheckpointError(
+          f'config.resume_step={config.resume_step}: ' f'{manager.directory} holds no checkpoint.'
+      )
     return manager, create_state(), False
   newest = manager.latest_step()
   step = chosen_step(manager, config.resume_step)
@@ -427,8 +483,12 @@ def resume_or_start(config, workdir, create_state):
     manager.close()
     if jax.process_index() == 0:
       moved = set_aside_after(workdir, step)
-      logging.info('Resuming from step %d: moved the newer checkpoints %s to %s.',
-                   step, moved, os.path.join(workdir, SET_ASIDE))
+      logging.info(
+          'Resuming from step %d: moved the newer checkpoints %s to %s.',
+          step,
+          moved,
+          os.path.join(workdir, SET_ASIDE),
+      )
     distributed.barrier('newer checkpoints set aside')
     manager = make()
   logging.info('Resumed from %s at step %d.', manager.directory, int(restored.step))

@@ -31,30 +31,47 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int):
   if config.mode not in _MODES:
     raise ConfigError(f'config.mode={config.mode!r} is not one of {_MODES}.')
   from aligngan_jax import trainers  # pylint: disable=g-import-not-at-top
+
   known = tuple(trainers.registered())
   if config.trainer not in known:
     raise ConfigError(f'config.trainer={config.trainer!r} is not one of {known}.')
   trainer = trainers.get(config.trainer)
   if config.compute_dtype not in players.COMPUTE_DTYPES:
-    raise ConfigError(f'config.compute_dtype={config.compute_dtype!r} is not one '
-                      f'of {players.COMPUTE_DTYPES}.')
-  check_ints(config, ('image_size', 'ids_per_batch', 'instances_per_id',
-                       'eval_batch_size', 'log_every_steps',
-                       'checkpoint_every_steps', 'max_checkpoints_to_keep',
-                       'eval_every_steps', 'image_every_steps', 'grid_people',
-                       'eval.max_rank', 'eval.num_trials'))
+    raise ConfigError(
+        f'config.compute_dtype={config.compute_dtype!r} is not one ' f'of {players.COMPUTE_DTYPES}.'
+    )
+  check_ints(
+      config,
+      (
+          'image_size',
+          'ids_per_batch',
+          'instances_per_id',
+          'eval_batch_size',
+          'log_every_steps',
+          'checkpoint_every_steps',
+          'max_checkpoints_to_keep',
+          'eval_every_steps',
+          'image_every_steps',
+          'grid_people',
+          'eval.max_rank',
+          'eval.num_trials',
+      ),
+  )
   check_ints(config, ('resume_step',), minimum=-1)
   check_real_values(config)
   check_folders(config)
   if config.instances_per_id < 2:
     raise ConfigError(
         f'config.instances_per_id={config.instances_per_id} must be >= 2: the '
-        'batch-hard triplet of a modality needs a positive other than the anchor.')
+        'batch-hard triplet of a modality needs a positive other than the anchor.'
+    )
   _validate_eval(config.eval)
   if trainer.config_group and trainer.config_group not in config:
-    raise ConfigError(f'config.{trainer.config_group} is missing: the group of '
-                      f'config.trainer={config.trainer!r} (configs/default.py adds '
-                      'the group of every registered trainer).')
+    raise ConfigError(
+        f'config.{trainer.config_group} is missing: the group of '
+        f'config.trainer={config.trainer!r} (configs/default.py adds '
+        'the group of every registered trainer).'
+    )
   trainer.validate(config, num_devices=num_devices)
   batch = config.ids_per_batch * config.instances_per_id
   if batch % num_devices:
@@ -62,15 +79,19 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int):
         f'config.ids_per_batch * config.instances_per_id = '
         f'{config.ids_per_batch} * {config.instances_per_id} = {batch} images per '
         f'modality is not divisible by the {num_devices} devices; change '
-        'config.ids_per_batch or config.instances_per_id.')
+        'config.ids_per_batch or config.instances_per_id.'
+    )
   if config.eval_batch_size % num_devices:
     raise ConfigError(
         f'config.eval_batch_size={config.eval_batch_size} is not divisible by '
-        f'the {num_devices} devices.')
+        f'the {num_devices} devices.'
+    )
   grey, channel = config.rgb_grey_prob, config.rgb_channel_prob
   if grey < 0 or channel < 0 or grey + channel > 1:
-    raise ConfigError(f'config.rgb_grey_prob={grey} and config.rgb_channel_prob='
-                      f'{channel} must be >= 0 and sum to at most 1.')
+    raise ConfigError(
+        f'config.rgb_grey_prob={grey} and config.rgb_channel_prob='
+        f'{channel} must be >= 0 and sum to at most 1.'
+    )
   if config.mode == 'train' and (problem := pretrained.check_backbone_config(config)):
     raise ConfigError(problem)
   if config.mode == 'eval' and config.init_from:
@@ -78,13 +99,18 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int):
   if config.model.gan_norm_scale_init not in gan.NORM_SCALE_INITS:
     raise ConfigError(
         f'config.model.gan_norm_scale_init={config.model.gan_norm_scale_init!r} '
-        f'is not one of {tuple(gan.NORM_SCALE_INITS)}.')
+        f'is not one of {tuple(gan.NORM_SCALE_INITS)}.'
+    )
   if config.model.remat not in resnet.REMAT_POLICIES:
-    raise ConfigError(f'config.model.remat={config.model.remat!r} is not one of '
-                      f'{tuple(resnet.REMAT_POLICIES)}.')
+    raise ConfigError(
+        f'config.model.remat={config.model.remat!r} is not one of '
+        f'{tuple(resnet.REMAT_POLICIES)}.'
+    )
   if config.model.depth not in resnet.DEPTHS:
-    raise ConfigError(f'config.model.depth={config.model.depth} must be one of '
-                      f'{", ".join(map(str, resnet.DEPTHS))}.')
+    raise ConfigError(
+        f'config.model.depth={config.model.depth} must be one of '
+        f'{", ".join(map(str, resnet.DEPTHS))}.'
+    )
 
 
 # Real-valued keys by the last part of their name: rates must be positive,
@@ -109,7 +135,7 @@ def check_real_values(config) -> None:
   rest >= 0); floats everywhere, and the ints of rate-like keys."""
   for path, key, value in _real_leaves(config):
     if isinstance(value, int) and not (_POSITIVE.search(key) or _FRACTION.search(key)):
-      continue   # counts and sizes: check_ints and the trainers' checks
+      continue  # counts and sizes: check_ints and the trainers' checks
     if not math.isfinite(value):
       raise ConfigError(f'config.{path}={value!r} must be a finite number.')
     if _POSITIVE.search(key) and value <= 0:
@@ -117,8 +143,10 @@ def check_real_values(config) -> None:
     if _FRACTION.search(key) and not 0 <= value <= 1:
       raise ConfigError(f'config.{path}={value!r} must lie in [0, 1].')
     if value < 0:
-      raise ConfigError(f'config.{path}={value!r} must be >= 0'
-                        + (' (0: no bound).' if key == 'checkpoint_max_abs' else '.'))
+      raise ConfigError(
+          f'config.{path}={value!r} must be >= 0'
+          + (' (0: no bound).' if key == 'checkpoint_max_abs' else '.')
+      )
 
 
 def check_folders(config) -> None:
@@ -126,8 +154,10 @@ def check_folders(config) -> None:
   files. (A missing one is fine here: TFDS creates data_dir, and a
   manual_dir is read only when a dataset is built, whose builder names it
   with where to get the data.)"""
-  for key, what in (('data_dir', 'the TFDS data folder'),
-                    ('manual_dir', "the folder holding the dataset's download")):
+  for key, what in (
+      ('data_dir', 'the TFDS data folder'),
+      ('manual_dir', "the folder holding the dataset's download"),
+  ):
     path = config.get(key)
     if path and os.path.exists(path) and not os.path.isdir(path):
       raise ConfigError(f'config.{key}={path} is a file, not a folder: pass {what}.')
@@ -157,8 +187,9 @@ def check_ints(config, keys, *, minimum=1):
 def check_milestones(config, key):
   value = tuple(get_key(config, key))
   if not all(map(is_count, value)) or list(value) != sorted(value):
-    raise ConfigError(f'config.{key}={value} must be ascending non-negative '
-                      'integers (global iterations).')
+    raise ConfigError(
+        f'config.{key}={value} must be ascending non-negative ' 'integers (global iterations).'
+    )
 
 
 def _validate_eval(ev):
@@ -166,23 +197,28 @@ def _validate_eval(ev):
   for key, allowed in choices.items():
     if ev[key] not in allowed:
       raise ConfigError(f'config.eval.{key}={ev[key]!r} is not one of {allowed}.')
-  for key, allowed in (('sysu_modes', protocols.SYSU_GALLERY_CAMERAS),
-                       ('sysu_shots', protocols.SYSU_SHOTS),
-                       ('regdb_directions', protocols.REGDB_DIRECTIONS),
-                       ('llcm_directions', protocols.LLCM_DIRECTIONS)):
+  for key, allowed in (
+      ('sysu_modes', protocols.SYSU_GALLERY_CAMERAS),
+      ('sysu_shots', protocols.SYSU_SHOTS),
+      ('regdb_directions', protocols.REGDB_DIRECTIONS),
+      ('llcm_directions', protocols.LLCM_DIRECTIONS),
+  ):
     bad = [v for v in ev[key] if v not in allowed]
     if bad:
       raise ConfigError(f'config.eval.{key} has {bad}; allowed: {tuple(allowed)}.')
   if ev.num_trials > protocols.NUM_TRIALS:
-    raise ConfigError(f'config.eval.num_trials={ev.num_trials}: the protocols '
-                      f'define {protocols.NUM_TRIALS} trials.')
+    raise ConfigError(
+        f'config.eval.num_trials={ev.num_trials}: the protocols '
+        f'define {protocols.NUM_TRIALS} trials.'
+    )
   if ev.sampling == 'official' and ev.protocol == 'sysu':
     if not ev.rand_perm_path or not os.path.isfile(ev.rand_perm_path):
       raise ConfigError(
           f'config.eval.rand_perm_path={ev.rand_perm_path!r} is not a file; '
           "config.eval.sampling='official' needs data_split/rand_perm_cam.mat "
           'from the official SYSU-MM01 evaluation kit '
-          '(github.com/wuancong/SYSU-MM01).')
+          '(github.com/wuancong/SYSU-MM01).'
+      )
 
 
 def writable_problem(folder: str) -> str | None:
@@ -203,11 +239,19 @@ def ensure_writable(workdir: str):
     raise ConfigError(f'--workdir={workdir} is not writable: {problem}.')
 
 
-
 # What training and the tools write into a workdir (clu adds
 # events.out.tfevents.* files).
-WORKDIR_ENTRIES = ('config.json', 'log.txt', 'checkpoints', 'checkpoints_set_aside',
-                   'eval', 'images', 'visualize', 'search', 'search_cache')
+WORKDIR_ENTRIES = (
+    'config.json',
+    'log.txt',
+    'checkpoints',
+    'checkpoints_set_aside',
+    'eval',
+    'images',
+    'visualize',
+    'search',
+    'search_cache',
+)
 
 
 def is_run_config(raw) -> bool:
@@ -236,13 +280,16 @@ def ensure_workdir(workdir: str):
     if os.path.exists(config) and not _is_run_config_file(config):
       raise ConfigError(
           f'--workdir={workdir} holds a config.json that main.py did not write '
-          '(not a run config); it is not overwritten: pass a new or empty --workdir.')
+          '(not a run config); it is not overwritten: pass a new or empty --workdir.'
+      )
     ours = os.path.exists(config) or os.path.isdir(os.path.join(workdir, 'checkpoints'))
-    foreign = sorted(n for n in names if n not in WORKDIR_ENTRIES
-                     and not n.startswith('events.out.tfevents'))
+    foreign = sorted(
+        n for n in names if n not in WORKDIR_ENTRIES and not n.startswith('events.out.tfevents')
+    )
     if foreign and not ours:
       raise ConfigError(
           f'--workdir={workdir} is a folder of other files ({", ".join(foreign[:3])}'
           f'{", ..." if len(foreign) > 3 else ""}), not a workdir of this project '
-          '(no config.json or checkpoints/): pass a new or empty --workdir.')
+          '(no config.json or checkpoints/): pass a new or empty --workdir.'
+      )
   ensure_writable(workdir)

@@ -33,8 +33,16 @@ from aligngan_jax.models import embedder as embedder_lib
 from aligngan_jax.models import gan
 from aligngan_jax.models import resnet
 
-OFFICIAL_NETWORKS = ('G_rgb2ir', 'G_ir2rgb', 'D_rgb', 'D_ir', 'D_rgb_warmup',
-                     'D_ir_warmup', 'encoder', 'embeder')
+OFFICIAL_NETWORKS = (
+    'G_rgb2ir',
+    'G_ir2rgb',
+    'D_rgb',
+    'D_ir',
+    'D_rgb_warmup',
+    'D_ir_warmup',
+    'encoder',
+    'embeder',
+)
 OFFICIAL_NUM_CLASSES = 395
 RESNET50_URL = 'https://download.pytorch.org/models/resnet50-0676ba61.pth'
 FETCH_USAGE = """Pre-fetch ImageNet weights (on a machine with network access):
@@ -49,12 +57,16 @@ config.pretrained_backbone."""
 
 def official_modules(num_classes: int = OFFICIAL_NUM_CLASSES) -> dict:
   """Default-constructed modules in the official ``model_list`` order."""
-  return {'G_rgb2ir': gan.Generator(), 'G_ir2rgb': gan.Generator(),
-          'D_rgb': gan.PatchDiscriminator(), 'D_ir': gan.JointDiscriminator(),
-          'D_rgb_warmup': gan.PatchDiscriminator(),
-          'D_ir_warmup': gan.PatchDiscriminator(),
-          'encoder': resnet.ResNetEncoder(),
-          'embeder': embedder_lib.Embedder(num_classes=num_classes)}
+  return {
+      'G_rgb2ir': gan.Generator(),
+      'G_ir2rgb': gan.Generator(),
+      'D_rgb': gan.PatchDiscriminator(),
+      'D_ir': gan.JointDiscriminator(),
+      'D_rgb_warmup': gan.PatchDiscriminator(),
+      'D_ir_warmup': gan.PatchDiscriminator(),
+      'encoder': resnet.ResNetEncoder(),
+      'embeder': embedder_lib.Embedder(num_classes=num_classes),
+  }
 
 
 def _template(name: str, module) -> dict:
@@ -67,12 +79,12 @@ def _template(name: str, module) -> dict:
     args = (jnp.zeros((1, 64, 32, 3)),)
   else:
     args = (jnp.zeros((1, 2, 1, 2048)),)
-  return jax.eval_shape(lambda: module.init(jax.random.key(0), *args,
-                                            train=False))
+  return jax.eval_shape(lambda: module.init(jax.random.key(0), *args, train=False))
 
 
 # ----------------------------------------------------------------------------
 # Key translation: torch key -> (flax module path, torch leaf name).
+
 
 def _sequential_path(key: str) -> tuple[tuple[str, ...], str]:
   """'model.9.model.0.weight' -> (('model_9', 'model_0'), 'weight')."""
@@ -93,16 +105,24 @@ def _resnet_path(key: str) -> tuple[tuple[str, ...], str]:
   return tuple(renamed.get(p, p) for p in path), leaf
 
 
-_OFFICIAL_ENCODER = {'0': 'conv1', '1': 'bn1', '4': 'layer1', '5': 'layer2',
-                     '6': 'layer3', '7': 'layer4'}
-_OFFICIAL_EMBEDER = {'classifier0.bottle.0': 'bottle',
-                     'classifier0.bottle.1': 'bottle_bn',
-                     'classifier0.classifier.0': 'classifier',
-                     'embedder0': 'embedder'}
+_OFFICIAL_ENCODER = {
+    '0': 'conv1',
+    '1': 'bn1',
+    '4': 'layer1',
+    '5': 'layer2',
+    '6': 'layer3',
+    '7': 'layer4',
+}
+_OFFICIAL_EMBEDER = {
+    'classifier0.bottle.0': 'bottle',
+    'classifier0.bottle.1': 'bottle_bn',
+    'classifier0.classifier.0': 'classifier',
+    'embedder0': 'embedder',
+}
 
 
 def _official_path(network: str, key: str) -> tuple[tuple[str, ...], str]:
-  key = key[len('module.'):] if key.startswith('module.') else key
+  key = key[len('module.') :] if key.startswith('module.') else key
   if network == 'encoder':
     match = re.fullmatch(r'resnet_conv\.(\d+)\.(.*)', key)
     if not match or match.group(1) not in _OFFICIAL_ENCODER:
@@ -117,13 +137,23 @@ def _official_path(network: str, key: str) -> tuple[tuple[str, ...], str]:
 # ----------------------------------------------------------------------------
 # Filling a template.
 
-_NORM_LEAVES = {'weight': ('params', 'scale'), 'bias': ('params', 'bias'),
-                'running_mean': ('batch_stats', 'mean'),
-                'running_var': ('batch_stats', 'var')}
+_NORM_LEAVES = {
+    'weight': ('params', 'scale'),
+    'bias': ('params', 'bias'),
+    'running_mean': ('batch_stats', 'mean'),
+    'running_var': ('batch_stats', 'var'),
+}
 
 
-def _fill(state_dict: dict, template: dict, translate, *, source: str,
-          ignore=(), transposed_convs=frozenset()) -> dict:
+def _fill(
+    state_dict: dict,
+    template: dict,
+    translate,
+    *,
+    source: str,
+    ignore=(),
+    transposed_convs=frozenset(),
+) -> dict:
   """Maps every state-dict entry onto the template's leaves."""
   flat = flax.traverse_util.flatten_dict(template)
   filled, unknown, mismatched = {}, [], []
@@ -147,13 +177,17 @@ def _fill(state_dict: dict, template: dict, translate, *, source: str,
     if target[-1] == 'kernel':
       if value.ndim == 4:
         # Conv: [O, I, kh, kw]; transposed conv: [I, O, kh, kw].
-        value = value.transpose(2, 3, 0, 1) if path[-1] in transposed_convs \
+        value = (
+            value.transpose(2, 3, 0, 1)
+            if path[-1] in transposed_convs
             else value.transpose(2, 3, 1, 0)
+        )
       elif value.ndim == 2:
         value = value.T
     if value.shape != tuple(flat[target].shape):
-      mismatched.append(f'{key} {tuple(tensor.shape)} -> {"/".join(target)} '
-                        f'{tuple(flat[target].shape)}')
+      mismatched.append(
+          f'{key} {tuple(tensor.shape)} -> {"/".join(target)} ' f'{tuple(flat[target].shape)}'
+      )
       continue
     filled[target] = jnp.asarray(value)
   missing = sorted('/'.join(k) for k in flat if k not in filled)
@@ -172,13 +206,16 @@ def _fill(state_dict: dict, template: dict, translate, *, source: str,
 # ----------------------------------------------------------------------------
 # File readers.
 
+
 def _torch():
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise ImportError('Reading PyTorch .pth/.pkl files needs torch: '
-                      'pip install -e ".[torch]" (or use a .safetensors file '
-                      'for the ResNet-50 backbone).') from e
+    raise ImportError(
+        'Reading PyTorch .pth/.pkl files needs torch: '
+        'pip install -e ".[torch]" (or use a .safetensors file '
+        'for the ResNet-50 backbone).'
+    ) from e
   return torch
 
 
@@ -188,16 +225,20 @@ def _load_torch_state_dict(path: str) -> dict:
     state = torch.load(path, map_location='cpu', weights_only=True)
   except Exception as e:  # pylint: disable=broad-except
     raise ValueError(f'{path}: not a readable PyTorch state dict ({e}).') from e
-  if isinstance(state, dict) and 'state_dict' in state and isinstance(
-      state['state_dict'], dict):
+  if isinstance(state, dict) and 'state_dict' in state and isinstance(state['state_dict'], dict):
     state = state['state_dict']
   if not isinstance(state, dict):
     raise ValueError(f'{path}: holds a {type(state).__name__}, not a state dict.')
   return {k: v.detach().cpu().float().numpy() for k, v in state.items()}
 
 
-_SAFETENSORS_DTYPES = {'F32': np.float32, 'F16': np.float16, 'F64': np.float64,
-                       'I64': np.int64, 'I32': np.int32}
+_SAFETENSORS_DTYPES = {
+    'F32': np.float32,
+    'F16': np.float16,
+    'F64': np.float64,
+    'I64': np.int64,
+    'I32': np.int32,
+}
 
 
 def read_safetensors(path: str) -> dict:
@@ -206,10 +247,10 @@ def read_safetensors(path: str) -> dict:
     data = f.read()
   try:
     (header_size,) = struct.unpack('<Q', data[:8])
-    header = json.loads(data[8:8 + header_size])
+    header = json.loads(data[8 : 8 + header_size])
   except (struct.error, ValueError) as e:
     raise ValueError(f'{path}: not a safetensors file ({e}).') from e
-  body = memoryview(data)[8 + header_size:]
+  body = memoryview(data)[8 + header_size :]
   out = {}
   for name, info in header.items():
     if name == '__metadata__':
@@ -217,6 +258,7 @@ def read_safetensors(path: str) -> dict:
     dtype = info['dtype']
     if dtype == 'BF16':
       import ml_dtypes  # pylint: disable=g-import-not-at-top
+
       np_dtype = ml_dtypes.bfloat16
     elif dtype in _SAFETENSORS_DTYPES:
       np_dtype = _SAFETENSORS_DTYPES[dtype]
@@ -230,6 +272,7 @@ def read_safetensors(path: str) -> dict:
 # ----------------------------------------------------------------------------
 # Public loaders.
 
+
 def load_torchvision_resnet50(path: str) -> dict:
   """ResNetEncoder() variables from torchvision/timm ImageNet ResNet-50 weights.
 
@@ -242,16 +285,16 @@ def load_torchvision_resnet50(path: str) -> dict:
         f'config.pretrained_backbone={path!r} does not exist. Download '
         f"torchvision's ImageNet ResNet-50 ({RESNET50_URL}, or timm's "
         'resnet50 model.safetensors from the Hugging Face hub) and pass its '
-        "path, or set config.pretrained_backbone='' to train from scratch.")
-  state = (read_safetensors(path) if path.endswith('.safetensors')
-           else _load_torch_state_dict(path))
+        "path, or set config.pretrained_backbone='' to train from scratch."
+    )
+  state = read_safetensors(path) if path.endswith('.safetensors') else _load_torch_state_dict(path)
   template = _template('encoder', resnet.ResNetEncoder())
-  return _fill(state, template, _resnet_path, source=path,
-               ignore=('fc.weight', 'fc.bias'))
+  return _fill(state, template, _resnet_path, source=path, ignore=('fc.weight', 'fc.bias'))
 
 
-def load_official_checkpoint(directory: str, step: int = 250,
-                             num_classes: int | None = None) -> dict:
+def load_official_checkpoint(
+    directory: str, step: int = 250, num_classes: int | None = None
+) -> dict:
   """All eight official networks from ``model-{i}_{step}.pkl`` files.
 
   ``num_classes`` (the embeder's classifier; 395 for SYSU-MM01) is read from
@@ -264,7 +307,8 @@ def load_official_checkpoint(directory: str, step: int = 250,
       raise FileNotFoundError(
           f'{path} is missing: the official AlignGAN release has '
           f'model-0_{step}.pkl ... model-7_{step}.pkl (README of '
-          'wangguanan/AlignGAN: Google Drive or Baidu links).')
+          'wangguanan/AlignGAN: Google Drive or Baidu links).'
+      )
     state = _load_torch_state_dict(path)
     classes = num_classes
     if classes is None:
@@ -275,9 +319,13 @@ def load_official_checkpoint(directory: str, step: int = 250,
     if isinstance(module, gan.Generator):
       first_up = 9 + module.num_residual
       transposed = frozenset({f'model_{first_up}', f'model_{first_up + 3}'})
-    out[name] = _fill(state, _template(name, module),
-                      lambda k, n=name: _official_path(n, k), source=path,
-                      transposed_convs=transposed)
+    out[name] = _fill(
+        state,
+        _template(name, module),
+        lambda k, n=name: _official_path(n, k),
+        source=path,
+        transposed_convs=transposed,
+    )
   return out
 
 
@@ -285,16 +333,25 @@ def main(argv=None) -> int:
   """``python -m aligngan_jax.convert --fetch NAME --out DIR`` (FETCH_USAGE)."""
   import argparse  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
+
   from aligngan_jax import weights  # pylint: disable=g-import-not-at-top
+
   parser = argparse.ArgumentParser(
-      prog='python -m aligngan_jax.convert', description=FETCH_USAGE,
-      formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--fetch', required=True, choices=sorted(weights.SOURCES),
-                      help='The weights to download and verify.')
+      prog='python -m aligngan_jax.convert',
+      description=FETCH_USAGE,
+      formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
+  parser.add_argument(
+      '--fetch',
+      required=True,
+      choices=sorted(weights.SOURCES),
+      help='The weights to download and verify.',
+  )
   parser.add_argument('--out', required=True, help='Folder to put the file in.')
   args = parser.parse_args(argv)
   from absl import logging  # pylint: disable=g-import-not-at-top
-  logging.set_verbosity(logging.INFO)   # the download's progress lines
+
+  logging.set_verbosity(logging.INFO)  # the download's progress lines
   try:
     path = weights.fetch(args.fetch, args.out)
   except weights.WeightsError as e:
@@ -311,24 +368,24 @@ if __name__ == '__main__':
 # ----------------------------------------------------------------------------
 # AGW / CAJ (mangye16/Cross-Modal-Re-ID-baseline; baselines_reference.md §6).
 
-_AGW_STEMS = {'visible_module.visible.': 'visible_stem',
-              'thermal_module.thermal.': 'thermal_stem'}
-_AGW_NON_LOCAL = {'theta': 'theta', 'phi': 'phi', 'g.0': 'g', 'W.0': 'W_conv',
-                  'W.1': 'W_bn'}
+_AGW_STEMS = {'visible_module.visible.': 'visible_stem', 'thermal_module.thermal.': 'thermal_stem'}
+_AGW_NON_LOCAL = {'theta': 'theta', 'phi': 'phi', 'g.0': 'g', 'W.0': 'W_conv', 'W.1': 'W_bn'}
 
 
 def _agw_path(key: str) -> tuple[tuple[str, ...], str]:
   for prefix, stem in _AGW_STEMS.items():
-    if key.startswith(prefix) and key[len(prefix):].split('.')[0] in ('conv1', 'bn1'):
-      module, _, leaf = key[len(prefix):].rpartition('.')
+    if key.startswith(prefix) and key[len(prefix) :].split('.')[0] in ('conv1', 'bn1'):
+      module, _, leaf = key[len(prefix) :].rpartition('.')
       return (stem, module), leaf
   if key.startswith('base_resnet.base.layer'):
-    path, leaf = _resnet_path(key[len('base_resnet.base.'):])
+    path, leaf = _resnet_path(key[len('base_resnet.base.') :])
     return ('trunk', *path), leaf
   match = re.fullmatch(r'NL_(\d)\.(\d)\.(.+)\.([a-z_]+)', key)
   if match and match.group(3) in _AGW_NON_LOCAL:
-    return (('trunk', f'nl{match.group(1)}_{match.group(2)}',
-             _AGW_NON_LOCAL[match.group(3)]), match.group(4))
+    return (
+        ('trunk', f'nl{match.group(1)}_{match.group(2)}', _AGW_NON_LOCAL[match.group(3)]),
+        match.group(4),
+    )
   module, _, leaf = key.rpartition('.')
   return (module,), leaf
 
@@ -337,18 +394,25 @@ def _numpy_globals() -> list:
   """What unpickling an official checkpoint's NumPy values needs: array
   reconstruction, scalars and their dtypes, also under NumPy 1's module names."""
   core = np._core.multiarray  # pylint: disable=protected-access
-  dtypes = [type(np.dtype(t)) for t in (np.float16, np.float32, np.float64, np.int32,
-                                         np.int64, np.bool_)]
-  return [core._reconstruct, core.scalar, np.ndarray, np.dtype, *dtypes,  # pylint: disable=protected-access
-          (core._reconstruct, 'numpy.core.multiarray._reconstruct'),  # pylint: disable=protected-access
-          (core.scalar, 'numpy.core.multiarray.scalar')]
+  dtypes = [
+      type(np.dtype(t)) for t in (np.float16, np.float32, np.float64, np.int32, np.int64, np.bool_)
+  ]
+  return [
+      core._reconstruct,
+      core.scalar,
+      np.ndarray,
+      np.dtype,
+      *dtypes,  # pylint: disable=protected-access
+      (core._reconstruct, 'numpy.core.multiarray._reconstruct'),  # pylint: disable=protected-access
+      (core.scalar, 'numpy.core.multiarray.scalar'),
+  ]
 
 
 def _agw_unused(key: str) -> bool:
   """The official state dict's 630 keys no forward pass reads: the stem
   copies' own layer1-4 and the shared copy's conv1 / bn1."""
   for prefix in _AGW_STEMS:
-    if key.startswith(prefix) and key[len(prefix):].startswith('layer'):
+    if key.startswith(prefix) and key[len(prefix) :].startswith('layer'):
       return True
   return key.startswith(('base_resnet.base.conv1.', 'base_resnet.base.bn1.'))
 
@@ -359,19 +423,29 @@ def agw_architecture(state: dict) -> dict:
   count, and the trunk's depth and width (official 50 and 64; smaller ones
   are read the same way: blocks per layer, bottleneck or basic, conv1's
   channels)."""
-  blocks = [len({k.split('.')[3] for k in state
-                 if k.startswith(f'base_resnet.base.layer{i}.')}) for i in range(1, 5)]
-  bottleneck = any(k.endswith('.conv3.weight') for k in state
-                   if k.startswith('base_resnet.base.layer'))
-  depths = [d for d, stages in resnet.STAGES.items()
-            if list(stages) == blocks and (d >= 50) == bottleneck]
+  blocks = [
+      len({k.split('.')[3] for k in state if k.startswith(f'base_resnet.base.layer{i}.')})
+      for i in range(1, 5)
+  ]
+  bottleneck = any(
+      k.endswith('.conv3.weight') for k in state if k.startswith('base_resnet.base.layer')
+  )
+  depths = [
+      d for d, stages in resnet.STAGES.items() if list(stages) == blocks and (d >= 50) == bottleneck
+  ]
   if not depths:
-    raise ValueError(f'no ResNet depth has {blocks} blocks per layer '
-                     f'({"bottleneck" if bottleneck else "basic"} blocks)')
+    raise ValueError(
+        f'no ResNet depth has {blocks} blocks per layer '
+        f'({"bottleneck" if bottleneck else "basic"} blocks)'
+    )
   non_local = 'NL_2.0.theta.weight' in state
-  return dict(num_classes=int(state['classifier.weight'].shape[0]), non_local=non_local,
-              gem=non_local, depth=depths[0],
-              width=int(state['visible_module.visible.conv1.weight'].shape[0]))
+  return dict(
+      num_classes=int(state['classifier.weight'].shape[0]),
+      non_local=non_local,
+      gem=non_local,
+      depth=depths[0],
+      width=int(state['visible_module.visible.conv1.weight'].shape[0]),
+  )
 
 
 def load_official_agw(path: str) -> dict:
@@ -383,6 +457,7 @@ def load_official_agw(path: str) -> dict:
   class count is the classifier's rows, depth and width the trunk's
   (`agw_architecture`). The frozen BNNeck bias must be 0."""
   from aligngan_jax.models import agw  # pylint: disable=g-import-not-at-top
+
   torch = _torch()
   if not os.path.isfile(path):
     raise FileNotFoundError(f'{path}: no such official AGW/CAJ checkpoint.')
@@ -396,20 +471,26 @@ def load_official_agw(path: str) -> dict:
     raise ValueError(f'{path}: not an official AGW/CAJ checkpoint ({first}).') from e
   state = saved.get('net', saved) if isinstance(saved, dict) else None
   if not isinstance(state, dict) or 'classifier.weight' not in state:
-    raise ValueError(f"{path}: holds no AGW network (no 'net' state dict with a "
-                     'classifier.weight).')
-  state = {k[len('module.'):] if k.startswith('module.') else k:
-           v.detach().cpu().float().numpy() for k, v in state.items()}
+    raise ValueError(
+        f"{path}: holds no AGW network (no 'net' state dict with a " 'classifier.weight).'
+    )
+  state = {
+      k[len('module.') :] if k.startswith('module.') else k: v.detach().cpu().float().numpy()
+      for k, v in state.items()
+  }
   try:
     architecture = agw_architecture(state)
   except (KeyError, ValueError) as e:
     raise ValueError(f'{path}: not an official AGW/CAJ network ({e}).') from e
   bias = state.pop('bottleneck.bias', None)
   if bias is not None and np.any(bias):
-    raise ValueError(f'{path}: bottleneck.bias is not 0; the official BNNeck '
-                     'freezes it at 0, and AGWNet has no such parameter.')
+    raise ValueError(
+        f'{path}: bottleneck.bias is not 0; the official BNNeck '
+        'freezes it at 0, and AGWNet has no such parameter.'
+    )
   model = agw.AGWNet(**architecture)
   x = jnp.zeros((1, 64, 32, 3))
   template = jax.eval_shape(lambda: model.init(jax.random.key(0), rgb=x, ir=x, train=False))
-  return _fill(state, template, _agw_path, source=path,
-               ignore=tuple(k for k in state if _agw_unused(k)))
+  return _fill(
+      state, template, _agw_path, source=path, ignore=tuple(k for k in state if _agw_unused(k))
+  )

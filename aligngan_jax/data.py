@@ -22,8 +22,7 @@ import numpy as np
 RGB, IR = 0, 1  # values of the `modality` field
 
 # Rows: R, G, B, ITU-R 601 luma (PIL's convert('L')); see PKBatch.rgb_mono.
-MONO_WEIGHTS = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0),
-                (0.299, 0.587, 0.114))
+MONO_WEIGHTS = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (0.299, 0.587, 0.114))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,13 +30,14 @@ class Records:
   """One split held in memory: images plus their metadata, sorted by
   (camera, person id, index, modality) so the order never depends on how
   the split was built."""
+
   # Object array of encoded image bytes, or [N, H, W, 3] uint8 once decoded.
   images: np.ndarray
   person_id: np.ndarray
-  label: np.ndarray      # training label (0..classes-1); -1 on test splits
+  label: np.ndarray  # training label (0..classes-1); -1 on test splits
   camera: np.ndarray
-  modality: np.ndarray   # RGB (0) or IR (1)
-  index: np.ndarray      # position in its (modality, camera, id) folder
+  modality: np.ndarray  # RGB (0) or IR (1)
+  index: np.ndarray  # position in its (modality, camera, id) folder
   path: np.ndarray
 
   def __len__(self):
@@ -94,18 +94,21 @@ def grid_pairs(records: Records, num_people: int) -> tuple[np.ndarray, np.ndarra
   return np.asarray(rgb, np.int64), np.asarray(ir, np.int64)
 
 
-def augment(levels: np.ndarray, flip: np.ndarray, mono: np.ndarray | None = None
-            ) -> np.ndarray:
+def augment(levels: np.ndarray, flip: np.ndarray, mono: np.ndarray | None = None) -> np.ndarray:
   """A batch [b, H, W, 3] of 0..255 levels -> per-image flip, optional single
   channel or luma (``mono``: -1 keeps the colour), [-1, 1] float32."""
   images = np.where(flip[:, None, None, None], levels[:, :, ::-1], levels)
   images = images.astype(np.float32)
   if mono is not None and np.any(mono >= 0):
     weights = np.asarray(MONO_WEIGHTS, np.float32)[np.maximum(mono, 0)][:, None, None]
-    single = (images[..., 0] * weights[..., 0] + images[..., 1] * weights[..., 1]
-              + images[..., 2] * weights[..., 2])
-    images = np.where((mono >= 0)[:, None, None, None],
-                      np.repeat(single[..., None], 3, axis=-1), images)
+    single = (
+        images[..., 0] * weights[..., 0]
+        + images[..., 1] * weights[..., 1]
+        + images[..., 2] * weights[..., 2]
+    )
+    images = np.where(
+        (mono >= 0)[:, None, None, None], np.repeat(single[..., None], 3, axis=-1), images
+    )
   return images / np.float32(127.5) - np.float32(1.0)
 
 
@@ -131,43 +134,47 @@ class Data:
     if not is_decoded(records) or records.images.shape[1:3] != (height, width):
       raise ValueError(
           f'In-memory data holds images of shape {records.images.shape[1:]}; the '
-          f'run needs decoded [n, {height}, {width}, 3] uint8 images (the trainer\'s '
-          'load_size: config.image_size, or its group\'s input_size).')
+          f"run needs decoded [n, {height}, {width}, 3] uint8 images (the trainer's "
+          "load_size: config.image_size, or its group's input_size)."
+      )
 
-  def training_split(self, image_size, decode_once: bool = True
-                     ) -> tuple[Records, Records]:
+  def training_split(self, image_size, decode_once: bool = True) -> tuple[Records, Records]:
     """(RGB, IR) records of the training split, as batches read them."""
     del decode_once  # held decoded already
     self._check_decoded(self.train, image_size)
-    return (self.train.select(self.train.modality == RGB),
-            self.train.select(self.train.modality == IR))
+    return (
+        self.train.select(self.train.modality == RGB),
+        self.train.select(self.train.modality == IR),
+    )
 
-  def train_batches(self, rgb: Records, ir: Records, sampler, *, image_size,
-                    start_step: int, num_steps: int) -> Iterator[dict]:
+  def train_batches(
+      self, rgb: Records, ir: Records, sampler, *, image_size, start_step: int, num_steps: int
+  ) -> Iterator[dict]:
     """This process's rows of {'rgb', 'ir': [b, H, W, 3] in [-1, 1],
     'labels': [b] int32} for steps ``start_step .. num_steps-1``."""
     del image_size
     for step in range(start_step, num_steps):
       b = sampler(step).process_slice(jax.process_index(), jax.process_count())
-      yield {'rgb': augment(rgb.images[b.rgb], b.rgb_flip, b.rgb_mono),
-             'ir': augment(ir.images[b.ir], b.ir_flip),
-             'labels': b.labels.astype(np.int32)}
+      yield {
+          'rgb': augment(rgb.images[b.rgb], b.rgb_flip, b.rgb_mono),
+          'ir': augment(ir.images[b.ir], b.ir_flip),
+          'labels': b.labels.astype(np.int32),
+      }
 
-  def eval_batches(self, records: Records, *, image_size, batch_size: int
-                   ) -> Iterator[dict]:
+  def eval_batches(self, records: Records, *, image_size, batch_size: int) -> Iterator[dict]:
     """Unflipped batches over ``records`` in order: this process's rows of
     {'image': [b, H, W, 3], 'mask': [b]}; the last batch padded and masked."""
     self._check_decoded(records, image_size)
     count = jax.process_count()
     if batch_size % count:
-      raise ValueError(f'config.eval_batch_size={batch_size} is not divisible by '
-                       f'{count} processes.')
+      raise ValueError(
+          f'config.eval_batch_size={batch_size} is not divisible by ' f'{count} processes.'
+      )
     local = batch_size // count
     cols = slice(jax.process_index() * local, (jax.process_index() + 1) * local)
     indices, mask = eval_layout(len(records), batch_size)
     for rows, valid in zip(indices[:, cols], mask[:, cols]):
-      yield {'image': augment(records.images[rows], np.zeros(len(rows), bool)),
-             'mask': valid}
+      yield {'image': augment(records.images[rows], np.zeros(len(rows), bool)), 'mask': valid}
 
   def load_images(self, records: Records, image_size) -> np.ndarray:
     """All images of ``records`` ([n, H, W, 3] in [-1, 1]) in one batch."""
@@ -184,10 +191,14 @@ class Data:
     if self.twins() is not None:
       rgb_records, twins = self.twins()['test']
       where = {path: i for i, path in enumerate(rgb_records.path)}
-      true_ir = self.load_images(twins.select(
-          np.asarray([where[p] for p in test.path[rgb]], np.int64)), image_size)
-    return (self.load_images(test.select(rgb), image_size),
-            self.load_images(test.select(ir), image_size), true_ir)
+      true_ir = self.load_images(
+          twins.select(np.asarray([where[p] for p in test.path[rgb]], np.int64)), image_size
+      )
+    return (
+        self.load_images(test.select(rgb), image_size),
+        self.load_images(test.select(ir), image_size),
+        true_ir,
+    )
 
   def paired_images(self, image_size) -> tuple[np.ndarray, ...] | None:
     """(train RGB, their twins, test RGB, their twins), each [n, H, W, 3] in
@@ -196,5 +207,8 @@ class Data:
     paired = self.twins()
     if paired is None:
       return None
-    return tuple(self.load_images(records, image_size)
-                 for split in ('train', 'test') for records in paired[split])
+    return tuple(
+        self.load_images(records, image_size)
+        for split in ('train', 'test')
+        for records in paired[split]
+    )

@@ -12,18 +12,25 @@ import jax
 from jax.experimental import multihost_utils
 
 
-def initialize(*, coordinator_address: str | None = None,
-               num_processes: int | None = None, process_id: int | None = None,
-               heartbeat_timeout_seconds: int = 100):
+def initialize(
+    *,
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    heartbeat_timeout_seconds: int = 100,
+):
   """``jax.distributed.initialize``; with no address, JAX detects the cluster
   (Cloud TPU, SLURM, ...). On the CPU backend cross-process collectives need
   gloo, which is selected here (it changes nothing on TPU or GPU). When a
   process stops answering, the others fail after
   ``heartbeat_timeout_seconds`` instead of waiting forever."""
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-  jax.distributed.initialize(coordinator_address=coordinator_address,
-                             num_processes=num_processes, process_id=process_id,
-                             heartbeat_timeout_seconds=heartbeat_timeout_seconds)
+  jax.distributed.initialize(
+      coordinator_address=coordinator_address,
+      num_processes=num_processes,
+      process_id=process_id,
+      heartbeat_timeout_seconds=heartbeat_timeout_seconds,
+  )
 
 
 def barrier(name: str):

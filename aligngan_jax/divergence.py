@@ -37,7 +37,8 @@ def stop_if_non_finite(history, first: int, stage_name: str, manager, max_abs: f
     step, terms = found
     raise DivergenceError(
         f'Non-finite {", ".join(terms)} at step {step} ({stage_name}); training '
-        f'stopped. {resume_advice(manager, max_abs=max_abs)}')
+        f'stopped. {resume_advice(manager, max_abs=max_abs)}'
+    )
 
 
 class Probe:
@@ -55,8 +56,7 @@ class Probe:
   modality at each checkpoint.
   """
 
-  def __init__(self, steps: dict, batches: dict, extractors: dict, images: dict,
-               max_abs: float):
+  def __init__(self, steps: dict, batches: dict, extractors: dict, images: dict, max_abs: float):
     self.steps, self.batches = steps, batches
     self.extractors, self.images, self.max_abs = extractors, images, max_abs
 
@@ -79,8 +79,10 @@ class Probe:
       return f'non-finite running statistics (in {_some([n for n, ok in zip(names, finite) if not ok])})'
     huge = [n for n, v in zip(names, largest) if self.max_abs and v > self.max_abs]
     if huge:
-      return (f'running statistics beyond config.checkpoint_max_abs={self.max_abs:g} '
-              f'(up to {float(largest.max()):.3g}, in {_some(huge)})')
+      return (
+          f'running statistics beyond config.checkpoint_max_abs={self.max_abs:g} '
+          f'(up to {float(largest.max()):.3g}, in {_some(huge)})'
+      )
     for modality, images in self.images.items():
       feats = jax.device_get(self.extractors[modality](state, images))
       if not all(np.isfinite(f).all() for f in jax.tree.leaves(feats)):
@@ -93,22 +95,31 @@ def refuse_diverged(manager, *, max_abs: float, probe: Probe | None = None):
   state with non-finite values, or parameters or running statistics beyond
   ``max_abs`` (0: no bound), or (``probe``, given the ``state`` and its
   ``stage``) one that `Probe` finds training cannot go on from."""
+
   def check(step, non_finite, largest, *, state=None, stage=None):
     if non_finite:
       problem = f'holds non-finite values (in {_some(non_finite)})'
     else:
-      huge = [n for n, v in largest.items() if max_abs and v > max_abs
-              and n.startswith(("['params']", "['batch_stats']"))]
-      problem = huge and (f'holds values beyond config.checkpoint_max_abs={max_abs:g} '
-                          f'(up to {max(largest[n] for n in huge):.3g}, in {_some(huge)})')
+      huge = [
+          n
+          for n, v in largest.items()
+          if max_abs and v > max_abs and n.startswith(("['params']", "['batch_stats']"))
+      ]
+      problem = huge and (
+          f'holds values beyond config.checkpoint_max_abs={max_abs:g} '
+          f'(up to {max(largest[n] for n in huge):.3g}, in {_some(huge)})'
+      )
     if not problem and probe is not None and state is not None:
       found = probe.problem(state, stage)
-      problem = found and ('cannot be trained on: from it, one forward pass of the '
-                           f'probe batch gives {found}')
+      problem = found and (
+          'cannot be trained on: from it, one forward pass of the ' f'probe batch gives {found}'
+      )
     if problem:
       raise DivergenceError(
           f'Training diverged: the state after step {step} {problem}; it was not '
-          f'saved. {resume_advice(manager, max_abs=max_abs)}')
+          f'saved. {resume_advice(manager, max_abs=max_abs)}'
+      )
+
   return check
 
 
@@ -116,8 +127,7 @@ def _some(names: list[str]) -> str:
   return ', '.join(names[:3]) + (f' and {len(names) - 3} more' if len(names) > 3 else '')
 
 
-def resume_advice(manager, failed_step: int | None = None, *, max_abs: float = 0.0
-                  ) -> str:
+def resume_advice(manager, failed_step: int | None = None, *, max_abs: float = 0.0) -> str:
   """Which checkpoint to go on from: the newest one (every checkpoint is
   finite and within ``max_abs``, `save` sees to it) or, after a
   divergence (``max_abs`` > 0), the newest whose parameters and running
@@ -128,23 +138,28 @@ def resume_advice(manager, failed_step: int | None = None, *, max_abs: float = 0
     # metadata, read below, is written last.
     manager.wait_until_finished()
   except Exception:  # pylint: disable=broad-except
-    pass   # a failed save: its step is not among all_steps()
+    pass  # a failed save: its step is not among all_steps()
   steps = sorted(s for s in manager.all_steps() if s != failed_step)
   if not steps:
-    return ('No checkpoint has been written yet: start again (lower the '
-            'learning rate if the losses diverged).')
+    return (
+        'No checkpoint has been written yet: start again (lower the '
+        'learning rate if the losses diverged).'
+    )
   sizes = {s: checkpointing.largest_value(manager, s) for s in steps} if max_abs else {}
   calm = [s for s in steps if not max_abs or sizes[s] <= max_abs / 100]
   if not calm:
-    return ('Every checkpoint kept is already close to the bound ('
-            + ', '.join(f'step {s}: {sizes[s]:.3g}' for s in steps)
-            + f') in {manager.directory}: start again in a new --workdir with a '
-            'lower learning rate (or resume one with --config.resume_step=N at '
-            'your own risk).')
+    return (
+        'Every checkpoint kept is already close to the bound ('
+        + ', '.join(f'step {s}: {sizes[s]:.3g}' for s in steps)
+        + f') in {manager.directory}: start again in a new --workdir with a '
+        'lower learning rate (or resume one with --config.resume_step=N at '
+        'your own risk).'
+    )
   chosen = calm[-1]
-  return (f'Go on from step {chosen} in {manager.directory}'
-          + (f' (largest value {sizes[chosen]:.3g})' if max_abs else '')
-          + f': rerun with --config.resume_step={chosen} and a lower learning rate '
-          '(config.learning_rate, config.gan.learning_rate)'
-          + (f'; also kept: steps {", ".join(str(s) for s in steps if s != chosen)}.'
-             if len(steps) > 1 else '.'))
+  return f'Go on from step {chosen} in {manager.directory}' + (
+      f' (largest value {sizes[chosen]:.3g})' if max_abs else ''
+  ) + f': rerun with --config.resume_step={chosen} and a lower learning rate ' '(config.learning_rate, config.gan.learning_rate)' + (
+      f'; also kept: steps {", ".join(str(s) for s in steps if s != chosen)}.'
+      if len(steps) > 1
+      else '.'
+  )

@@ -31,9 +31,9 @@ from aligngan_jax import cli
 FLAGS = flags.FLAGS
 
 
-
-def export(workdir: str, split: str, out: str, *, data_dir=None,
-           manual_dir=None, step: int = -1) -> str:
+def export(
+    workdir: str, split: str, out: str, *, data_dir=None, manual_dir=None, step: int = -1
+) -> str:
   """Writes the features of ``split`` by checkpoint ``step`` (-1: the
   newest) to ``out`` (.npz); returns the path. Features holding NaN or inf
   are a one-line error naming the checkpoint: nothing is written."""
@@ -59,15 +59,26 @@ def export(workdir: str, split: str, out: str, *, data_dir=None,
     raise config_checks.ConfigError(f'--out={out}: {problem}.')
   # TensorFlow (5 s to import) only now, with the GPUs hidden from it.
   trained.hide_gpus_from_tensorflow()
-  import datasets  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   from aligngan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  import datasets  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+
   records = dict(zip(('train', 'test'), input_pipeline.load_data(config)))[split]
   opened = trained.open_workdir(workdir, config, step=step)
   feats = opened.features(records)
-  search.write_whole(path, lambda f: np.savez(
-      f, features=feats, person_id=records.person_id, label=records.label,
-      camera=records.camera, modality=records.modality, index=records.index,
-      path=records.path, step=opened.step))
+  search.write_whole(
+      path,
+      lambda f: np.savez(
+          f,
+          features=feats,
+          person_id=records.person_id,
+          label=records.label,
+          camera=records.camera,
+          modality=records.modality,
+          index=records.index,
+          path=records.path,
+          step=opened.step,
+      ),
+  )
   return path
 
 
@@ -75,9 +86,16 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   from aligngan_jax import errors  # pylint: disable=g-import-not-at-top
+
   try:
-    path = export(FLAGS.workdir, FLAGS.split, FLAGS.out, data_dir=FLAGS.data_dir,
-                  manual_dir=FLAGS.manual_dir, step=FLAGS.step)
+    path = export(
+        FLAGS.workdir,
+        FLAGS.split,
+        FLAGS.out,
+        data_dir=FLAGS.data_dir,
+        manual_dir=FLAGS.manual_dir,
+        step=FLAGS.step,
+    )
   except (errors.UserError, NotImplementedError) as e:
     sys.exit('error: ' + ' '.join(str(e).splitlines()))  # One line, always.
   print(f'Wrote {path}')
@@ -89,8 +107,8 @@ def define_flags():
   flags.DEFINE_string('workdir', None, 'A trained workdir (main.py --workdir).')
   flags.DEFINE_enum('split', 'test', ['test', 'train'], 'Dataset split.')
   flags.DEFINE_string('out', None, 'Output .npz file.')
-  flags.DEFINE_string('data_dir', None, 'TFDS data_dir (default: the run\'s).')
-  flags.DEFINE_string('manual_dir', None, 'Manual download folder (default: the run\'s).')
+  flags.DEFINE_string('data_dir', None, "TFDS data_dir (default: the run's).")
+  flags.DEFINE_string('manual_dir', None, "Manual download folder (default: the run's).")
   flags.DEFINE_integer('step', -1, 'Checkpoint step to export (-1: the newest).')
 
 

@@ -11,8 +11,7 @@ _MASK = 9999999.0
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   """Mean softmax cross-entropy with integer labels (no smoothing)."""
-  return optax.softmax_cross_entropy_with_integer_labels(
-      logits.astype(jnp.float32), labels).mean()
+  return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels).mean()
 
 
 def cosine_similarity(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -22,8 +21,9 @@ def cosine_similarity(a: jax.Array, b: jax.Array) -> jax.Array:
   return a @ b.T
 
 
-def cross_modal_triplet(emb1, emb2, emb3, labels1, labels2, labels3, *,
-                        margin: float = 1.0) -> jax.Array:
+def cross_modal_triplet(
+    emb1, emb2, emb3, labels1, labels2, labels3, *, margin: float = 1.0
+) -> jax.Array:
   """The official batch-hard cosine triplet ``tri(e1, e2, e3, y1, y2, y3)``.
 
   For each anchor row i of ``emb1``: the hardest positive is the least
@@ -43,14 +43,18 @@ def cross_modal_triplet(emb1, emb2, emb3, labels1, labels2, labels3, *,
 
 # --- AGW and CAJ (mangye16/Cross-Modal-Re-ID-baseline; baselines_reference.md §2) ---
 
+
 def euclidean_distances(features: jax.Array) -> jax.Array:
   """[N, N] Euclidean distances as the official ``pdist_torch`` computes them:
   the expanded form |f_i|^2 + |f_j|^2 - 2 f_i.f_j, clamped at 1e-12, then
   the square root (so the diagonal is float-cancellation noise, not 0)."""
   f = features.astype(jnp.float32)
   squared = jnp.sum(f * f, axis=1)
-  d2 = (squared[:, None] + squared[None, :]
-        - 2.0 * jnp.matmul(f, f.T, precision=jax.lax.Precision.HIGHEST))
+  d2 = (
+      squared[:, None]
+      + squared[None, :]
+      - 2.0 * jnp.matmul(f, f.T, precision=jax.lax.Precision.HIGHEST)
+  )
   # torch.clamp(min=): gradient 1 at and above the bound, 0 below it.
   return jnp.sqrt(jnp.where(d2 < 1e-12, 1e-12, d2))
 
@@ -91,8 +95,14 @@ def weighted_regularized_triplet(features: jax.Array, labels: jax.Array) -> jax.
   return _soft_margin(d_neg - d_pos)
 
 
-def adaptive_triplet(features: jax.Array, labels: jax.Array, *, alpha: float = 1.0,
-                     gamma: float = 1.0, square: bool = True) -> jax.Array:
+def adaptive_triplet(
+    features: jax.Array,
+    labels: jax.Array,
+    *,
+    alpha: float = 1.0,
+    gamma: float = 1.0,
+    square: bool = True,
+) -> jax.Array:
   """CAJ's triplet (``TripletLoss_ADP``): WRT with the weights' distances
   scaled by ``alpha``; ``square``: s = min(gamma (d+ - d-)^2, 88) (zero
   gradient above the clamp) against the sign y = -1 where d+ > d- (no
@@ -101,13 +111,12 @@ def adaptive_triplet(features: jax.Array, labels: jax.Array, *, alpha: float = 1
   if not square:
     return _soft_margin(gamma * (d_neg - d_pos))
   s = jnp.square(d_pos - d_neg) * gamma
-  s = jnp.where(s > 88.0, 88.0, s)   # torch.clamp_max: gradient 1 up to 88
+  s = jnp.where(s > 88.0, 88.0, s)  # torch.clamp_max: gradient 1 up to 88
   y = jax.lax.stop_gradient(jnp.where(d_pos > d_neg, -1.0, 1.0))
   return _soft_margin(s, y)
 
 
-def batch_hard_triplet(features: jax.Array, labels: jax.Array, *,
-                       margin: float = 0.3) -> jax.Array:
+def batch_hard_triplet(features: jax.Array, labels: jax.Array, *, margin: float = 0.3) -> jax.Array:
   """The official ``base`` method's triplet (``OriTripletLoss``): for each
   anchor the farthest positive (self among them) and the nearest negative
   in `euclidean_distances`, then ``MarginRankingLoss(margin)``: mean

@@ -40,13 +40,21 @@ def feature_models(config, num_classes: int) -> dict:
   compute in float32)."""
   m = config.model
   return {
-      'encoder': resnet.ResNetEncoder(depth=m.depth, width=m.width,
-                                      last_stride=m.last_stride,
-                                      dtype=compute_dtype(config), remat=m.remat),
+      'encoder': resnet.ResNetEncoder(
+          depth=m.depth,
+          width=m.width,
+          last_stride=m.last_stride,
+          dtype=compute_dtype(config),
+          remat=m.remat,
+      ),
       'embedder': embedder_lib.Embedder(
-          num_classes=num_classes, bottle_dim=m.bottle_dim,
-          embed_dim=m.embed_dim, dropout_rate=m.dropout_rate,
-          embed_bn=m.embed_bn, classifier_init_std=m.classifier_init_std),
+          num_classes=num_classes,
+          bottle_dim=m.bottle_dim,
+          embed_dim=m.embed_dim,
+          dropout_rate=m.dropout_rate,
+          embed_bn=m.embed_bn,
+          classifier_init_std=m.classifier_init_std,
+      ),
   }
 
 
@@ -55,17 +63,23 @@ def create_models(config, num_classes: int, networks=ALL) -> dict:
   ``config.gan``."""
   m, g, dtype = config.model, config.gan, compute_dtype(config)
   scale_init = gan.NORM_SCALE_INITS[m.gan_norm_scale_init]
-  generator = gan.Generator(conv_dim=g.conv_dim, num_residual=g.num_residual,
-                            norm_scale_init=scale_init, dtype=dtype,
-                            test_instance_norm=g.test_instance_norm)
-  patch = gan.PatchDiscriminator(conv_dim=g.conv_dim, num_layers=g.d_layers,
-                                 dtype=dtype)
+  generator = gan.Generator(
+      conv_dim=g.conv_dim,
+      num_residual=g.num_residual,
+      norm_scale_init=scale_init,
+      dtype=dtype,
+      test_instance_norm=g.test_instance_norm,
+  )
+  patch = gan.PatchDiscriminator(conv_dim=g.conv_dim, num_layers=g.d_layers, dtype=dtype)
   models = {
-      'G_rgb2ir': generator, 'G_ir2rgb': generator,
-      'D_rgb': patch, 'D_rgb_warmup': patch, 'D_ir_warmup': patch,
-      'D_ir': gan.JointDiscriminator(conv_dim=g.conv_dim,
-                                     feature_grid=config.image_size // 8,
-                                     dtype=dtype),
+      'G_rgb2ir': generator,
+      'G_ir2rgb': generator,
+      'D_rgb': patch,
+      'D_rgb_warmup': patch,
+      'D_ir_warmup': patch,
+      'D_ir': gan.JointDiscriminator(
+          conv_dim=g.conv_dim, feature_grid=config.image_size // 8, dtype=dtype
+      ),
       **feature_models(config, num_classes),
   }
   return {name: models[name] for name in networks}
@@ -84,10 +98,8 @@ def feature_optimizer(config, kind: str = 'sgd') -> optax.GradientTransformation
 
 def create_optimizers(config, networks=ALL) -> dict:
   """network -> optax transformation *without* the learning rate."""
-  feature = feature_optimizer(
-      config, config.ide.optimizer if config.trainer == 'ide' else 'sgd')
-  adam = optax.scale_by_adam(b1=config.gan.adam_b1, b2=config.gan.adam_b2,
-                             eps=1e-8)
+  feature = feature_optimizer(config, config.ide.optimizer if config.trainer == 'ide' else 'sgd')
+  adam = optax.scale_by_adam(b1=config.gan.adam_b1, b2=config.gan.adam_b2, eps=1e-8)
   return {name: (feature if name in FEATURE else adam) for name in networks}
 
 
@@ -102,9 +114,11 @@ def lr_at(config, step) -> dict:
   """network -> learning rate at global iteration ``step`` (traceable): the
   one learning-rate path of both trainers."""
   decays = sum(jnp.asarray(step >= m, jnp.float32) for m in lr_milestones(config))
-  factor = config.lr_decay_factor ** decays
-  rates = {'encoder': config.learning_rate * config.encoder_lr_multiplier,
-           'embedder': config.learning_rate}
+  factor = config.lr_decay_factor**decays
+  rates = {
+      'encoder': config.learning_rate * config.encoder_lr_multiplier,
+      'embedder': config.learning_rate,
+  }
   return {name: factor * rates.get(name, config.gan.learning_rate) for name in ALL}
 
 
@@ -113,10 +127,10 @@ def apply_updates(state, grads: dict, config) -> train_state_lib.TrainState:
   rates = lr_at(config, state.step)
   params, opt_state = dict(state.params), dict(state.opt_state)
   for name, grad in grads.items():
-    updates, opt_state[name] = state.tx[name].update(grad, state.opt_state[name],
-                                                     state.params[name])
-    params[name] = jax.tree.map(lambda p, u, r=rates[name]: p - r * u,
-                                state.params[name], updates)
+    updates, opt_state[name] = state.tx[name].update(
+        grad, state.opt_state[name], state.params[name]
+    )
+    params[name] = jax.tree.map(lambda p, u, r=rates[name]: p - r * u, state.params[name], updates)
   return state.replace(params=params, opt_state=opt_state)
 
 
@@ -141,12 +155,16 @@ def init_variables(config, models: dict, key) -> dict:
   return {name: variables[name] for name in networks}
 
 
-def create_state(config, models: dict, mesh, *, abstract: bool = False
-                 ) -> train_state_lib.TrainState:
+def create_state(
+    config, models: dict, mesh, *, abstract: bool = False
+) -> train_state_lib.TrainState:
   """A fresh state holding the players in ``models``, replicated over
   ``mesh`` (``abstract``: shapes only; `train_state.create`)."""
   networks = tuple(name for name in ALL if name in models)
   return train_state_lib.create(
       lambda key: init_variables(config, models, key),
-      create_optimizers(config, networks), seed=config.seed, mesh=mesh,
-      abstract=abstract)
+      create_optimizers(config, networks),
+      seed=config.seed,
+      mesh=mesh,
+      abstract=abstract,
+  )

@@ -25,7 +25,6 @@ from aligngan_jax import convert
 from aligngan_jax import sharding
 from aligngan_jax import weights
 
-
 TRUNK_SUFFIX = '.msgpack'
 _TRUNK_FORMAT = 'aligngan_jax trunk v1'
 
@@ -33,10 +32,14 @@ _TRUNK_FORMAT = 'aligngan_jax trunk v1'
 def save_trunk(path: str, params, batch_stats, config, *, source: str):
   """Writes a trunk (encoder params and BatchNorm statistics) that
   ``config.pretrained_backbone`` can start a run from."""
-  payload = {'format': _TRUNK_FORMAT, 'depth': config.model.depth,
-             'width': config.model.width, 'source': source,
-             'params': jax.tree.map(np.asarray, params),
-             'batch_stats': jax.tree.map(np.asarray, batch_stats)}
+  payload = {
+      'format': _TRUNK_FORMAT,
+      'depth': config.model.depth,
+      'width': config.model.width,
+      'source': source,
+      'params': jax.tree.map(np.asarray, params),
+      'batch_stats': jax.tree.map(np.asarray, batch_stats),
+  }
   os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
   with open(path, 'wb') as f:
     f.write(flax.serialization.msgpack_serialize(payload))
@@ -48,11 +51,15 @@ def read_trunk(path: str) -> dict:
     try:
       payload = flax.serialization.msgpack_restore(f.read())
     except Exception as e:  # msgpack raises several unrelated types
-      raise ValueError(f'config.pretrained_backbone={path!r} is not a trunk file '
-                       f'written by pretrained.save_trunk ({e}).') from e
+      raise ValueError(
+          f'config.pretrained_backbone={path!r} is not a trunk file '
+          f'written by pretrained.save_trunk ({e}).'
+      ) from e
   if not isinstance(payload, dict) or payload.get('format') != _TRUNK_FORMAT:
-    raise ValueError(f'config.pretrained_backbone={path!r} is not a trunk file '
-                     f'written by pretrained.save_trunk.')
+    raise ValueError(
+        f'config.pretrained_backbone={path!r} is not a trunk file '
+        f'written by pretrained.save_trunk.'
+    )
   return payload
 
 
@@ -63,31 +70,39 @@ def check_backbone_config(config) -> str | None:
     return None
   if path.endswith(TRUNK_SUFFIX):
     if not os.path.isfile(path):
-      return (f'config.pretrained_backbone={path!r} does not exist (the demo\'s '
-              'trunk is made by python -m tools.pretrain_trunk), '
-              "or set config.pretrained_backbone='' to train from scratch.")
+      return (
+          f"config.pretrained_backbone={path!r} does not exist (the demo's "
+          'trunk is made by python -m tools.pretrain_trunk), '
+          "or set config.pretrained_backbone='' to train from scratch."
+      )
     try:
       trunk = read_trunk(path)
     except ValueError as e:
       return str(e)
     if (trunk['depth'], trunk['width']) != (config.model.depth, config.model.width):
-      return (f'config.pretrained_backbone={path!r} holds a ResNet-{trunk["depth"]} '
-              f'of width {trunk["width"]} but config.model.depth='
-              f'{config.model.depth}, config.model.width={config.model.width}.')
+      return (
+          f'config.pretrained_backbone={path!r} holds a ResNet-{trunk["depth"]} '
+          f'of width {trunk["width"]} but config.model.depth='
+          f'{config.model.depth}, config.model.width={config.model.width}.'
+      )
     return None
   if (config.model.depth, config.model.width) != (50, 64):
-    return (f'config.pretrained_backbone={path!r} holds ResNet-50 weights but '
-            f'config.model.depth={config.model.depth}, config.model.width='
-            f'{config.model.width}; use depth 50 and width 64, or set '
-            "config.pretrained_backbone=''.")
+    return (
+        f'config.pretrained_backbone={path!r} holds ResNet-50 weights but '
+        f'config.model.depth={config.model.depth}, config.model.width='
+        f'{config.model.width}; use depth 50 and width 64, or set '
+        "config.pretrained_backbone=''."
+    )
   if path in weights.SOURCES:
-    return None   # fetched (or read from the cache) before the data is read
+    return None  # fetched (or read from the cache) before the data is read
   if not os.path.isfile(path):
-    return (f'config.pretrained_backbone={path!r} does not exist. Name a source '
-            f"to fetch it ({', '.join(repr(n) for n in weights.SOURCES)}: "
-            "config.pretrained_backbone='torchvision' is the official starting "
-            "point), point the key at a local copy, or set "
-            "config.pretrained_backbone='' to train from scratch.")
+    return (
+        f'config.pretrained_backbone={path!r} does not exist. Name a source '
+        f"to fetch it ({', '.join(repr(n) for n in weights.SOURCES)}: "
+        "config.pretrained_backbone='torchvision' is the official starting "
+        'point), point the key at a local copy, or set '
+        "config.pretrained_backbone='' to train from scratch."
+    )
   return None
 
 
@@ -110,10 +125,13 @@ def encoder_variables(config, resolved: str | None = None, template=None) -> dic
     variables = {'params': trunk['params'], 'batch_stats': trunk['batch_stats']}
   else:
     variables = convert.load_torchvision_resnet50(resolved or backbone_file(config))
-  if template is not None and (jax.tree.map(np.shape, variables)
-                               != jax.tree.map(np.shape, template)):
-    raise ValueError(f'config.pretrained_backbone={path!r}: its trunk does not '
-                     'fit config.model (parameter names or shapes differ).')
+  if template is not None and (
+      jax.tree.map(np.shape, variables) != jax.tree.map(np.shape, template)
+  ):
+    raise ValueError(
+        f'config.pretrained_backbone={path!r}: its trunk does not '
+        'fit config.model (parameter names or shapes differ).'
+    )
   return variables
 
 
@@ -121,13 +139,14 @@ def load_backbone(state, config, mesh, resolved: str | None = None):
   """``state`` with the trunk's params and BatchNorm statistics replaced
   (``resolved``: `backbone_file` of ``config``, when the caller has it)."""
   template = {'params': state.params['encoder'], 'batch_stats': state.batch_stats['encoder']}
-  variables = encoder_variables(config, resolved,
-                                template if config.pretrained_backbone.endswith(TRUNK_SUFFIX)
-                                else None)
+  variables = encoder_variables(
+      config, resolved, template if config.pretrained_backbone.endswith(TRUNK_SUFFIX) else None
+  )
   variables = jax.device_put(variables, sharding.replicated(mesh))
   return state.replace(
       params={**state.params, 'encoder': variables['params']},
-      batch_stats={**state.batch_stats, 'encoder': variables['batch_stats']})
+      batch_stats={**state.batch_stats, 'encoder': variables['batch_stats']},
+  )
 
 
 def official_extractors(variables: dict, config, mesh):
@@ -140,6 +159,7 @@ def official_extractors(variables: dict, config, mesh):
   the dataset configs) and whether RGB is translated (pixel_alignment)."""
   from aligngan_jax import train_state as train_state_lib  # pylint: disable=g-import-not-at-top
   from aligngan_jax import trainers  # pylint: disable=g-import-not-at-top
+
   official = config.copy_and_resolve_references()
   official.trainer = 'aligngan'
   official.model.depth, official.model.width = 50, 64
@@ -147,10 +167,18 @@ def official_extractors(variables: dict, config, mesh):
   official.compute_dtype = 'float32'
   trainer = trainers.trainer_for(official, trainers.DataInfo(num_classes=1))
   used = ('G_rgb2ir', 'encoder')
-  state = jax.device_put(train_state_lib.TrainState(
-      step=np.zeros((), np.int32),
-      params={name: variables[name]['params'] for name in used},
-      batch_stats={name: variables[name]['batch_stats'] for name in used},
-      opt_state={}, rng=jax.random.key(0), tx={}), sharding.replicated(mesh))
-  return {modality: (lambda images, f=f: f(state, images))
-          for modality, f in trainer.extractors(mesh).items()}
+  state = jax.device_put(
+      train_state_lib.TrainState(
+          step=np.zeros((), np.int32),
+          params={name: variables[name]['params'] for name in used},
+          batch_stats={name: variables[name]['batch_stats'] for name in used},
+          opt_state={},
+          rng=jax.random.key(0),
+          tx={},
+      ),
+      sharding.replicated(mesh),
+  )
+  return {
+      modality: (lambda images, f=f: f(state, images))
+      for modality, f in trainer.extractors(mesh).items()
+  }

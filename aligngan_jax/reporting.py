@@ -49,21 +49,27 @@ class Progress:
     steps_per_sec = (step - self._step) / dt
     self._step, self._time = step, now
     eta = (self.num_steps - step) / steps_per_sec if steps_per_sec > 0 else float('inf')
-    return {'steps_per_sec': steps_per_sec,
-            'images_per_sec': steps_per_sec * self.images_per_step,
-            'eta_seconds': eta}
+    return {
+        'steps_per_sec': steps_per_sec,
+        'images_per_sec': steps_per_sec * self.images_per_step,
+        'eta_seconds': eta,
+    }
 
   def line(self, step: int, metrics: dict[str, float], rates: dict[str, float]) -> str:
     terms = ' '.join(f'{k}={v:.4g}' for k, v in sorted(metrics.items()))
     eta = rates['eta_seconds']
-    return (f'step {step}/{self.num_steps} | {terms} | '
-            f'{rates["steps_per_sec"]:.2f} steps/s, {rates["images_per_sec"]:.0f} img/s'
-            f' | ETA {format_duration(eta) if math.isfinite(eta) else "?"}')
+    return (
+        f'step {step}/{self.num_steps} | {terms} | '
+        f'{rates["steps_per_sec"]:.2f} steps/s, {rates["images_per_sec"]:.0f} img/s'
+        f' | ETA {format_duration(eta) if math.isfinite(eta) else "?"}'
+    )
 
   def short_line(self, step: int, rates: dict[str, float]) -> str:
     eta = rates['eta_seconds']
-    return (f'{step}/{self.num_steps} | {rates["images_per_sec"]:.0f} img/s | '
-            f'ETA {format_duration(eta) if math.isfinite(eta) else "?"}')
+    return (
+        f'{step}/{self.num_steps} | {rates["images_per_sec"]:.0f} img/s | '
+        f'ETA {format_duration(eta) if math.isfinite(eta) else "?"}'
+    )
 
 
 def write_run_config(config, workdir, writer):
@@ -100,8 +106,10 @@ class MemoryWriter:
 
 def writer_for(workdir):
   from clu import metric_writers  # imports TensorFlow
+
   return metric_writers.create_default_writer(
-      workdir, just_logging=jax.process_index() > 0, asynchronous=True)
+      workdir, just_logging=jax.process_index() > 0, asynchronous=True
+  )
 
 
 def flatten(tree, prefix: str = '') -> dict:
@@ -117,5 +125,6 @@ def flatten(tree, prefix: str = '') -> dict:
 
 def _flat(config) -> dict:
   """Config as flat hparams for TensorBoard (sequences as strings)."""
-  return {k: v if isinstance(v, (int, float, str, bool)) else str(v)
-          for k, v in flatten(config).items()}
+  return {
+      k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flatten(config).items()
+  }

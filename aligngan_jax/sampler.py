@@ -18,11 +18,12 @@ import numpy as np
 class PKBatch:
   """Indices of one global batch: slot j of `rgb` and `ir` is identity
   `labels[j]`; identities come in runs of K."""
-  rgb: np.ndarray        # [P*K] indices into the RGB records
-  ir: np.ndarray         # [P*K] indices into the IR records
-  labels: np.ndarray     # [P*K] training labels
-  rgb_flip: np.ndarray   # [P*K] bool: flip the RGB image horizontally
-  ir_flip: np.ndarray    # [P*K] bool
+
+  rgb: np.ndarray  # [P*K] indices into the RGB records
+  ir: np.ndarray  # [P*K] indices into the IR records
+  labels: np.ndarray  # [P*K] training labels
+  rgb_flip: np.ndarray  # [P*K] bool: flip the RGB image horizontally
+  ir_flip: np.ndarray  # [P*K] bool
   # [P*K] int8: -1 keeps the RGB image's colour; 0, 1, 2 replace it by its
   # R, G or B channel on all three channels, 3 by its luma (grey). Off by
   # default (see docs/decisions.md).
@@ -32,10 +33,8 @@ class PKBatch:
     """The rows this JAX process feeds (contiguous, equal-sized)."""
     n = len(self.labels)
     if n % process_count:
-      raise ValueError(f'Global batch of {n} is not divisible by '
-                       f'{process_count} processes.')
-    s = slice(process_index * n // process_count,
-              (process_index + 1) * n // process_count)
+      raise ValueError(f'Global batch of {n} is not divisible by ' f'{process_count} processes.')
+    s = slice(process_index * n // process_count, (process_index + 1) * n // process_count)
     return PKBatch(*(getattr(self, f.name)[s] for f in dataclasses.fields(self)))
 
 
@@ -55,12 +54,22 @@ class PKSampler:
       docs/decisions.md.
   """
 
-  def __init__(self, rgb_labels, ir_labels, *, ids_per_batch: int,
-               instances_per_id: int, seed: int, rgb_grey_prob: float = 0.0,
-               rgb_channel_prob: float = 0.0):
+  def __init__(
+      self,
+      rgb_labels,
+      ir_labels,
+      *,
+      ids_per_batch: int,
+      instances_per_id: int,
+      seed: int,
+      rgb_grey_prob: float = 0.0,
+      rgb_channel_prob: float = 0.0,
+  ):
     if rgb_grey_prob < 0 or rgb_channel_prob < 0 or rgb_grey_prob + rgb_channel_prob > 1:
-      raise ValueError(f'rgb_grey_prob={rgb_grey_prob} and rgb_channel_prob='
-                       f'{rgb_channel_prob} must be >= 0 and sum to at most 1.')
+      raise ValueError(
+          f'rgb_grey_prob={rgb_grey_prob} and rgb_channel_prob='
+          f'{rgb_channel_prob} must be >= 0 and sum to at most 1.'
+      )
     rgb_labels, ir_labels = np.asarray(rgb_labels), np.asarray(ir_labels)
     # Only identities seen in both modalities can be paired.
     self.labels = np.intersect1d(rgb_labels, ir_labels)
@@ -68,7 +77,8 @@ class PKSampler:
       raise ValueError(
           f'P x K sampling needs ids_per_batch={ids_per_batch} identities with '
           f'both RGB and IR images, but the training split has '
-          f'{len(self.labels)}; lower config.ids_per_batch.')
+          f'{len(self.labels)}; lower config.ids_per_batch.'
+      )
     self._rgb = [np.flatnonzero(rgb_labels == l) for l in self.labels]
     self._ir = [np.flatnonzero(ir_labels == l) for l in self.labels]
     self.ids_per_batch = ids_per_batch
@@ -90,7 +100,7 @@ class PKSampler:
     """The global batch of training step ``step`` (0-based)."""
     epoch, position = divmod(int(step), self.batches_per_epoch)
     order = np.random.default_rng([self.seed, epoch]).permutation(len(self.labels))
-    chosen = order[position * self.ids_per_batch:(position + 1) * self.ids_per_batch]
+    chosen = order[position * self.ids_per_batch : (position + 1) * self.ids_per_batch]
     rng = np.random.default_rng([self.seed, epoch, position, 1])
     k = self.instances_per_id
 
@@ -102,11 +112,19 @@ class PKSampler:
     flips = rng.random((2, len(rgb))) < 0.5
     u = rng.random(len(rgb))
     channel = rng.integers(0, 3, len(rgb))
-    mono = np.where(u < self.rgb_grey_prob, 3,
-                    np.where(u < self.rgb_grey_prob + self.rgb_channel_prob,
-                             channel, -1)).astype(np.int8)
-    return PKBatch(rgb=rgb, ir=ir, labels=np.repeat(self.labels[chosen], k),
-                   rgb_flip=flips[0], ir_flip=flips[1], rgb_mono=mono)
+    mono = np.where(
+        u < self.rgb_grey_prob,
+        3,
+        np.where(u < self.rgb_grey_prob + self.rgb_channel_prob, channel, -1),
+    ).astype(np.int8)
+    return PKBatch(
+        rgb=rgb,
+        ir=ir,
+        labels=np.repeat(self.labels[chosen], k),
+        rgb_flip=flips[0],
+        ir_flip=flips[1],
+        rgb_mono=mono,
+    )
 
 
 class IdentitySampler:
@@ -126,8 +144,15 @@ class IdentitySampler:
   those from other generators).
   """
 
-  def __init__(self, rgb_labels, ir_labels, *, ids_per_batch: int = 8,
-               instances_per_id: int = 4, seed: int = 0):
+  def __init__(
+      self,
+      rgb_labels,
+      ir_labels,
+      *,
+      ids_per_batch: int = 8,
+      instances_per_id: int = 4,
+      seed: int = 0,
+  ):
     rgb_labels, ir_labels = np.asarray(rgb_labels), np.asarray(ir_labels)
     self.ids_per_batch, self.instances_per_id, self.seed = ids_per_batch, instances_per_id, seed
     self.labels = np.unique(rgb_labels)
@@ -135,10 +160,13 @@ class IdentitySampler:
     self._ir = {int(l): np.flatnonzero(ir_labels == l) for l in self.labels}
     missing = [int(l) for l in self.labels if not len(self._ir[int(l)])]
     if missing:
-      raise ValueError(f'IdentitySampler: identities {missing[:5]} have RGB but no IR '
-                       'images (the official sampler draws both for every identity).')
-    self.batches_per_epoch = int(max(len(rgb_labels), len(ir_labels))
-                                 / (ids_per_batch * instances_per_id)) + 1
+      raise ValueError(
+          f'IdentitySampler: identities {missing[:5]} have RGB but no IR '
+          'images (the official sampler draws both for every identity).'
+      )
+    self.batches_per_epoch = (
+        int(max(len(rgb_labels), len(ir_labels)) / (ids_per_batch * instances_per_id)) + 1
+    )
     self._rng, self._next = None, None
 
   @property
@@ -153,9 +181,14 @@ class IdentitySampler:
       ir.append(rng.choice(self._ir[int(label)], self.instances_per_id))
     n = self.batch_size
     no = np.zeros(n, bool)
-    return PKBatch(rgb=np.concatenate(rgb), ir=np.concatenate(ir),
-                   labels=np.repeat(chosen, self.instances_per_id), rgb_flip=no,
-                   ir_flip=no.copy(), rgb_mono=np.full(n, -1, np.int8))
+    return PKBatch(
+        rgb=np.concatenate(rgb),
+        ir=np.concatenate(ir),
+        labels=np.repeat(chosen, self.instances_per_id),
+        rgb_flip=no,
+        ir_flip=no.copy(),
+        rgb_mono=np.full(n, -1, np.int8),
+    )
 
   def __call__(self, step: int) -> PKBatch:
     step = int(step)

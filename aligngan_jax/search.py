@@ -46,7 +46,6 @@ MAX_SHEET_ROWS = 16
 FLAGS = flags.FLAGS
 
 
-
 class SearchError(errors.UserError, ValueError):
   """Bad search input: the message names the path at fault."""
 
@@ -69,8 +68,8 @@ def list_images(path: str, flag: str | None = None) -> list[str]:
 
   def unlisted(error):
     skipped.append(error.filename)
-    logging.warning('Skipping %s: cannot be listed (%s).', error.filename,
-                    error.strerror or error)
+    logging.warning('Skipping %s: cannot be listed (%s).', error.filename, error.strerror or error)
+
   for folder, _, names in os.walk(path, onerror=unlisted):
     for name in names:
       if not name.lower().endswith(IMAGE_EXTENSIONS):
@@ -86,8 +85,12 @@ def list_images(path: str, flag: str | None = None) -> list[str]:
       else:
         found.append(file)
   if skipped:
-    logging.warning('Skipped %d entr%s of %s that cannot be opened.', len(skipped),
-                    'y' if len(skipped) == 1 else 'ies', named)
+    logging.warning(
+        'Skipped %d entr%s of %s that cannot be opened.',
+        len(skipped),
+        'y' if len(skipped) == 1 else 'ies',
+        named,
+    )
   return sorted(found)
 
 
@@ -123,6 +126,7 @@ def prepare_output(path: str) -> str | None:
   if not os.path.isdir(above):
     return f'{above} is a file, not a folder'
   from aligngan_jax import config_checks  # pylint: disable=g-import-not-at-top
+
   if problem := config_checks.writable_problem(folder):
     return f'its folder {folder} cannot be created or written ({problem})'
   return None
@@ -144,8 +148,10 @@ def write_whole(path: str, write) -> None:
 
 def read_images(paths: list[str]) -> tuple[list[str], list[bytes]]:
   """(readable paths, their bytes); unreadable files are logged and skipped."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
   import io  # pylint: disable=g-import-not-at-top
+
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
   kept, blobs, skipped = [], [], []
   for path in paths:
     try:
@@ -168,14 +174,20 @@ def features(opened, blobs: list[bytes], modality: str) -> np.ndarray:
   """Unit-norm test features of encoded images of one modality (finite, or
   a one-line error naming the checkpoint: `trained.Opened.features`)."""
   from aligngan_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+
   n = len(blobs)
   code = data_lib.IR if modality == 'ir' else data_lib.RGB
   images = np.empty(n, dtype=object)
   images[:] = blobs
   records = data_lib.Records(
-      images=images, person_id=np.full(n, -1),
-      label=np.full(n, -1), camera=np.zeros(n, int), modality=np.full(n, code),
-      index=np.arange(n), path=np.array([''] * n))
+      images=images,
+      person_id=np.full(n, -1),
+      label=np.full(n, -1),
+      camera=np.zeros(n, int),
+      modality=np.full(n, code),
+      index=np.arange(n),
+      path=np.array([''] * n),
+  )
   return opened.features(records)
 
 
@@ -189,15 +201,20 @@ def _cache_key(opened, workdir: str, folder: str, paths: list[str], modality: st
       logging.warning('Skipping %s in the cache key: %s.', path, e.strerror or e)
       continue
     stats.append((os.path.relpath(path, folder), st.st_size, st.st_mtime_ns))
-  payload = {'checkpoint': checkpoint, 'checkpoint_mtime': os.stat(checkpoint).st_mtime_ns,
-             'modality': modality, 'image_size': list(opened.load_size),
-             'encoder_input_size': list(opened.config.encoder_input_size),
-             'files': stats}
+  payload = {
+      'checkpoint': checkpoint,
+      'checkpoint_mtime': os.stat(checkpoint).st_mtime_ns,
+      'modality': modality,
+      'image_size': list(opened.load_size),
+      'encoder_input_size': list(opened.config.encoder_input_size),
+      'files': stats,
+  }
   return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def gallery_features(opened, workdir: str, folder: str, modality: str,
-                     paths: list[str] | None = None):
+def gallery_features(
+    opened, workdir: str, folder: str, modality: str, paths: list[str] | None = None
+):
   """(paths, features, from_cache) of every readable image in ``folder``
   (``paths``: its `list_images`, when the caller has it already).
 
@@ -208,21 +225,23 @@ def gallery_features(opened, workdir: str, folder: str, modality: str,
   """
   paths = list_images(folder, '--gallery') if paths is None else paths
   if not paths:
-    raise SearchError(f'--gallery={folder} holds no image files '
-                      f'({", ".join(IMAGE_EXTENSIONS)}).')
-  cache = os.path.join(workdir, 'search_cache',
-                       f'gallery_{_cache_key(opened, workdir, folder, paths, modality)}.npz')
+    raise SearchError(
+        f'--gallery={folder} holds no image files ' f'({", ".join(IMAGE_EXTENSIONS)}).'
+    )
+  cache = os.path.join(
+      workdir, 'search_cache', f'gallery_{_cache_key(opened, workdir, folder, paths, modality)}.npz'
+  )
   if os.path.isfile(cache):
     try:
       with np.load(cache) as stored:
         cached = list(stored['paths']), stored['features']
       if np.isfinite(cached[1]).all():
         return *cached, True
-      logging.warning('Ignoring the gallery cache %s: it holds non-finite features; '
-                      'extracting again.', cache)
+      logging.warning(
+          'Ignoring the gallery cache %s: it holds non-finite features; ' 'extracting again.', cache
+      )
     except Exception as e:  # pylint: disable=broad-except  (zip, pickle, OS errors)
-      logging.warning('Ignoring the unreadable gallery cache %s (%s); extracting again.',
-                      cache, e)
+      logging.warning('Ignoring the unreadable gallery cache %s (%s); extracting again.', cache, e)
   paths, blobs = read_images(paths)
   if not paths:
     raise SearchError(f'--gallery={folder}: none of its image files can be read.')
@@ -231,14 +250,25 @@ def gallery_features(opened, workdir: str, folder: str, modality: str,
     os.makedirs(os.path.dirname(cache), exist_ok=True)
     write_whole(cache, lambda f: np.savez(f, paths=np.array(paths), features=feats))
   except OSError as e:
-    logging.warning('Could not cache the gallery features in %s (%s); the next '
-                    'search extracts them again.', cache, e.strerror or e)
+    logging.warning(
+        'Could not cache the gallery features in %s (%s); the next ' 'search extracts them again.',
+        cache,
+        e.strerror or e,
+    )
   return paths, feats, False
 
 
-def check_arguments(workdir: str, query: str, gallery: str, *, top_k: int,
-                    query_modality: str, gallery_modality: str, out: str | None,
-                    step: int = -1):
+def check_arguments(
+    workdir: str,
+    query: str,
+    gallery: str,
+    *,
+    top_k: int,
+    query_modality: str,
+    gallery_modality: str,
+    out: str | None,
+    step: int = -1,
+):
   """(config, query paths, query bytes, gallery paths, sheet path), or the
   first mistake as a one-line `SearchError`/`ConfigError`.
 
@@ -247,23 +277,24 @@ def check_arguments(workdir: str, query: str, gallery: str, *, top_k: int,
   tens of them. Creates the sheet's folder (`prepare_output`).
   """
   from aligngan_jax import trained  # pylint: disable=g-import-not-at-top
+
   if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-    raise SearchError(f'--top_k={top_k!r} must be a positive integer (the gallery '
-                      'images listed per query).')
-  for flag, value in (('query_modality', query_modality),
-                      ('gallery_modality', gallery_modality)):
+    raise SearchError(
+        f'--top_k={top_k!r} must be a positive integer (the gallery ' 'images listed per query).'
+    )
+  for flag, value in (('query_modality', query_modality), ('gallery_modality', gallery_modality)):
     if value not in ('ir', 'rgb'):
       raise SearchError(f'--{flag}={value!r} is not one of ir, rgb.')
   trained.require_trained_workdir(workdir, step, '--step')
   config = trained.load_config(workdir)
   g_paths = list_images(gallery, '--gallery')
   if not g_paths:
-    raise SearchError(f'--gallery={gallery} holds no image files '
-                      f'({", ".join(IMAGE_EXTENSIONS)}).')
+    raise SearchError(
+        f'--gallery={gallery} holds no image files ' f'({", ".join(IMAGE_EXTENSIONS)}).'
+    )
   q_paths = list_images(query, '--query')
   if not q_paths:
-    raise SearchError(f'--query={query} holds no image files '
-                      f'({", ".join(IMAGE_EXTENSIONS)}).')
+    raise SearchError(f'--query={query} holds no image files ' f'({", ".join(IMAGE_EXTENSIONS)}).')
   q_paths, q_blobs = read_images(q_paths)
   if not q_paths:
     raise SearchError(f'--query={query}: no readable image (see the warnings above).')
@@ -274,14 +305,24 @@ def check_arguments(workdir: str, query: str, gallery: str, *, top_k: int,
     stem = os.path.splitext(os.path.basename(os.path.normpath(query)))[0]
     out = os.path.join(workdir, 'search', f'{stem}.png')
     if problem := prepare_output(out):
-      raise SearchError(f'--workdir={workdir}: the sheet goes to {out} without '
-                        f'--out, but {problem}; pass --out.')
+      raise SearchError(
+          f'--workdir={workdir}: the sheet goes to {out} without '
+          f'--out, but {problem}; pass --out.'
+      )
   return config, q_paths, q_blobs, g_paths, out
 
 
-def search(workdir: str, query: str, gallery: str, *, top_k: int = 10,
-           query_modality: str = 'ir', gallery_modality: str | None = None,
-           out: str | None = None, step: int = -1) -> dict:
+def search(
+    workdir: str,
+    query: str,
+    gallery: str,
+    *,
+    top_k: int = 10,
+    query_modality: str = 'ir',
+    gallery_modality: str | None = None,
+    out: str | None = None,
+    step: int = -1,
+) -> dict:
   """Ranks the gallery for every query with checkpoint ``step`` (-1: the
   newest); returns {'queries': [...], 'ranked': [[(path, distance), ...]
   per query], 'sheet': PNG path, 'from_cache': bool}.
@@ -291,30 +332,47 @@ def search(workdir: str, query: str, gallery: str, *, top_k: int = 10,
   checkpoint and the newest one to use instead: nothing is ranked."""
   from aligngan_jax import trained  # pylint: disable=g-import-not-at-top
   from aligngan_jax import visualize  # pylint: disable=g-import-not-at-top
+
   gallery_modality = gallery_modality or ('rgb' if query_modality == 'ir' else 'ir')
   config, q_paths, q_blobs, g_listed, out = check_arguments(
-      workdir, query, gallery, top_k=top_k, query_modality=query_modality,
-      gallery_modality=gallery_modality, out=out, step=step)
-  trained.hide_gpus_from_tensorflow()   # before the extraction's tf.data
+      workdir,
+      query,
+      gallery,
+      top_k=top_k,
+      query_modality=query_modality,
+      gallery_modality=gallery_modality,
+      out=out,
+      step=step,
+  )
+  trained.hide_gpus_from_tensorflow()  # before the extraction's tf.data
   opened = trained.open_workdir(workdir, config, step=step)
-  g_paths, g_feats, cached = gallery_features(opened, workdir, gallery, gallery_modality,
-                                              g_listed)
+  g_paths, g_feats, cached = gallery_features(opened, workdir, gallery, gallery_modality, g_listed)
   q_feats = features(opened, q_blobs, query_modality)
   distance = 1.0 - q_feats.astype(np.float64) @ g_feats.astype(np.float64).T
   order = np.argsort(distance, axis=1, kind='stable')[:, :top_k]
-  ranked = [[(g_paths[j], float(distance[i, j])) for j in order[i]]
-            for i in range(len(q_paths))]
+  ranked = [[(g_paths[j], float(distance[i, j])) for j in order[i]] for i in range(len(q_paths))]
   rows = []
   for i, path in enumerate(q_paths[:MAX_SHEET_ROWS]):
     hits = []
     for k, j in enumerate(order[i]):
       with open(g_paths[j], 'rb') as f:
         tile = visualize.tile_from_encoded(f.read())
-      hits.append(visualize.Hit(image=tile, rank=k + 1, distance=float(distance[i, j]),
-                                camera=None, name=os.path.basename(g_paths[j])))
-    rows.append(visualize.RetrievalRow(
-        query=visualize.tile_from_encoded(q_blobs[i]),
-        caption=('query', os.path.basename(path)[:12]), hits=tuple(hits)))
+      hits.append(
+          visualize.Hit(
+              image=tile,
+              rank=k + 1,
+              distance=float(distance[i, j]),
+              camera=None,
+              name=os.path.basename(g_paths[j]),
+          )
+      )
+    rows.append(
+        visualize.RetrievalRow(
+            query=visualize.tile_from_encoded(q_blobs[i]),
+            caption=('query', os.path.basename(path)[:12]),
+            hits=tuple(hits),
+        )
+    )
   sheet, _ = visualize.retrieval_sheet(rows)
   out = visualize.save_png(out, sheet)
   return {'queries': q_paths, 'ranked': ranked, 'sheet': out, 'from_cache': cached}
@@ -325,8 +383,10 @@ def format_table(result: dict) -> str:
   for query, ranked in zip(result['queries'], result['ranked']):
     lines.append(f'query {query}')
     lines += [f'  {k:>3}  {d:7.4f}  {path}' for k, (path, d) in enumerate(ranked, 1)]
-  lines.append(f'sheet: {result["sheet"]}' +
-               (' (gallery features from cache)' if result['from_cache'] else ''))
+  lines.append(
+      f'sheet: {result["sheet"]}'
+      + (' (gallery features from cache)' if result['from_cache'] else '')
+  )
   return '\n'.join(lines)
 
 
@@ -334,10 +394,16 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   try:
-    result = search(FLAGS.workdir, FLAGS.query, FLAGS.gallery, top_k=FLAGS.top_k,
-                    query_modality=FLAGS.query_modality,
-                    gallery_modality=FLAGS.gallery_modality, out=FLAGS.out,
-                    step=FLAGS.step)
+    result = search(
+        FLAGS.workdir,
+        FLAGS.query,
+        FLAGS.gallery,
+        top_k=FLAGS.top_k,
+        query_modality=FLAGS.query_modality,
+        gallery_modality=FLAGS.gallery_modality,
+        out=FLAGS.out,
+        step=FLAGS.step,
+    )
   except (errors.UserError, NotImplementedError) as e:
     sys.exit('error: ' + ' '.join(str(e).splitlines()))  # One line, always.
   print(format_table(result))
@@ -351,8 +417,9 @@ def define_flags():
   flags.DEFINE_string('gallery', None, 'A folder of images (searched recursively).')
   flags.DEFINE_integer('top_k', 10, 'Gallery images listed per query.')
   flags.DEFINE_enum('query_modality', 'ir', ['ir', 'rgb'], 'Modality of the queries.')
-  flags.DEFINE_enum('gallery_modality', None, ['ir', 'rgb'],
-                    'Modality of the gallery (default: the other one).')
+  flags.DEFINE_enum(
+      'gallery_modality', None, ['ir', 'rgb'], 'Modality of the gallery (default: the other one).'
+  )
   flags.DEFINE_string('out', None, 'Sheet PNG (default <workdir>/search/<query>.png).')
   flags.DEFINE_integer('step', -1, 'Checkpoint step to search with (-1: the newest).')
 

@@ -1,8 +1,10 @@
 """The 1-D ``data`` mesh: batches sharded over it, train state replicated."""
 
 import jax
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 
 def create_mesh(devices=None) -> Mesh:
@@ -23,5 +25,5 @@ def shard_batch(batch, mesh: Mesh):
   """This process's rows of a global batch -> global arrays sharded on ``data``."""
   sharding = data_sharded(mesh)
   return jax.tree.map(
-      lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
-      batch)
+      lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch
+  )

@@ -29,40 +29,53 @@ from aligngan_jax.evaluation import retrieval
 
 
 def _hit(records, position, rank, distance, correct):
-  return visualize.Hit(image=visualize.tile_from_encoded(records.images[position]),
-                       rank=int(rank), distance=float(distance),
-                       camera=int(records.camera[position]), correct=bool(correct))
+  return visualize.Hit(
+      image=visualize.tile_from_encoded(records.images[position]),
+      rank=int(rank),
+      distance=float(distance),
+      camera=int(records.camera[position]),
+      correct=bool(correct),
+  )
 
 
-def retrieval_rows(features, records, split, *, queries: int, worst: int,
-                   top_k: int, seed: int) -> list[visualize.RetrievalRow]:
+def retrieval_rows(
+    features, records, split, *, queries: int, worst: int, top_k: int, seed: int
+) -> list[visualize.RetrievalRow]:
   """Rows of a retrieval sheet for ``split`` (a protocols.Split): ``queries``
   random valid queries (seeded), then the ``worst`` valid queries by rank of
   their first true match. Distances shown are cosine distances, 1 - cos."""
   q, g = split.query, split.gallery
   ids, cams = np.asarray(records.person_id), np.asarray(records.camera)
   distance = 1.0 - np.asarray(features[q], np.float64) @ np.asarray(features[g], np.float64).T
-  ranked = retrieval.rank(distance, ids[q], ids[g], cams[q], cams[g],
-                          protocol=split.protocol, top_k=top_k)
+  ranked = retrieval.rank(
+      distance, ids[q], ids[g], cams[q], cams[g], protocol=split.protocol, top_k=top_k
+  )
   valid = np.flatnonzero(ranked.first_rank > 0)
   worst_rows = valid[np.argsort(-ranked.first_rank[valid], kind='stable')[:worst]]
   others = np.setdiff1d(valid, worst_rows)
-  picked = np.sort(np.random.default_rng(seed).choice(
-      others, min(queries, len(others)), replace=False))
+  picked = np.sort(
+      np.random.default_rng(seed).choice(others, min(queries, len(others)), replace=False)
+  )
   rows = []
   for i in np.concatenate([picked, worst_rows]).astype(int):
-    hits = tuple(_hit(records, g[pos], k + 1, ranked.top_distance[i, k],
-                      ranked.top_correct[i, k])
-                 for k, pos in enumerate(ranked.top[i]) if pos >= 0)
+    hits = tuple(
+        _hit(records, g[pos], k + 1, ranked.top_distance[i, k], ranked.top_correct[i, k])
+        for k, pos in enumerate(ranked.top[i])
+        if pos >= 0
+    )
     first = None
     if ranked.first_rank[i] > top_k:
       pos = ranked.first_position[i]
       first = _hit(records, g[pos], ranked.first_rank[i], distance[i, pos], True)
     label = 'worst, ' if i in worst_rows else ''
-    rows.append(visualize.RetrievalRow(
-        query=visualize.tile_from_encoded(records.images[q[i]]),
-        caption=(f'query id {ids[q[i]]}', f'{label}cam {cams[q[i]]}'),
-        hits=hits, first_match=first))
+    rows.append(
+        visualize.RetrievalRow(
+            query=visualize.tile_from_encoded(records.images[q[i]]),
+            caption=(f'query id {ids[q[i]]}', f'{label}cam {cams[q[i]]}'),
+            hits=hits,
+            first_match=first,
+        )
+    )
   return rows
 
 
@@ -70,8 +83,9 @@ def write_sheets(config, workdir: str) -> dict[str, str]:
   """Writes the sheets of checkpoint ``config.resume_step`` (-1: the newest)
   in ``workdir``; returns {name: PNG path}."""
   from aligngan_jax import input_pipeline  # TensorFlow: only here.
+
   config_checks.validate_config(config, num_devices=jax.device_count())
-  trained.require_trained_workdir(workdir, config.resume_step)   # before the data is read
+  trained.require_trained_workdir(workdir, config.resume_step)  # before the data is read
   # Where the sheets go, proven writable before minutes of extraction.
   config_checks.ensure_writable(workdir)
   config_checks.ensure_writable(os.path.join(workdir, 'visualize'))
@@ -86,29 +100,31 @@ def write_sheets(config, workdir: str) -> dict[str, str]:
   result = engine.evaluate_features(features, test, settings, all_splits)
   scored = [n for n, row in result['results'].items() if 'skipped' not in row]
   if not scored:
-    raise config_checks.ConfigError('config.mode=visualize: no evaluation setting can '
-                                'be scored on this test split.')
+    raise config_checks.ConfigError(
+        'config.mode=visualize: no evaluation setting can ' 'be scored on this test split.'
+    )
   pictures = {}
-  curves = {engine.setting_title(n): np.asarray(result['results'][n]['cmc'])
-            for n in scored}
+  curves = {engine.setting_title(n): np.asarray(result['results'][n]['cmc']) for n in scored}
   pictures['cmc'], _ = visualize.cmc_plot(
-      curves, title=f'{engine.protocol_title(result["protocol"])} CMC, step {opened.step}')
+      curves, title=f'{engine.protocol_title(result["protocol"])} CMC, step {opened.step}'
+  )
   split = all_splits[scored[0]][0]
   vis = config.visualize
-  rows = retrieval_rows(features, test, split, queries=vis.queries, worst=vis.worst,
-                        top_k=vis.top_k, seed=config.seed)
+  rows = retrieval_rows(
+      features, test, split, queries=vis.queries, worst=vis.worst, top_k=vis.top_k, seed=config.seed
+  )
   pictures[f'retrieval_{scored[0].replace(" ", "_")}'], _ = visualize.retrieval_sheet(rows)
   if opened.translate is not None:
     real_rgb, real_ir, true_ir = data.grid_images(config.grid_people, opened.load_size)
     fake_ir, reconstructed = jax.device_get(opened.translate(real_rgb))
     pictures['translation'] = visualize.translation_grid(
-        real_rgb, fake_ir, real_ir, reconstructed, true_ir)
+        real_rgb, fake_ir, real_ir, reconstructed, true_ir
+    )
   writer = reporting.writer_for(workdir)
   writer.write_images(opened.step, {f'visualize/{k}': v[None] for k, v in pictures.items()})
   writer.close()
   paths = {}
   if jax.process_index() == 0:
     for name, picture in pictures.items():
-      paths[name] = visualize.save_png(
-          os.path.join(workdir, 'visualize', f'{name}.png'), picture)
+      paths[name] = visualize.save_png(os.path.join(workdir, 'visualize', f'{name}.png'), picture)
   return paths

@@ -77,10 +77,15 @@ class _Nets:
     model = self.models[name].clone(stat_groups=groups) if groups > 1 else self.models[name]
 
     def apply(x):
-      y, new = model.apply({'params': params, 'batch_stats': self.stats[name]}, x,
-                           train=True, mutable=['batch_stats'])
+      y, new = model.apply(
+          {'params': params, 'batch_stats': self.stats[name]},
+          x,
+          train=True,
+          mutable=['batch_stats'],
+      )
       self.stats[name] = new['batch_stats']
       return y
+
     return call_groups(apply, [(x,) for x in inputs], self.batched)
 
   def generator(self, name, params, *inputs):
@@ -88,13 +93,18 @@ class _Nets:
 
   def encode(self, params, *images):
     size = tuple(self.config.encoder_input_size)
-    return self._stateful('encoder', params,
-                          [resnet.prepare_encoder_input(x, size) for x in images])
+    return self._stateful(
+        'encoder', params, [resnet.prepare_encoder_input(x, size) for x in images]
+    )
 
   def embed(self, params, fmap, key):
     out, new = self.models['embedder'].apply(
-        {'params': params, 'batch_stats': self.stats['embedder']}, fmap,
-        train=True, mutable=['batch_stats'], rngs={'dropout': key})
+        {'params': params, 'batch_stats': self.stats['embedder']},
+        fmap,
+        train=True,
+        mutable=['batch_stats'],
+        rngs={'dropout': key},
+    )
     self.stats['embedder'] = new['batch_stats']
     return out
 
@@ -114,7 +124,8 @@ def _feature_update(state, loss_fn, config):
   """One optimizer step of the feature module on ``loss_fn(feature params)
   -> (loss, (running statistics, metrics))``."""
   grads, (stats, metrics) = jax.grad(loss_fn, has_aux=True)(
-      {k: state.params[k] for k in players.FEATURE})
+      {k: state.params[k] for k in players.FEATURE}
+  )
   state = players.apply_updates(state.replace(batch_stats=stats), grads, config)
   return state, metrics
 
@@ -130,11 +141,12 @@ def stage1_step(state, batch, *, models, config):
     (ir_map,) = nets.encode(feature_params['encoder'], batch['ir'])
     out = nets.embed(feature_params['embedder'], ir_map, key)
     ce = losses.cross_entropy(out['logits'], labels)
-    triplet = tri(out['embedding'], out['embedding'], out['embedding'],
-                  labels, labels, labels)
+    triplet = tri(out['embedding'], out['embedding'], out['embedding'], labels, labels, labels)
     loss = config.lambda_cls * ce + config.lambda_triplet * triplet
-    return loss, (nets.stats, {'feature/loss': loss, 'feature/ce_ir': ce,
-                               'feature/triplet_ir': triplet})
+    return loss, (
+        nets.stats,
+        {'feature/loss': loss, 'feature/ce_ir': ce, 'feature/triplet_ir': triplet},
+    )
 
   state, metrics = _feature_update(state, loss_fn, config)
   return state.replace(step=state.step + 1), metrics
@@ -157,8 +169,7 @@ def ide_step(state, batch, *, models, config):
     if config.joint_modality_forward:
       # One forward of [RGB; IR]: BatchNorm statistics shared by the two
       # modalities, as the running statistics used at test time are.
-      (fmap,) = nets.encode(feature_params['encoder'],
-                            jnp.concatenate([batch['rgb'], batch['ir']]))
+      (fmap,) = nets.encode(feature_params['encoder'], jnp.concatenate([batch['rgb'], batch['ir']]))
       out = nets.embed(feature_params['embedder'], fmap, key_rgb)
       halves = {k: jnp.split(v, 2) for k, v in out.items()}
       rgb, ir = ({k: v[i] for k, v in halves.items()} for i in (0, 1))
@@ -168,15 +179,21 @@ def ide_step(state, batch, *, models, config):
       ir = nets.embed(feature_params['embedder'], ir_map, key_ir)
     ce_rgb = losses.cross_entropy(rgb['logits'], labels)
     ce_ir = losses.cross_entropy(ir['logits'], labels)
-    triplet = (tri(rgb['embedding'], ir['embedding'], ir['embedding'], labels, labels, labels)
-               + tri(ir['embedding'], rgb['embedding'], rgb['embedding'],
-                     labels, labels, labels))
+    triplet = tri(rgb['embedding'], ir['embedding'], ir['embedding'], labels, labels, labels) + tri(
+        ir['embedding'], rgb['embedding'], rgb['embedding'], labels, labels, labels
+    )
     loss = config.lambda_cls * (ce_rgb + ce_ir) + config.lambda_triplet * triplet
-    return loss, (nets.stats, {
-        'feature/loss': loss, 'feature/ce_rgb': ce_rgb, 'feature/ce_ir': ce_ir,
-        'feature/triplet': triplet,
-        'feature/accuracy_rgb': jnp.mean(jnp.argmax(rgb['logits'], -1) == labels),
-        'feature/accuracy_ir': jnp.mean(jnp.argmax(ir['logits'], -1) == labels)})
+    return loss, (
+        nets.stats,
+        {
+            'feature/loss': loss,
+            'feature/ce_rgb': ce_rgb,
+            'feature/ce_ir': ce_ir,
+            'feature/triplet': triplet,
+            'feature/accuracy_rgb': jnp.mean(jnp.argmax(rgb['logits'], -1) == labels),
+            'feature/accuracy_ir': jnp.mean(jnp.argmax(ir['logits'], -1) == labels),
+        },
+    )
 
   state, metrics = _feature_update(state, loss_fn, config)
   return state.replace(step=state.step + 1), metrics
@@ -198,12 +215,17 @@ def _generator_loss(g_params, state, batch, key, *, models, config, joint):
   (real_ir_map,) = nets.encode(p['encoder'], real_ir)
   (fake_ir_map,) = nets.encode(p['encoder'], fake_ir)
   if joint:
-    gan = 0.5 * (lsgan(nets.discriminate('D_rgb', p['D_rgb'], fake_rgb), 1.0)
-                 + lsgan(nets.discriminate('D_ir', p['D_ir'], fake_ir,
-                                           jax.lax.stop_gradient(real_ir_map)), 1.0))
+    gan = 0.5 * (
+        lsgan(nets.discriminate('D_rgb', p['D_rgb'], fake_rgb), 1.0)
+        + lsgan(
+            nets.discriminate('D_ir', p['D_ir'], fake_ir, jax.lax.stop_gradient(real_ir_map)), 1.0
+        )
+    )
   else:
-    gan = 0.5 * (lsgan(nets.discriminate('D_rgb_warmup', p['D_rgb_warmup'], fake_rgb), 1.0)
-                 + lsgan(nets.discriminate('D_ir_warmup', p['D_ir_warmup'], fake_ir), 1.0))
+    gan = 0.5 * (
+        lsgan(nets.discriminate('D_rgb_warmup', p['D_rgb_warmup'], fake_rgb), 1.0)
+        + lsgan(nets.discriminate('D_ir_warmup', p['D_ir_warmup'], fake_ir), 1.0)
+    )
   cyc_rgb, idt_rgb = nets.generator('G_ir2rgb', g_params['G_ir2rgb'], fake_ir, real_rgb)
   cyc_ir, idt_ir = nets.generator('G_rgb2ir', g_params['G_rgb2ir'], fake_rgb, real_ir)
   cyc = 0.5 * (l1(cyc_rgb, real_rgb) + l1(cyc_ir, real_ir))
@@ -212,17 +234,35 @@ def _generator_loss(g_params, state, batch, key, *, models, config, joint):
   real_out = nets.embed(p['embedder'], real_ir_map, real_key)
   fake_out = nets.embed(p['embedder'], fake_ir_map, fake_key)
   tri = _triplet(config)
-  tri1 = tri(fake_out['embedding'], real_out['embedding'], real_out['embedding'],
-             labels, labels, labels)
-  tri2 = tri(real_out['embedding'], fake_out['embedding'], fake_out['embedding'],
-             labels, labels, labels)
+  tri1 = tri(
+      fake_out['embedding'], real_out['embedding'], real_out['embedding'], labels, labels, labels
+  )
+  tri2 = tri(
+      real_out['embedding'], fake_out['embedding'], fake_out['embedding'], labels, labels, labels
+  )
   cls = losses.cross_entropy(fake_out['logits'], labels)
-  loss = (gan + g.lambda_cyc * cyc + g.lambda_idt * idt
-          + g.lambda_pixel_tri * (tri1 + tri2) + g.lambda_pixel_cls * cls)
-  aux = {'fake_rgb': fake_rgb, 'fake_ir': fake_ir, 'real_ir_map': real_ir_map,
-         'fake_ir_map': fake_ir_map, 'stats': nets.stats}
-  metrics = {'G/loss': loss, 'G/gan': gan, 'G/cycle': cyc, 'G/identity': idt,
-             'G/triplet': tri1 + tri2, 'G/ce': cls}
+  loss = (
+      gan
+      + g.lambda_cyc * cyc
+      + g.lambda_idt * idt
+      + g.lambda_pixel_tri * (tri1 + tri2)
+      + g.lambda_pixel_cls * cls
+  )
+  aux = {
+      'fake_rgb': fake_rgb,
+      'fake_ir': fake_ir,
+      'real_ir_map': real_ir_map,
+      'fake_ir_map': fake_ir_map,
+      'stats': nets.stats,
+  }
+  metrics = {
+      'G/loss': loss,
+      'G/gan': gan,
+      'G/cycle': cyc,
+      'G/identity': idt,
+      'G/triplet': tri1 + tri2,
+      'G/ce': cls,
+  }
   return loss, (aux, metrics)
 
 
@@ -236,24 +276,23 @@ def _pixel_iteration(state, batch, key, *, models, config, joint):
   """Generators, then the discriminators on fakes made before their update."""
   g_params = {k: state.params[k] for k in players.GENERATORS}
   g_grads, (aux, metrics) = jax.grad(
-      functools.partial(_generator_loss, models=models, config=config, joint=joint),
-      has_aux=True)(g_params, state, batch, key)
+      functools.partial(_generator_loss, models=models, config=config, joint=joint), has_aux=True
+  )(g_params, state, batch, key)
   rgb_d, ir_d = ('D_rgb', 'D_ir') if joint else ('D_rgb_warmup', 'D_ir_warmup')
   batched = config.batch_network_calls
   d_rgb_loss, d_rgb_grad = jax.value_and_grad(
-      functools.partial(_patch_d_loss, rgb_d, models, batched))(
-          state.params[rgb_d], batch['rgb'], aux['fake_rgb'])
+      functools.partial(_patch_d_loss, rgb_d, models, batched)
+  )(state.params[rgb_d], batch['rgb'], aux['fake_rgb'])
   if joint:
     d_ir_loss, d_ir_grad = jax.value_and_grad(
-        functools.partial(_joint_d_loss, models=models, config=config))(
-            state.params['D_ir'], batch['ir'], aux)
+        functools.partial(_joint_d_loss, models=models, config=config)
+    )(state.params['D_ir'], batch['ir'], aux)
   else:
     d_ir_loss, d_ir_grad = jax.value_and_grad(
-        functools.partial(_patch_d_loss, 'D_ir_warmup', models, batched))(
-            state.params['D_ir_warmup'], batch['ir'], aux['fake_ir'])
+        functools.partial(_patch_d_loss, 'D_ir_warmup', models, batched)
+    )(state.params['D_ir_warmup'], batch['ir'], aux['fake_ir'])
   state = state.replace(batch_stats=aux['stats'])
-  state = players.apply_updates(state, {**g_grads, rgb_d: d_rgb_grad, ir_d: d_ir_grad},
-                                config)
+  state = players.apply_updates(state, {**g_grads, rgb_d: d_rgb_grad, ir_d: d_ir_grad}, config)
   metrics.update({f'{rgb_d}/loss': d_rgb_loss, f'{ir_d}/loss': d_ir_loss})
   return state, metrics
 
@@ -261,16 +300,23 @@ def _pixel_iteration(state, batch, key, *, models, config, joint):
 def _joint_d_loss(params, real_ir, aux, *, models, config):
   """D_ir: real pairs -> 1; the wrong-identity pair and the three pairs with
   a fake image or a fake feature map -> 0 (all inputs constant)."""
-  d = lambda image, fmap: models['D_ir'].apply({'params': params}, image, fmap,
-                                               train=True)
+  d = lambda image, fmap: models['D_ir'].apply({'params': params}, image, fmap, train=True)
   sg = jax.lax.stop_gradient
   fake_ir, real_map, fake_map = sg(aux['fake_ir']), sg(aux['real_ir_map']), sg(aux['fake_ir_map'])
   # The batch holds K images per identity in runs; shifting by K pairs every
   # image with the feature map of another identity (official: 4 = K).
   wrong = jnp.roll(real_ir, -config.gan.pixel_instances_per_id, axis=0)
   real, *fakes = call_groups(
-      d, [(real_ir, real_map), (wrong, real_map), (real_ir, fake_map),
-          (fake_ir, real_map), (fake_ir, fake_map)], config.batch_network_calls)
+      d,
+      [
+          (real_ir, real_map),
+          (wrong, real_map),
+          (real_ir, fake_map),
+          (fake_ir, real_map),
+          (fake_ir, fake_map),
+      ],
+      config.batch_network_calls,
+  )
   fake = 0.25 * sum(lsgan(verdict, 0.0) for verdict in fakes)
   return 0.5 * (lsgan(real, 1.0) + fake)
 
@@ -278,8 +324,7 @@ def _joint_d_loss(params, real_ir, aux, *, models, config):
 def stage2_step(state, batch, *, models, config):
   """Pixel warm-up: generators, then D_rgb_warmup and D_ir_warmup."""
   (key,) = _keys(state, 1)
-  state, metrics = _pixel_iteration(state, batch, key, models=models,
-                                    config=config, joint=False)
+  state, metrics = _pixel_iteration(state, batch, key, models=models, config=config, joint=False)
   return state.replace(step=state.step + 1), metrics
 
 
@@ -306,19 +351,22 @@ def _feature_iteration(state, batch, key, *, models, config):
     fake_map, real_map = nets.encode(feature_params['encoder'], fake_ir, batch['ir'])
     fake = nets.embed(feature_params['embedder'], fake_map, fake_key)
     real = nets.embed(feature_params['embedder'], real_map, real_key)
-    ce = (losses.cross_entropy(fake['logits'], labels)
-          + losses.cross_entropy(real['logits'], labels))
-    triplet = (tri(fake['embedding'], real['embedding'], real['embedding'],
-                   labels, labels, labels)
-               + tri(real['embedding'], fake['embedding'], fake['embedding'],
-                     labels, labels, labels))
+    ce = losses.cross_entropy(fake['logits'], labels) + losses.cross_entropy(real['logits'], labels)
+    triplet = tri(
+        fake['embedding'], real['embedding'], real['embedding'], labels, labels, labels
+    ) + tri(real['embedding'], fake['embedding'], fake['embedding'], labels, labels, labels)
     # The joint discriminator judges (real IR image, fake-IR feature map) of
     # the same identity; it is a constant here (not stepped).
     gan = lsgan(nets.discriminate('D_ir', p['D_ir'], batch['ir'], fake_map), 1.0)
-    loss = (config.lambda_cls * ce + config.lambda_triplet * triplet
-            + config.gan.lambda_feature_gan * gan)
-    return loss, (nets.stats, {'feature/loss': loss, 'feature/ce': ce,
-                               'feature/triplet': triplet, 'feature/gan': gan})
+    loss = (
+        config.lambda_cls * ce
+        + config.lambda_triplet * triplet
+        + config.gan.lambda_feature_gan * gan
+    )
+    return loss, (
+        nets.stats,
+        {'feature/loss': loss, 'feature/ce': ce, 'feature/triplet': triplet, 'feature/gan': gan},
+    )
 
   return _feature_update(state, loss_fn, config)
 
@@ -327,8 +375,9 @@ def stage3_step(state, batch, *, models, config):
   """Joint: the feature iteration, then the pixel iteration."""
   feature_key, pixel_key = _keys(state, 2)
   state, feature_metrics = _feature_iteration(
-      state, batch['feature'], feature_key, models=models, config=config)
+      state, batch['feature'], feature_key, models=models, config=config
+  )
   state, pixel_metrics = _pixel_iteration(
-      state, batch['pixel'], pixel_key, models=models, config=config, joint=True)
+      state, batch['pixel'], pixel_key, models=models, config=config, joint=True
+  )
   return state.replace(step=state.step + 1), {**feature_metrics, **pixel_metrics}
-

@@ -36,12 +36,13 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   ``config.init_from``."""
   config_checks.validate_config(config, num_devices=jax.device_count())
   if not config.init_from:
-    trained.require_trained_workdir(workdir, config.resume_step)   # before the data is read
+    trained.require_trained_workdir(workdir, config.resume_step)  # before the data is read
   # Where the results go, proven writable before the data is read.
   config_checks.ensure_writable(workdir)
   config_checks.ensure_writable(os.path.join(workdir, 'eval'))
   mesh = sharding.create_mesh()
   from aligngan_jax import input_pipeline  # TensorFlow: only here.
+
   data = input_pipeline.TFDSData.load(config)
   if config.init_from:
     writer = reporting.writer_for(workdir)
@@ -51,19 +52,33 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
     return result
   opened = trained.restore(config, workdir, trained.num_classes(workdir), mesh)
   truth = None
-  pairs = (data.paired_images(opened.load_size)
-           if opened.translator is not None and config.eval.diagnostics else None)
+  pairs = (
+      data.paired_images(opened.load_size)
+      if opened.translator is not None and config.eval.diagnostics
+      else None
+  )
   if pairs is not None:
     truth = (translation.Truth.from_pairs(*pairs), opened.translator)
   # The per-stage table's row for this checkpoint (with (e) where the
   # dataset has infrared twins), e.g. to compare test-time settings.
   with opened.finite_features():
-    result, extra = train_loop.evaluate(opened.state, opened.trainer, opened.extractors,
-                                        data, config, mesh, truth)
+    result, extra = train_loop.evaluate(
+        opened.state, opened.trainer, opened.extractors, data, config, mesh, truth
+    )
   if result is not None and extra.get('diagnostics'):
-    logging.info('%s', diagnostics_lib.format_table([{
-        'stage': '-', 'step': opened.step, 'diagnostics': extra['diagnostics'],
-        'protocol': diagnostics_lib.protocol_summary(result)}]))
+    logging.info(
+        '%s',
+        diagnostics_lib.format_table(
+            [
+                {
+                    'stage': '-',
+                    'step': opened.step,
+                    'diagnostics': extra['diagnostics'],
+                    'protocol': diagnostics_lib.protocol_summary(result),
+                }
+            ]
+        ),
+    )
   writer = reporting.writer_for(workdir)
   driver.write_eval(workdir, writer, opened.step, result, extra=extra)
   writer.close()  # flushes, and ends the asynchronous writer's thread

@@ -40,6 +40,7 @@ class Cadence:
   runs at the end of each stage (evaluation there only with
   ``eval_at_stage_end``) and at the end of the run; metrics are always
   logged, i.e. checked to be finite, before a checkpoint is written."""
+
   log: int
   checkpoint: int
   image: int
@@ -48,17 +49,27 @@ class Cadence:
 
   @classmethod
   def from_config(cls, config) -> 'Cadence':
-    return cls(log=config.log_every_steps, checkpoint=config.checkpoint_every_steps,
-               image=config.image_every_steps, eval=config.eval_every_steps,
-               eval_at_stage_end=bool(config.eval.stage_end))
+    return cls(
+        log=config.log_every_steps,
+        checkpoint=config.checkpoint_every_steps,
+        image=config.image_every_steps,
+        eval=config.eval_every_steps,
+        eval_at_stage_end=bool(config.eval.stage_end),
+    )
 
   def due(self, done: int, *, stage_end: bool, last: bool) -> frozenset:
     """Subset of {'log', 'image', 'checkpoint', 'eval'} after ``done``
     iterations."""
     edge = stage_end or last
-    out = {name for name, every in (('log', self.log), ('image', self.image),
-                                     ('checkpoint', self.checkpoint))
-           if done % every == 0 or edge}
+    out = {
+        name
+        for name, every in (
+            ('log', self.log),
+            ('image', self.image),
+            ('checkpoint', self.checkpoint),
+        )
+        if done % every == 0 or edge
+    }
     if 'checkpoint' in out:
       out.add('log')
     if done % self.eval == 0 or last or (stage_end and self.eval_at_stage_end):
@@ -76,9 +87,14 @@ def evaluate(state, trainer, extractors, data, config, mesh, truth=None):
   true infrared images."""
   records = data.test
   extract = {k: (lambda images, f=f: f(state, images)) for k, f in extractors.items()}
-  feats = driver.features_by_modality(extract, records, config, mesh,
-                                      image_size=trainer.load_size(config),
-                                      batches=data.eval_batches)
+  feats = driver.features_by_modality(
+      extract,
+      records,
+      config,
+      mesh,
+      image_size=trainer.load_size(config),
+      batches=data.eval_batches,
+  )
   error = None
   if truth is not None and config.eval.diagnostics:
     # Every process runs the generator (a jitted call); process 0 reports.
@@ -90,11 +106,14 @@ def evaluate(state, trainer, extractors, data, config, mesh, truth=None):
     return None, None
   extra = {}
   if others:
-    extra['features'] = {name: diagnostics_lib.protocol_summary(
-        driver.score(feats[name], records, config)) for name in others}
+    extra['features'] = {
+        name: diagnostics_lib.protocol_summary(driver.score(feats[name], records, config))
+        for name in others
+    }
   if config.eval.diagnostics:
     extra['diagnostics'] = diagnostics_lib.diagnose(
-        feats[primary], records.person_id, records.camera, records.modality)
+        feats[primary], records.person_id, records.camera, records.modality
+    )
     if error is not None:
       extra['diagnostics']['translation'] = error
   return result, extra
@@ -117,14 +136,25 @@ class StageReport:
     """``extra``: `evaluate`'s; ``timing``: the stage's, at its end."""
     extra = dict(extra or {})
     diagnostics = extra.pop('diagnostics', None)
-    driver.write_eval(self.workdir, self.writer, step, result,
-                      extra={'stage': stage, 'diagnostics': diagnostics, **extra})
+    driver.write_eval(
+        self.workdir,
+        self.writer,
+        step,
+        result,
+        extra={'stage': stage, 'diagnostics': diagnostics, **extra},
+    )
     if result is None or diagnostics is None:
       return
     self.rows = [r for r in self.rows if r['step'] != step]
-    self.rows.append({'stage': stage, 'step': step,
-                      'protocol': diagnostics_lib.protocol_summary(result),
-                      'diagnostics': diagnostics, **({'timing': timing} if timing else {})})
+    self.rows.append(
+        {
+            'stage': stage,
+            'step': step,
+            'protocol': diagnostics_lib.protocol_summary(result),
+            'diagnostics': diagnostics,
+            **({'timing': timing} if timing else {}),
+        }
+    )
     self.writer.write_scalars(step, diagnostics_lib.scalars(diagnostics))
     logging.info('%s', diagnostics_lib.format_table(self.rows))
     if jax.process_index() == 0:
@@ -144,12 +174,12 @@ class TranslationGrid:
 
   def write(self, step, state):
     fake_ir, reconstructed = jax.device_get(self.translator(state, self.rgb))
-    picture = visualize.translation_grid(self.rgb, fake_ir, self.ir, reconstructed,
-                                         self.true_ir)
+    picture = visualize.translation_grid(self.rgb, fake_ir, self.ir, reconstructed, self.true_ir)
     self.writer.write_images(step, {'translation': picture[None]})
     if jax.process_index() == 0:
-      visualize.save_png(os.path.join(self.workdir, 'images',
-                                      f'translation_{step:06d}.png'), picture)
+      visualize.save_png(
+          os.path.join(self.workdir, 'images', f'translation_{step:06d}.png'), picture
+      )
 
 
 def _next_batch(iterators, mesh) -> dict:
@@ -162,8 +192,13 @@ def probe_images(data, config, image_size, mesh) -> dict:
   out = {}
   for modality, mask in data_lib.modality_masks(data.test):
     if mask.any():
-      batch = next(iter(data.eval_batches(data.test.select(mask), image_size=image_size,
-                                          batch_size=config.eval_batch_size)))
+      batch = next(
+          iter(
+              data.eval_batches(
+                  data.test.select(mask), image_size=image_size, batch_size=config.eval_batch_size
+              )
+          )
+      )
       out[modality] = sharding.shard_batch(batch['image'], mesh)
   return out
 
@@ -190,15 +225,17 @@ def train_and_evaluate(config, workdir: str, *, data=None, writer=None) -> dict:
   mesh = sharding.create_mesh()
   if data is None:
     from aligngan_jax import input_pipeline  # TensorFlow: only here.
+
     data = input_pipeline.TFDSData.load(config)
   size = trainer_class.load_size(config)
   rgb, ir = data.training_split(size, config.decode_once)
   num_classes = int(data.train.label.max()) + 1
   trainer = trainer_class(config, trainers.DataInfo(num_classes, len(rgb), len(ir)))
-  samplers = trainer.samplers(rgb.label, ir.label)   # checks the batch layouts
+  samplers = trainer.samplers(rgb.label, ir.label)  # checks the batch layouts
   trainer.before_training()
   manager, state, resumed = checkpointing.resume_or_start(
-      config, workdir, functools.partial(trainers.create_state, trainer, mesh))
+      config, workdir, functools.partial(trainers.create_state, trainer, mesh)
+  )
   if not resumed:
     state = trainer.load_pretrained(state, mesh, fetched)
   start = int(state.step)
@@ -208,22 +245,28 @@ def train_and_evaluate(config, workdir: str, *, data=None, writer=None) -> dict:
     writer = reporting.writer_for(workdir)
   if start == 0:
     reporting.write_run_config(config, workdir, writer)
-  logging.info('Training %s (%s): %d classes, %d RGB + %d IR train images, '
-               'iterations %d..%d.', config.dataset, trainer.name, num_classes,
-               len(rgb), len(ir), start, total)
+  logging.info(
+      'Training %s (%s): %d classes, %d RGB + %d IR train images, ' 'iterations %d..%d.',
+      config.dataset,
+      trainer.name,
+      num_classes,
+      len(rgb),
+      len(ir),
+      start,
+      total,
+  )
   steps = trainers.make_steps(trainer, mesh)
   extractors = trainer.extractors(mesh)
   # A checkpoint is kept only if training can go on from it (divergence.Probe);
   # each stage adds its probe batches when it starts.
-  probe = divergence.Probe(steps, {}, extractors, probe_images(data, config, size, mesh),
-                           config.checkpoint_max_abs)
-  refuse = divergence.refuse_diverged(manager, max_abs=config.checkpoint_max_abs,
-                                      probe=probe)
+  probe = divergence.Probe(
+      steps, {}, extractors, probe_images(data, config, size, mesh), config.checkpoint_max_abs
+  )
+  refuse = divergence.refuse_diverged(manager, max_abs=config.checkpoint_max_abs, probe=probe)
   grid, truth = None, None
   translator = trainer.translator()
   if translator is not None:
-    grid = TranslationGrid(translator, *data.grid_images(config.grid_people, size),
-                           workdir, writer)
+    grid = TranslationGrid(translator, *data.grid_images(config.grid_people, size), workdir, writer)
     pairs = data.paired_images(size) if config.eval.diagnostics else None
     if pairs is not None:
       truth = (translation_lib.Truth.from_pairs(*pairs), translator)
@@ -237,8 +280,9 @@ def train_and_evaluate(config, workdir: str, *, data=None, writer=None) -> dict:
       step = int(state.step)
       raise divergence.DivergenceError(
           f'Evaluation at step {step}: {e}; training stopped. '
-          + divergence.resume_advice(manager, failed_step=step,
-                                     max_abs=config.checkpoint_max_abs)) from None
+          + divergence.resume_advice(manager, failed_step=step, max_abs=config.checkpoint_max_abs)
+      ) from None
+
   cadence = Cadence.from_config(config)
   progress = reporting.Progress(start_step=start, num_steps=total, images_per_step=0)
   report = StageReport(workdir, writer, start)
@@ -254,12 +298,21 @@ def train_and_evaluate(config, workdir: str, *, data=None, writer=None) -> dict:
         continue
       logging.info('%s: iterations %d..%d.', stage.name.capitalize(), max(lo, start), hi)
       progress.images_per_step = stage.images
-      iterators = {name: data.train_batches(
-          rgb, ir, samplers[name], image_size=size,
-          start_step=max(lo, start), num_steps=hi) for name in stage.samplers}
-      probe.batches[stage.number] = _next_batch({name: data.train_batches(
-          rgb, ir, samplers[name], image_size=size, start_step=lo, num_steps=lo + 1)
-          for name in stage.samplers}, mesh)
+      iterators = {
+          name: data.train_batches(
+              rgb, ir, samplers[name], image_size=size, start_step=max(lo, start), num_steps=hi
+          )
+          for name in stage.samplers
+      }
+      probe.batches[stage.number] = _next_batch(
+          {
+              name: data.train_batches(
+                  rgb, ir, samplers[name], image_size=size, start_step=lo, num_steps=lo + 1
+              )
+              for name in stage.samplers
+          },
+          mesh,
+      )
       timing = {'iterations': hi - max(lo, start)}
       began = time.perf_counter()
       for it in range(max(lo, start), hi):
@@ -275,31 +328,40 @@ def train_and_evaluate(config, workdir: str, *, data=None, writer=None) -> dict:
           # Every step's losses, checked before any save (and the state
           # itself is audited by checkpointing.save).
           history = jax.device_get(history)
-          divergence.stop_if_non_finite(history, first, stage.name, manager,
-                                        config.checkpoint_max_abs)
+          divergence.stop_if_non_finite(
+              history, first, stage.name, manager, config.checkpoint_max_abs
+          )
           means = reporting.mean_metrics(history)
           pace = progress.update(done)
           logging.info('%s %s', stage.name, progress.line(done, means, pace))
           rates = {f'lr/{k}': float(v) for k, v in trainer.learning_rates(it).items()}
-          writer.write_scalars(done, {**{f'train/{k}': v for k, v in {**means, **pace}.items()},
-                                      **rates, 'train/stage': stage.number})
+          writer.write_scalars(
+              done,
+              {
+                  **{f'train/{k}': v for k, v in {**means, **pace}.items()},
+                  **rates,
+                  'train/stage': stage.number,
+              },
+          )
           history, first = [], done
           if done == hi:
             timing['seconds'] = time.perf_counter() - began
         if 'image' in due and grid is not None:
           grid.write(done, state)
         if 'checkpoint' in due:
-          checkpointing.save(manager, state, force=last or done == hi,
-                             metadata={'num_classes': num_classes, 'probed': True},
-                             check=functools.partial(refuse, state=state,
-                                                     stage=stage.number),
-                             config=config)
+          checkpointing.save(
+              manager,
+              state,
+              force=last or done == hi,
+              metadata={'num_classes': num_classes, 'probed': True},
+              check=functools.partial(refuse, state=state, stage=stage.number),
+              config=config,
+          )
         if 'eval' in due:
-          if 'checkpoint' in due:   # no evaluation of a step whose save failed
+          if 'checkpoint' in due:  # no evaluation of a step whose save failed
             checkpointing.wait(manager, state)
           result, extra = run_eval()
-          report.add(stage.number, done, result, extra,
-                     timing=timing if done == hi else None)
+          report.add(stage.number, done, result, extra, timing=timing if done == hi else None)
           evaluated = True
     if not evaluated:  # Resumed at the end: evaluate the final state.
       result, extra = run_eval()

@@ -34,7 +34,7 @@ class Opened:
   # rgb -> (fake IR, reconstructed RGB), eval mode; None for the IDE trainer.
   translate: Callable | None
   mesh: jax.sharding.Mesh
-  trainer: object = None   # the `trainers.Trainer` it was built with
+  trainer: object = None  # the `trainers.Trainer` it was built with
   # The trainer's jitted {'rgb', 'ir'}: (state, images) -> {feature name:
   # features}, and its translator (or None): what the training loop uses.
   extractors: dict | None = None
@@ -52,8 +52,9 @@ class Opened:
     """The primary test features of ``records`` (`driver.features_by_modality`),
     finite, or a one-line error naming this checkpoint (`finite_features`)."""
     with self.finite_features():
-      return driver.features_by_modality(self.extract, records, self.config, self.mesh,
-                                         image_size=self.load_size)
+      return driver.features_by_modality(
+          self.extract, records, self.config, self.mesh, image_size=self.load_size
+      )
 
   @contextlib.contextmanager
   def finite_features(self):
@@ -64,13 +65,16 @@ class Opened:
     except driver.NonFiniteFeatures as e:
       where = os.path.join(checkpointing.checkpoint_dir(self.workdir), str(self.step))
       good = self.last_good_step()
-      advice = (f'Step {good} gives finite features: rerun with {self.step_flag}={good}.'
-                if good is not None else
-                'No older checkpoint gives finite features: train again in a new '
-                '--workdir with a lower learning rate.')
+      advice = (
+          f'Step {good} gives finite features: rerun with {self.step_flag}={good}.'
+          if good is not None
+          else 'No older checkpoint gives finite features: train again in a new '
+          '--workdir with a lower learning rate.'
+      )
       raise driver.NonFiniteFeatures(
           f'Checkpoint {where} gives non-finite features ({e}): a diverged state; '
-          f'nothing was ranked, written or drawn. {advice}') from None
+          f'nothing was ranked, written or drawn. {advice}'
+      ) from None
 
   def last_good_step(self) -> int | None:
     """The newest checkpoint older than this one that training kept as good
@@ -78,8 +82,7 @@ class Opened:
     written before the probe existed, that restores intact and gives
     finite features, in both modalities, for a fixed probe batch (uniform
     noise images, seed 0: no dataset needed); None if none does."""
-    manager = checkpointing.create_manager(self.workdir, save_every=1, max_to_keep=1,
-                                           create=False)
+    manager = checkpointing.create_manager(self.workdir, save_every=1, max_to_keep=1, create=False)
     template = images = None
     try:
       for step in sorted((s for s in manager.all_steps() if s < self.step), reverse=True):
@@ -88,7 +91,8 @@ class Opened:
         if template is None:
           height, width = self.load_size
           noise = np.random.default_rng(0).uniform(
-              -1, 1, (self.config.eval_batch_size, height, width, 3))
+              -1, 1, (self.config.eval_batch_size, height, width, 3)
+          )
           images = sharding.shard_batch(noise.astype(np.float32), self.mesh)
           template = trainers.create_state(self.trainer, self.mesh, abstract=True)
         try:
@@ -113,32 +117,34 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   if not os.path.isfile(path):
     raise config_checks.ConfigError(
         f'--workdir={workdir} has no config.json: not a workdir written by '
-        'main.py (train first, or pass the folder given to --workdir).')
+        'main.py (train first, or pass the folder given to --workdir).'
+    )
   # main.py writes it only when a run starts; resuming does not repair it.
-  fix = ("copy it from a backup, or save the run's --config there as JSON "
-         '(ConfigDict.to_json)')
+  fix = "copy it from a backup, or save the run's --config there as JSON " '(ConfigDict.to_json)'
   try:
     with open(path, encoding='utf-8') as f:
       raw = json.load(f)
   except json.JSONDecodeError as e:
     raise config_checks.ConfigError(
         f'{path} is truncated or not valid JSON ({e.msg} at line {e.lineno} '
-        f'column {e.colno}); {fix}.') from e
+        f'column {e.colno}); {fix}.'
+    ) from e
   except (OSError, UnicodeDecodeError) as e:
     raise config_checks.ConfigError(f'{path} cannot be read ({e}); {fix}.') from e
   if not isinstance(raw, dict):
     raise config_checks.ConfigError(
         f'{path} holds a JSON {type(raw).__name__}, not the config object main.py '
-        f'writes; {fix}.')
+        f'writes; {fix}.'
+    )
   if not config_checks.is_run_config(raw):
     raise config_checks.ConfigError(
         f'{path} is not a run config (it lacks dataset, model or image_size): not '
-        'a workdir written by main.py; pass the folder given to main.py --workdir.')
+        'a workdir written by main.py; pass the folder given to main.py --workdir.'
+    )
   return ml_collections.ConfigDict(raw)
 
 
-def require_trained_workdir(workdir: str, step: int = -1,
-                            step_flag: str = MAIN_STEP_FLAG) -> None:
+def require_trained_workdir(workdir: str, step: int = -1, step_flag: str = MAIN_STEP_FLAG) -> None:
   """Raises `ConfigError` unless ``workdir`` holds a config.json and at least
   one finished checkpoint (and checkpoint ``step``, unless it is -1; the
   error names it as ``step_flag``).
@@ -152,14 +158,14 @@ def require_trained_workdir(workdir: str, step: int = -1,
   if not os.path.isdir(workdir):
     what = 'is not a folder' if os.path.exists(workdir) else 'does not exist'
     raise config_checks.ConfigError(
-        f'--workdir={workdir} {what}: pass the folder given to main.py --workdir.')
+        f'--workdir={workdir} {what}: pass the folder given to main.py --workdir.'
+    )
   if not os.path.isfile(os.path.join(workdir, 'config.json')):
     load_config(workdir)  # Raises, naming what is missing.
   steps = checkpointing.steps_in(workdir)
   if not steps:
     raise config_checks.ConfigError(_no_checkpoint(workdir))
-  checkpointing.check_step(step, steps, checkpointing.checkpoint_dir(workdir),
-                           _option(step_flag))
+  checkpointing.check_step(step, steps, checkpointing.checkpoint_dir(workdir), _option(step_flag))
 
 
 def num_classes(workdir: str) -> int:
@@ -169,8 +175,7 @@ def num_classes(workdir: str) -> int:
   if not os.path.isdir(folder):
     raise config_checks.ConfigError(_no_checkpoint(workdir))
   # create=False: reading must not leave a checkpoints/ folder behind.
-  manager = checkpointing.create_manager(workdir, save_every=1, max_to_keep=1,
-                                         create=False)
+  manager = checkpointing.create_manager(workdir, save_every=1, max_to_keep=1, create=False)
   steps = sorted(manager.all_steps(), reverse=True)
   if not steps:
     raise config_checks.ConfigError(_no_checkpoint(workdir))
@@ -178,10 +183,10 @@ def num_classes(workdir: str) -> int:
   # (a damaged newest checkpoint is named by the restore that follows).
   for step in steps:
     recorded = checkpointing.custom_metadata(manager, step).get('num_classes')
-    if recorded is not None:   # the training loop records it with every save
+    if recorded is not None:  # the training loop records it with every save
       manager.close()
       return int(recorded)
-    try:   # an older checkpoint: the classifier's shape tells
+    try:  # an older checkpoint: the classifier's shape tells
       tree = manager.item_metadata(step)[checkpointing.STATE]
       params = getattr(tree, 'tree', tree)['params']
     except Exception:  # pylint: disable=broad-except
@@ -195,7 +200,8 @@ def num_classes(workdir: str) -> int:
   manager.close()
   raise config_checks.ConfigError(
       f'--workdir={workdir}: no checkpoint in {folder} has readable metadata '
-      '(all damaged); train again in a new --workdir.')
+      '(all damaged); train again in a new --workdir.'
+  )
 
 
 def _option(step_flag: str) -> str:
@@ -205,12 +211,21 @@ def _option(step_flag: str) -> str:
 
 
 def _no_checkpoint(workdir):
-  return (f'--workdir={workdir} holds no checkpoint ({os.path.join(workdir, "checkpoints")} '
-          "is empty or missing); train first (config.mode='train').")
+  return (
+      f'--workdir={workdir} holds no checkpoint ({os.path.join(workdir, "checkpoints")} '
+      "is empty or missing); train first (config.mode='train')."
+  )
 
 
-def restore(config, workdir: str, num_classes_: int, mesh=None, *, step=None,
-            step_flag: str = MAIN_STEP_FLAG) -> Opened:
+def restore(
+    config,
+    workdir: str,
+    num_classes_: int,
+    mesh=None,
+    *,
+    step=None,
+    step_flag: str = MAIN_STEP_FLAG,
+) -> Opened:
   """Checkpoint ``step`` of ``workdir`` (None: ``config.resume_step``; -1:
   the newest) with extractors bound to it. ``step_flag``: the option that
   picks the step in the calling program, named in its advice."""
@@ -221,28 +236,35 @@ def restore(config, workdir: str, num_classes_: int, mesh=None, *, step=None,
   primary = trainer.feature_names[0]
   if not os.path.isdir(checkpointing.checkpoint_dir(workdir)):
     raise config_checks.ConfigError(_no_checkpoint(workdir))
-  manager = checkpointing.create_manager(workdir, save_every=1, max_to_keep=1,
-                                         create=False)
+  manager = checkpointing.create_manager(workdir, save_every=1, max_to_keep=1, create=False)
   try:
     if not manager.all_steps():
       raise config_checks.ConfigError(_no_checkpoint(workdir))
     step = config.get('resume_step', -1) if step is None else step
     step = checkpointing.chosen_step(manager, step, _option(step_flag))
-    state = checkpointing.restore(manager, template, config, step=step,
-                                  step_flag=step_flag, training=False)
+    state = checkpointing.restore(
+        manager, template, config, step=step, step_flag=step_flag, training=False
+    )
   finally:
     manager.close()
   translator = trainer.translator()
   translate = None if translator is None else functools.partial(translator, state)
-  return Opened(config=config, step=int(state.step), state=state,
-                extract={k: (lambda images, f=f: f(state, images)[primary])
-                         for k, f in extractors.items()},
-                translate=translate, mesh=mesh, trainer=trainer, extractors=extractors,
-                translator=translator, workdir=workdir, step_flag=step_flag)
+  return Opened(
+      config=config,
+      step=int(state.step),
+      state=state,
+      extract={k: (lambda images, f=f: f(state, images)[primary]) for k, f in extractors.items()},
+      translate=translate,
+      mesh=mesh,
+      trainer=trainer,
+      extractors=extractors,
+      translator=translator,
+      workdir=workdir,
+      step_flag=step_flag,
+  )
 
 
-def open_workdir(workdir: str, config=None, *, step: int = -1,
-                 step_flag: str = '--step') -> Opened:
+def open_workdir(workdir: str, config=None, *, step: int = -1, step_flag: str = '--step') -> Opened:
   """``restore`` of checkpoint ``step`` (-1: the newest) with the config
   saved in the workdir (or ``config``) and the classifier size read from
   the checkpoint: what search and export open."""
@@ -256,7 +278,8 @@ def hide_gpus_from_tensorflow():
   memory JAX needs. Call before any TensorFlow op (a second call, once
   TensorFlow has started, changes nothing and is not an error)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   try:
     tf.config.set_visible_devices([], 'GPU')
-  except RuntimeError:   # "cannot be modified after being initialized"
+  except RuntimeError:  # "cannot be modified after being initialized"
     pass

@@ -49,21 +49,23 @@ class WeightsError(errors.UserError, ValueError):
 class Source:
   url: str
   filename: str
-  sha256: str | None    # hex digest or published prefix; None: the server's
+  sha256: str | None  # hex digest or published prefix; None: the server's
   about: str
 
 
 SOURCES = {
     'torchvision': Source(
         url='https://download.pytorch.org/models/resnet50-0676ba61.pth',
-        filename='resnet50-0676ba61.pth', sha256='0676ba61',
-        about="torchvision's ImageNet ResNet-50 v1 (IMAGENET1K_V1), the official "
-              'starting point'),
+        filename='resnet50-0676ba61.pth',
+        sha256='0676ba61',
+        about="torchvision's ImageNet ResNet-50 v1 (IMAGENET1K_V1), the official " 'starting point',
+    ),
     'timm': Source(
         url='https://huggingface.co/timm/resnet50.tv_in1k/resolve/main/model.safetensors',
-        filename='resnet50.tv_in1k.safetensors', sha256=None,
-        about="timm's resnet50.tv_in1k: torchvision's weights as safetensors "
-              '(no torch needed)'),
+        filename='resnet50.tv_in1k.safetensors',
+        sha256=None,
+        about="timm's resnet50.tv_in1k: torchvision's weights as safetensors " '(no torch needed)',
+    ),
 }
 _HASH_IN_NAME = re.compile(r'-([0-9a-f]{8,64})\.(pth|pt|safetensors)$')
 
@@ -99,7 +101,8 @@ def verify_file(path: str) -> None:
     raise WeightsError(
         f'{path}: its SHA-256 does not start with {found.group(1)}, the digest its '
         'name states: the file is damaged or not the published one; download it '
-        'again.')
+        'again.'
+    )
 
 
 def resolve(name_or_path: str, directory: str = '') -> str:
@@ -122,14 +125,19 @@ def fetch(name: str, directory: str) -> str:
     expected = source.sha256 or _read_sidecar(path)
     if expected and _matches(sha256_of(path), expected):
       return path
-    logging.warning('%s does not match its SHA-256 (%s): deleted, downloading it '
-                    'again.', path, expected or 'unknown')
+    logging.warning(
+        '%s does not match its SHA-256 (%s): deleted, downloading it ' 'again.',
+        path,
+        expected or 'unknown',
+    )
     os.remove(path)
   try:
     os.makedirs(directory, exist_ok=True)
   except OSError as e:
-    raise WeightsError(f'Cannot create the weights folder {directory} ({e.strerror}); '
-                       'set config.weights_dir or $ALIGNGAN_WEIGHTS_DIR.') from e
+    raise WeightsError(
+        f'Cannot create the weights folder {directory} ({e.strerror}); '
+        'set config.weights_dir or $ALIGNGAN_WEIGHTS_DIR.'
+    ) from e
   digest, published = _download(name, source, path)
   expected = source.sha256 or published
   if not expected or not _matches(digest, expected):
@@ -137,7 +145,8 @@ def fetch(name: str, directory: str) -> str:
     raise WeightsError(
         f'{source.url}: the downloaded file has SHA-256 {digest}, not the published '
         f'{expected or "(none stated)"}; it was deleted. Try again, or fetch it by '
-        f'hand and copy it to {path}.')
+        f'hand and copy it to {path}.'
+    )
   if not source.sha256:
     with open(path + '.sha256', 'w') as f:
       f.write(digest + '\n')
@@ -163,7 +172,8 @@ def _offline_error(name, source, path, reason) -> WeightsError:
       f'Cannot download {source.url} ({reason}). Without network access, copy '
       f'the file to {path} ({digest}), e.g. fetched on another machine '
       f'with: python -m aligngan_jax.convert --fetch {name} --out DIR; or pass '
-      'a local path as config.pretrained_backbone.')
+      'a local path as config.pretrained_backbone.'
+  )
 
 
 def _download(name, source, path) -> tuple[str, str | None]:
@@ -190,14 +200,21 @@ def _download(name, source, path) -> tuple[str, str | None]:
           shown = now
           rate = done / max(now - start, 1e-9)
           left = (total - done) / rate if total else 0
-          logging.info('  %s: %.1f of %s MiB, %.1f MiB/s, ETA %ds', name, done / 2**20,
-                       f'{total / 2**20:.1f}' if total else '?', rate / 2**20, left)
+          logging.info(
+              '  %s: %.1f of %s MiB, %.1f MiB/s, ETA %ds',
+              name,
+              done / 2**20,
+              f'{total / 2**20:.1f}' if total else '?',
+              rate / 2**20,
+              left,
+          )
       if total and done != total:
-        raise _offline_error(name, source, path,
-                             f'the connection ended after {done} of {total} bytes')
+        raise _offline_error(
+            name, source, path, f'the connection ended after {done} of {total} bytes'
+        )
     os.replace(partial, path)
     return digest.hexdigest(), published
-  except (OSError, http.client.HTTPException) as e:   # URLError is an OSError
+  except (OSError, http.client.HTTPException) as e:  # URLError is an OSError
     raise _offline_error(name, source, path, e) from e
   finally:
     if os.path.exists(partial):

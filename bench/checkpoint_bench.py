@@ -16,7 +16,6 @@ import argparse
 import shutil
 
 import common  # noqa: E402  (bench/common.py: puts the repository root on sys.path)
-
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -38,11 +37,12 @@ def _filled(abstract, mesh):
     else:
       value = np.zeros(leaf.shape, leaf.dtype)
     return jax.device_put(value, replicated)
+
   return jax.tree.map(fill, abstract)
 
 
 def _median_seconds(fn, repeats):
-  fn()   # warm-up (compiles the audit)
+  fn()  # warm-up (compiles the audit)
   return common.median_seconds(fn, repeats)
 
 
@@ -57,8 +57,11 @@ def main():
   state = _filled(players.create_state(config, models, mesh, abstract=True), mesh)
   tree = checkpointing._saved_tree(state)  # pylint: disable=protected-access
   leaves = jax.tree.leaves(tree)
-  nbytes = sum(x.size * x.dtype.itemsize for x in leaves
-               if not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key))
+  nbytes = sum(
+      x.size * x.dtype.itemsize
+      for x in leaves
+      if not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+  )
 
   audit = _median_seconds(lambda: checkpointing._audit_host(tree), args.repeats)  # pylint: disable=protected-access
   shutil.rmtree(args.workdir, ignore_errors=True)
@@ -69,14 +72,17 @@ def main():
     step[0] += 1
     checkpointing.save(manager, state.replace(step=state.step + step[0]), force=True)
     manager.wait_until_finished()
+
   saved = _median_seconds(save, args.repeats)
   manager.close()
   shutil.rmtree(args.workdir, ignore_errors=True)
-  rows = [('state size', f'{nbytes / 2**20:.0f} MiB in {len(leaves)} leaves'),
-          ('audit before a save (finite, magnitude, fingerprint)', f'{audit * 1e3:.0f} ms'),
-          ('orbax save incl. the audit, waited for', f'{saved * 1e3:.0f} ms'),
-          ('audit share of a save', f'{100 * audit / saved:.1f} %'),
-          ('audit throughput', f'{nbytes / audit / 2**30:.2f} GiB/s')]
+  rows = [
+      ('state size', f'{nbytes / 2**20:.0f} MiB in {len(leaves)} leaves'),
+      ('audit before a save (finite, magnitude, fingerprint)', f'{audit * 1e3:.0f} ms'),
+      ('orbax save incl. the audit, waited for', f'{saved * 1e3:.0f} ms'),
+      ('audit share of a save', f'{100 * audit / saved:.1f} %'),
+      ('audit throughput', f'{nbytes / audit / 2**30:.2f} GiB/s'),
+  ]
   print(f'devices: {jax.devices()}')
   print('| measure | value |\n|---|---|')
   for name, value in rows:

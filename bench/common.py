@@ -43,12 +43,16 @@ def run_child(script: str, child: str) -> dict | str:
   ``--_child=<child>``; returns the dict its `print_result` line holds, or
   a one-line reason it failed."""
   passthrough = [a for a in sys.argv[1:] if not a.startswith('--_child')]
-  out = subprocess.run([sys.executable, script, *passthrough, f'--_child={child}'],
-                       capture_output=True, text=True, check=False)
+  out = subprocess.run(
+      [sys.executable, script, *passthrough, f'--_child={child}'],
+      capture_output=True,
+      text=True,
+      check=False,
+  )
   lines = [line for line in out.stdout.splitlines() if line.startswith(RESULT)]
   if out.returncode or not lines:
     return f'failed (rc={out.returncode}): {out.stderr.strip().splitlines()[-1:]}'
-  return json.loads(lines[0][len(RESULT):])
+  return json.loads(lines[0][len(RESULT) :])
 
 
 def run_logged(cmd: list[str], log: str, *, mode: str = 'a', env=None) -> None:

@@ -33,17 +33,23 @@ def dump(root: str, out: str, data_dir: str, perturb: float) -> None:
   sys.path.insert(0, root)
   os.chdir(root)
   import jax  # pylint: disable=g-import-not-at-top
-  import datasets  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+
+  from aligngan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from aligngan_jax import players  # pylint: disable=g-import-not-at-top
+  from aligngan_jax import pretrained  # pylint: disable=g-import-not-at-top
+  from aligngan_jax import sharding  # pylint: disable=g-import-not-at-top
   from configs import synthetic  # pylint: disable=g-import-not-at-top
-  from aligngan_jax import input_pipeline, players, pretrained, sharding  # pylint: disable=g-import-not-at-top
+  import datasets  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
 
   config = synthetic.get_config()
   config.data_dir = data_dir
-  if 'batch_network_calls' not in config:   # f499be8 read it without a default
+  if 'batch_network_calls' not in config:  # f499be8 read it without a default
     config.batch_network_calls = False
   mesh = sharding.create_mesh()
   if os.path.exists(os.path.join(root, 'aligngan_jax', 'aligngan_train.py')):
-    from aligngan_jax import aligngan_train as old, train_lib  # pylint: disable=g-import-not-at-top
+    from aligngan_jax import aligngan_train as old  # pylint: disable=g-import-not-at-top
+    from aligngan_jax import train_lib  # pylint: disable=g-import-not-at-top
+
     train, test = train_lib.load_data(config)
     rgb = train.select(train.modality == input_pipeline.RGB)
     ir = train.select(train.modality == input_pipeline.IR)
@@ -57,9 +63,12 @@ def dump(root: str, out: str, data_dir: str, perturb: float) -> None:
       iterators = old._batches(rgb, ir, config, start=0, end=end)  # pylint: disable=protected-access
       while True:
         yield old._stage_batch(stage, iterators, mesh)  # pylint: disable=protected-access
+
   elif os.path.isdir(os.path.join(root, 'aligngan_jax', 'trainers')):
     # Since the trainer modules (issue 27).
-    from aligngan_jax import train_loop, trainers  # pylint: disable=g-import-not-at-top
+    from aligngan_jax import train_loop  # pylint: disable=g-import-not-at-top
+    from aligngan_jax import trainers  # pylint: disable=g-import-not-at-top
+
     data = input_pipeline.TFDSData.load(config)
     train, test = data.train, data.test
     rgb, ir = data.training_split(config.image_size, config.decode_once)
@@ -67,25 +76,34 @@ def dump(root: str, out: str, data_dir: str, perturb: float) -> None:
     models = trainer.networks
     load_images = lambda records: data.load_images(records, config.image_size)
     translator = trainer.translator()
-    extract = {k: (lambda state, x, f=f: f(state, x)[trainer.feature_names[0]])
-               for k, f in trainer.extractors(mesh).items()}
+    extract = {
+        k: (lambda state, x, f=f: f(state, x)[trainer.feature_names[0]])
+        for k, f in trainer.extractors(mesh).items()
+    }
     steps = trainers.make_steps(trainer, mesh)
     samplers = trainer.samplers(rgb.label, ir.label)
 
     def batches(stage, end):
-      iterators = {name: data.train_batches(rgb, ir, samplers[name],
-                                            image_size=config.image_size,
-                                            start_step=0, num_steps=end)
-                   for name in trainer.schedule[stage - 1].samplers}
+      iterators = {
+          name: data.train_batches(
+              rgb, ir, samplers[name], image_size=config.image_size, start_step=0, num_steps=end
+          )
+          for name in trainer.schedule[stage - 1].samplers
+      }
       while True:
         yield train_loop._next_batch(iterators, mesh)  # pylint: disable=protected-access
+
   else:
-    from aligngan_jax import train_loop, trainers  # pylint: disable=g-import-not-at-top
+    from aligngan_jax import train_loop  # pylint: disable=g-import-not-at-top
+    from aligngan_jax import trainers  # pylint: disable=g-import-not-at-top
+
     train, test = input_pipeline.load_data(config)
     rgb, ir = input_pipeline.training_records(
         train.select(train.modality == input_pipeline.RGB),
         train.select(train.modality == input_pipeline.IR),
-        image_size=config.image_size, decode_once=config.decode_once)
+        image_size=config.image_size,
+        decode_once=config.decode_once,
+    )
     trainer = trainers.trainer_for(config)
     models = players.create_models(config, int(train.label.max()) + 1, trainer.networks)
     load_images = lambda records: input_pipeline.load_images(records, config.image_size)
@@ -94,8 +112,14 @@ def dump(root: str, out: str, data_dir: str, perturb: float) -> None:
     steps = trainers.make_steps(trainer, models, config, mesh)
 
     def batches(stage, end):
-      iterators = train_loop._iterators(trainer.stages[stage - 1], rgb, ir, config,  # pylint: disable=protected-access
-                                        start=0, end=end)
+      iterators = train_loop._iterators(
+          trainer.stages[stage - 1],
+          rgb,
+          ir,
+          config,  # pylint: disable=protected-access
+          start=0,
+          end=end,
+      )
       while True:
         yield train_loop._next_batch(iterators, mesh)  # pylint: disable=protected-access
 
@@ -104,8 +128,10 @@ def dump(root: str, out: str, data_dir: str, perturb: float) -> None:
     if perturb:
       leaves, tree = jax.tree.flatten(state.params)
       keys = jax.random.split(jax.random.key(123), len(leaves))
-      leaves = [p * (1 + perturb * jax.random.rademacher(k, p.shape, p.dtype))
-                for p, k in zip(leaves, keys)]
+      leaves = [
+          p * (1 + perturb * jax.random.rademacher(k, p.shape, p.dtype))
+          for p, k in zip(leaves, keys)
+      ]
       state = state.replace(params=jax.tree.unflatten(tree, leaves))
     return state
 
@@ -113,7 +139,8 @@ def dump(root: str, out: str, data_dir: str, perturb: float) -> None:
   state = fresh()
   images = load_images(test.select(np.arange(0, len(test), max(1, len(test) // 64))[:64]))
   res['init/fake_ir'], res['init/reconstructed_rgb'] = map(
-      np.asarray, jax.device_get(translator(state, images)))
+      np.asarray, jax.device_get(translator(state, images))
+  )
   res['init/features_rgb'] = np.asarray(extract['rgb'](state, images))
   res['init/features_ir'] = np.asarray(extract['ir'](state, images))
 
@@ -125,7 +152,8 @@ def dump(root: str, out: str, data_dir: str, perturb: float) -> None:
       losses.append([float(metrics[k]) for k in sorted(metrics)])
       if i + 1 in marks:
         leaves = jax.tree_util.tree_flatten_with_path(
-            {'params': state.params, 'stats': state.batch_stats})[0]
+            {'params': state.params, 'stats': state.batch_stats}
+        )[0]
         for path, value in leaves:
           res[f'stage{stage}/{i + 1}/{jax.tree_util.keystr(path)}'] = np.asarray(value)
     res[f'stage{stage}/losses'] = np.asarray(losses)
@@ -151,8 +179,11 @@ def compare(before: str, after: str) -> bool:
     differ = [k for k in keys if not np.array_equal(a[k], b[k])]
     # Biases ahead of a norm layer have no gradient but float noise: skip
     # them in the size (they are counted).
-    sizes = [np.linalg.norm(a[k] - b[k]) / max(np.linalg.norm(a[k]), 1e-30)
-             for k in differ if np.abs(a[k]).max() > 1e-6]
+    sizes = [
+        np.linalg.norm(a[k] - b[k]) / max(np.linalg.norm(a[k]), 1e-30)
+        for k in differ
+        if np.abs(a[k]).max() > 1e-6
+    ]
     identical &= not differ
     print(f'| {group} | {len(differ)} / {len(keys)} | {max(sizes, default=0.0):.2g} |')
   print('\n| stage | loss relative difference at iteration 1 / 2 / 3 / 10 / 50 / last |\n|---|---|')
@@ -171,8 +202,12 @@ def main():
   parser.add_argument('--before', help='checkout of the reference commit (required)')
   parser.add_argument('--after', default=ROOT, help='checkout to compare (default: this one)')
   parser.add_argument('--data_dir', default=None, help="TFDS data_dir (default: TFDS's)")
-  parser.add_argument('--perturb', type=float, default=0.0,
-                      help='relative noise on the --after run\'s initial parameters')
+  parser.add_argument(
+      '--perturb',
+      type=float,
+      default=0.0,
+      help="relative noise on the --after run's initial parameters",
+  )
   parser.add_argument('--dump', nargs=2, metavar=('ROOT', 'OUT'), help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.dump:
@@ -183,8 +218,14 @@ def main():
   outs = []
   for name, root, perturb in (('before', args.before, 0.0), ('after', args.after, args.perturb)):
     out = os.path.join(tmp, f'{name}.npz')
-    cmd = [sys.executable, os.path.abspath(__file__), '--dump', os.path.abspath(root), out,
-           f'--perturb={perturb}'] + ([f'--data_dir={args.data_dir}'] if args.data_dir else [])
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        '--dump',
+        os.path.abspath(root),
+        out,
+        f'--perturb={perturb}',
+    ] + ([f'--data_dir={args.data_dir}'] if args.data_dir else [])
     print(f'{name}: {root}', flush=True)
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     outs.append(out)

@@ -41,19 +41,31 @@ VARIANTS = {
 }
 RUNS = {
     'aligngan_tiny': run_files.ALIGNGAN_TINY_FLAGS,
-    'ide_tiny': ('--config=configs/synthetic.py:ide,tiny',
-                 *(f'--config.{k}={v}' for k, v in run_files.IDE_TINY_OVERRIDES.items())),
+    'ide_tiny': (
+        '--config=configs/synthetic.py:ide,tiny',
+        *(f'--config.{k}={v}' for k, v in run_files.IDE_TINY_OVERRIDES.items()),
+    ),
 }
 
 
 def spread(expected: dict, got: dict) -> tuple[float, float]:
   """(largest relative loss difference, largest metric difference)."""
-  loss = max((abs(got['losses'][tag][step] - value) / max(abs(value), 1e-12)
-              for tag, steps in expected['losses'].items()
-              for step, value in steps.items()), default=0.0)
-  metric = max((abs(got['metrics'][s][m] - value)
-                for s, ms in expected['metrics'].items() for m, value in ms.items()),
-               default=0.0)
+  loss = max(
+      (
+          abs(got['losses'][tag][step] - value) / max(abs(value), 1e-12)
+          for tag, steps in expected['losses'].items()
+          for step, value in steps.items()
+      ),
+      default=0.0,
+  )
+  metric = max(
+      (
+          abs(got['metrics'][s][m] - value)
+          for s, ms in expected['metrics'].items()
+          for m, value in ms.items()
+      ),
+      default=0.0,
+  )
   return loss, metric
 
 
@@ -64,29 +76,48 @@ def main():
   for variant, (xla_flags, prefix) in VARIANTS.items():
     for name, flags in RUNS.items():
       workdir = os.path.join(tmp, variant.replace(' ', '_'), name)
-      env = dict(os.environ, **run_files.TEST_ENV, XLA_FLAGS=' '.join(xla_flags),
-                 JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='2')
+      env = dict(
+          os.environ,
+          **run_files.TEST_ENV,
+          XLA_FLAGS=' '.join(xla_flags),
+          JAX_PLATFORMS='cpu',
+          TF_CPP_MIN_LOG_LEVEL='2',
+      )
       run = subprocess.run(
-          [*prefix, sys.executable, 'main.py', *flags, f'--workdir={workdir}',
-           f'--config.data_dir={data_dir}', '--nocompilation_cache'],
-          cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+          [
+              *prefix,
+              sys.executable,
+              'main.py',
+              *flags,
+              f'--workdir={workdir}',
+              f'--config.data_dir={data_dir}',
+              '--nocompilation_cache',
+          ],
+          cwd=ROOT,
+          env=env,
+          capture_output=True,
+          text=True,
+          check=False,
+      )
       if run.returncode:
         sys.exit(f'error: {variant} / {name} failed:\n{run.stderr[-2000:]}')
       with open(golden.path(name)) as f:
         expected = json.load(f)
       got = golden.numbers(workdir)
       loss, metric = spread(expected, got)
-      rows.append((variant, name, loss, metric,
-                   len(golden.differences(expected, got))))
+      rows.append((variant, name, loss, metric, len(golden.differences(expected, got))))
       print(f'{variant} / {name}: loss {loss:.2g}, metric {metric:.2g}', flush=True)
-  print('\n| variant | run | max relative loss difference | max metric difference |'
-        ' outside the test\'s tolerance |\n|---|---|---|---|---|')
+  print(
+      '\n| variant | run | max relative loss difference | max metric difference |'
+      " outside the test's tolerance |\n|---|---|---|---|---|"
+  )
   for variant, name, loss, metric, outside in rows:
     print(f'| {variant} | {name} | {loss:.2g} | {metric:.3g} | {outside} |')
 
 
 if __name__ == '__main__':
   # No options: --help prints the above and exits 0; anything else is refused.
-  argparse.ArgumentParser(description=__doc__,
-                          formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+  argparse.ArgumentParser(
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  ).parse_args()
   main()

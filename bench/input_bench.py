@@ -22,9 +22,9 @@ import io
 import os
 import time
 
+from absl import flags  # noqa: E402
 import common  # noqa: E402  (bench/common.py: puts the repository root on sys.path)
 
-from absl import flags  # noqa: E402
 from aligngan_jax import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -41,11 +41,12 @@ _STAGES = {1: (144, 15.0), 2: (32, 25.0), 3: (176, 50.0)}
 def _jpeg(rng, height, width) -> bytes:
   import numpy as np
   from PIL import Image
+
   coarse = rng.uniform(0, 255, (6, 3, 3))
   image = Image.fromarray(coarse.astype(np.uint8)).resize((width, height), Image.BICUBIC)
   pixels = np.asarray(image, np.float32)
-  pixels[height // 3: height // 3 + 4] = 20.0                 # an edge or two
-  pixels += rng.normal(0, 12, pixels.shape)                    # texture and noise
+  pixels[height // 3 : height // 3 + 4] = 20.0  # an edge or two
+  pixels += rng.normal(0, 12, pixels.shape)  # texture and noise
   out = io.BytesIO()
   Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(out, 'JPEG', quality=90)
   return out.getvalue()
@@ -53,7 +54,9 @@ def _jpeg(rng, height, width) -> bytes:
 
 def _records(modality: int, heights: tuple[int, int]):
   import numpy as np
+
   from aligngan_jax import input_pipeline
+
   rng = np.random.default_rng(modality)
   n = FLAGS.ids * FLAGS.per_id
   labels = np.repeat(np.arange(FLAGS.ids), FLAGS.per_id)
@@ -61,28 +64,41 @@ def _records(modality: int, heights: tuple[int, int]):
   images = np.empty(n, object)
   images[:] = [_jpeg(rng, h, int(h * 0.42)) for h in sizes]
   zeros = np.zeros(n, np.int64)
-  return input_pipeline.Records(images=images, person_id=labels, label=labels,
-                                camera=zeros, modality=zeros + modality,
-                                index=zeros, path=np.asarray([''] * n))
+  return input_pipeline.Records(
+      images=images,
+      person_id=labels,
+      label=labels,
+      camera=zeros,
+      modality=zeros + modality,
+      index=zeros,
+      path=np.asarray([''] * n),
+  )
 
 
 def _child(cores: int, decode_once: bool) -> dict:
   os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:cores]))
   from aligngan_jax import input_pipeline
   from aligngan_jax import sampler as sampler_lib
+
   rgb, ir = _records(0, (256, 577)), _records(1, (192, 385))
-  encoded_mb = sum(len(x) for x in (*rgb.images, *ir.images)) / 2 ** 20
+  encoded_mb = sum(len(x) for x in (*rgb.images, *ir.images)) / 2**20
   decode_s = 0.0
   if decode_once:
     start = time.perf_counter()
     rgb = input_pipeline.decode_records(rgb, 128)
     ir = input_pipeline.decode_records(ir, 128)
     decode_s = time.perf_counter() - start
-  sampler = sampler_lib.PKSampler(rgb.label, ir.label, ids_per_batch=18,
-                                  instances_per_id=4, seed=0)
+  sampler = sampler_lib.PKSampler(rgb.label, ir.label, ids_per_batch=18, instances_per_id=4, seed=0)
   batches = input_pipeline.create_train_iterator(
-      rgb, ir, sampler, image_size=128, start_step=0, num_steps=FLAGS.steps + 3,
-      process_index=0, process_count=1)
+      rgb,
+      ir,
+      sampler,
+      image_size=128,
+      start_step=0,
+      num_steps=FLAGS.steps + 3,
+      process_index=0,
+      process_count=1,
+  )
   for _ in range(3):
     next(batches)
   start = time.perf_counter()
@@ -91,10 +107,13 @@ def _child(cores: int, decode_once: bool) -> dict:
   seconds = time.perf_counter() - start
   assert batch['rgb'].shape == (72, 128, 128, 3)
   images = 2 * len(rgb) if decode_once else 0
-  return {'cores': cores, 'decode_once': decode_once,
-          'images_per_s': FLAGS.steps * 144 / seconds,
-          'decode_images_per_s': images / decode_s if decode_s else 0.0,
-          'encoded_kb': 1024 * encoded_mb / (2 * len(rgb))}
+  return {
+      'cores': cores,
+      'decode_once': decode_once,
+      'images_per_s': FLAGS.steps * 144 / seconds,
+      'decode_images_per_s': images / decode_s if decode_s else 0.0,
+      'encoded_kb': 1024 * encoded_mb / (2 * len(rgb)),
+  }
 
 
 def main(argv):
@@ -103,9 +122,13 @@ def main(argv):
     cores, once = FLAGS._child.split(',')
     common.print_result(_child(int(cores), once == '1'))
     return
-  print(common.machine_header(
-      f'feature batch 18 x 4 x 2 modalities -> 128x128; {FLAGS.ids * FLAGS.per_id} '
-      'images per modality in memory', machine=False))
+  print(
+      common.machine_header(
+          f'feature batch 18 x 4 x 2 modalities -> 128x128; {FLAGS.ids * FLAGS.per_id} '
+          'images per modality in memory',
+          machine=False,
+      )
+  )
   print(f'{"input":<22}{"cores":>6}{"img/s":>9}{"img/s/core":>12}{"one-time decode":>17}')
   per_core = {}
   for once in (False, True):
@@ -117,14 +140,15 @@ def main(argv):
       name = 'decoded once, uint8' if once else 'JPEG decode per step'
       rate = r['images_per_s'] / r['cores']
       per_core.setdefault(name, rate if r['cores'] == 1 else None)
-      decode = (f'{r["decode_images_per_s"]:.0f} img/s' if once else
-                f'({r["encoded_kb"]:.0f} KB/JPEG)')
-      print(f'{name:<22}{r["cores"]:>6}{r["images_per_s"]:>9.0f}{rate:>12.0f}{decode:>17}',
-            flush=True)
+      decode = (
+          f'{r["decode_images_per_s"]:.0f} img/s' if once else f'({r["encoded_kb"]:.0f} KB/JPEG)'
+      )
+      print(
+          f'{name:<22}{r["cores"]:>6}{r["images_per_s"]:>9.0f}{rate:>12.0f}{decode:>17}', flush=True
+      )
   for name, rate in per_core.items():
     if rate:
-      need = ', '.join(f'stage {s} {n / (ms / 1e3) / rate:.1f}'
-                       for s, (n, ms) in _STAGES.items())
+      need = ', '.join(f'stage {s} {n / (ms / 1e3) / rate:.1f}' for s, (n, ms) in _STAGES.items())
       print(f'# cores needed at 15 / 25 / 50 ms ({name}, 1-core rate): {need}')
 
 

@@ -29,6 +29,7 @@ a CPU). The default budget (``--preset=gpu``) is meant for at most 8 minutes
 on one H100 including compilation.
 """
 
+from concurrent import futures
 import functools
 import importlib.util
 import json
@@ -36,7 +37,6 @@ import os
 import sys
 import tempfile
 import time
-from concurrent import futures
 
 import common  # noqa: E402  (bench/common.py: puts the repository root on sys.path)
 
@@ -44,20 +44,47 @@ _ROOT = common.ROOT
 
 from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402
+
 from aligngan_jax import cli  # noqa: E402
 
 _PRESETS = {
     # Official networks and batch sizes (ResNet-50, generators of width 64
     # with 4 residual blocks, 18 x 4 feature and 4 x 4 pixel batches), 128 px.
-    'gpu': dict(train_ids=300, test_ids=96, image_size=128, render_height=128,
-                max_images=8, depth=50, width=64, conv_dim=64, num_residual=4,
-                d_layers=4, feature_ids=18, pixel_ids=4, encoder_input=(384, 192),
-                stage_iterations=(1500, 1500, 1200), dtype='bfloat16'),
+    'gpu': dict(
+        train_ids=300,
+        test_ids=96,
+        image_size=128,
+        render_height=128,
+        max_images=8,
+        depth=50,
+        width=64,
+        conv_dim=64,
+        num_residual=4,
+        d_layers=4,
+        feature_ids=18,
+        pixel_ids=4,
+        encoder_input=(384, 192),
+        stage_iterations=(1500, 1500, 1200),
+        dtype='bfloat16',
+    ),
     # Minutes on a 2-core CPU.
-    'cpu': dict(train_ids=60, test_ids=24, image_size=64, render_height=64,
-                max_images=4, depth=18, width=8, conv_dim=8, num_residual=1,
-                d_layers=3, feature_ids=6, pixel_ids=2, encoder_input=(64, 32),
-                stage_iterations=(60, 40, 40), dtype='float32'),
+    'cpu': dict(
+        train_ids=60,
+        test_ids=24,
+        image_size=64,
+        render_height=64,
+        max_images=4,
+        depth=18,
+        width=8,
+        conv_dim=8,
+        num_residual=1,
+        d_layers=3,
+        feature_ids=6,
+        pixel_ids=2,
+        encoder_input=(64, 32),
+        stage_iterations=(60, 40, 40),
+        dtype='float32',
+    ),
 }
 
 flags.DEFINE_enum('preset', 'gpu', list(_PRESETS), 'Size preset; flags below override it.')
@@ -66,8 +93,11 @@ flags.DEFINE_integer('test_ids', None, 'Test identities.')
 flags.DEFINE_integer('image_size', None, 'Square load size (official 128).')
 flags.DEFINE_list('stage_iterations', None, 'Iterations of stages 1, 2, 3.')
 flags.DEFINE_string('dtype', None, 'config.compute_dtype.')
-flags.DEFINE_string('pretrained_backbone', '', 'config.pretrained_backbone (a '
-                    'torchvision ResNet-50 file or a .msgpack trunk).')
+flags.DEFINE_string(
+    'pretrained_backbone',
+    '',
+    'config.pretrained_backbone (a ' 'torchvision ResNet-50 file or a .msgpack trunk).',
+)
 flags.DEFINE_float('learning_rate', 0.2, 'Head learning rate (official 0.2).')
 flags.DEFINE_float('encoder_lr_multiplier', 0.1, 'Trunk lr / head lr (official 0.1).')
 flags.DEFINE_integer('seed', 0, 'Data, sampler and initialisation seed.')
@@ -76,10 +106,12 @@ flags.DEFINE_float('ir_from_colour', 0.0, 'The world: 0 independent, 1 learnable
 flags.DEFINE_integer('conv_dim', None, 'config.gan.conv_dim (preset otherwise).')
 flags.DEFINE_integer('num_residual', None, 'config.gan.num_residual (preset otherwise).')
 flags.DEFINE_bool('pixel_alignment', True, 'config.gan.pixel_alignment (False: ablation).')
-flags.DEFINE_enum('test_instance_norm', 'running', ['running', 'instance'],
-                  'config.gan.test_instance_norm.')
-flags.DEFINE_string('workdir', None, 'Checkpoints and eval/stages.json (default: a new '
-                    'temporary folder).')
+flags.DEFINE_enum(
+    'test_instance_norm', 'running', ['running', 'instance'], 'config.gan.test_instance_norm.'
+)
+flags.DEFINE_string(
+    'workdir', None, 'Checkpoints and eval/stages.json (default: a new ' 'temporary folder).'
+)
 FLAGS = flags.FLAGS
 
 
@@ -98,24 +130,38 @@ def _render_person(args):
   """The person's images, then the infrared twins of its RGB images."""
   seed, pid, height, max_images, size, ir_from_colour = args
   render = _load_render()
-  draw = lambda **kw: [(pid, cam, index, render.to_square(image, size))
-                       for pid, cam, index, image in render.examples(
-                           seed, [pid], image_height=height, max_images=max_images,
-                           min_images=2, ir_from_colour=ir_from_colour, **kw)]
+  draw = lambda **kw: [
+      (pid, cam, index, render.to_square(image, size))
+      for pid, cam, index, image in render.examples(
+          seed,
+          [pid],
+          image_height=height,
+          max_images=max_images,
+          min_images=2,
+          ir_from_colour=ir_from_colour,
+          **kw,
+      )
+  ]
   return draw(), draw(cameras=render.RGB_CAMERAS, infrared_twins=True)
 
 
-def render_dataset(seed, train_ids, test_ids, *, height, max_images, size,
-                   ir_from_colour=0.0):
+def render_dataset(seed, train_ids, test_ids, *, height, max_images, size, ir_from_colour=0.0):
   """`data.Data` in the demo dataset's layout ([n, S, S, 3] uint8 images),
   with the infrared twins of the RGB images of both splits."""
   from aligngan_jax import data as data_lib
+
   render = _load_render()
   train, test = render.split_identities(seed, train_ids, test_ids)
   with futures.ProcessPoolExecutor(os.cpu_count()) as pool:
-    rendered = list(pool.map(_render_person, [
-        (seed, int(p), height, max_images, size, ir_from_colour)
-        for p in np.concatenate([train, test])]))
+    rendered = list(
+        pool.map(
+            _render_person,
+            [
+                (seed, int(p), height, max_images, size, ir_from_colour)
+                for p in np.concatenate([train, test])
+            ],
+        )
+    )
   people = [images for images, _ in rendered]
   twin_of = {(r[0], r[1], r[2]): r[3] for _, twins in rendered for r in twins}
   label_of = {int(p): i for i, p in enumerate(train)}
@@ -127,25 +173,32 @@ def render_dataset(seed, train_ids, test_ids, *, height, max_images, size,
     if modality is None:
       modality = np.isin(cam, render.IR_CAMERAS).astype(np.int64)
     return data_lib.Records(
-        images=np.stack([r[3] for r in rows]), person_id=pid,
+        images=np.stack([r[3] for r in rows]),
+        person_id=pid,
         label=np.array([label_of[p] if labelled else -1 for p in pid]),
-        camera=cam, modality=np.broadcast_to(modality, pid.shape).copy(), index=index,
-        path=np.array([f'cam{c}/{p:04d}/{i + 1:04d}.jpg' for p, c, i in zip(pid, cam, index)]))
+        camera=cam,
+        modality=np.broadcast_to(modality, pid.shape).copy(),
+        index=index,
+        path=np.array([f'cam{c}/{p:04d}/{i + 1:04d}.jpg' for p, c, i in zip(pid, cam, index)]),
+    )
 
   splits, paired = {}, {}
   for name, ids, labelled in (('train', train, True), ('test', test, False)):
     wanted = set(ids.tolist())
     split = records([r for person in people for r in person if r[0] in wanted], labelled)
     rgb = split.select(split.modality == data_lib.RGB)
-    twins = records([(p, c, i, twin_of[(p, c, i)])
-                     for p, c, i in zip(rgb.person_id, rgb.camera, rgb.index)],
-                    labelled, data_lib.IR)
+    twins = records(
+        [(p, c, i, twin_of[(p, c, i)]) for p, c, i in zip(rgb.person_id, rgb.camera, rgb.index)],
+        labelled,
+        data_lib.IR,
+    )
     splits[name], paired[name] = split, (rgb, twins)
   return data_lib.Data(splits['train'], splits['test'], paired)
 
 
 def _config(preset):
   from configs import default
+
   p = preset
   config = default.get_config()
   config.trainer, config.seed = 'aligngan', FLAGS.seed
@@ -172,8 +225,8 @@ def _config(preset):
   # the end of each stage only.
   config.dataset = 'synthetic_vireid (rendered in memory)'
   config.log_every_steps = max(1, min(config.gan.stage_iterations) // 4)
-  config.checkpoint_every_steps = config.eval_every_steps = 10 ** 9
-  config.image_every_steps = 10 ** 9
+  config.checkpoint_every_steps = config.eval_every_steps = 10**9
+  config.image_every_steps = 10**9
   config.max_checkpoints_to_keep = 1
   return config
 
@@ -202,25 +255,37 @@ def main(argv):
   del argv
   _block('tensorflow', 'tensorflow_datasets', 'clu')
   import jax
+
   from aligngan_jax import reporting
   from aligngan_jax import train_loop
   from aligngan_jax.evaluation import diagnostics
+
   preset = _preset()
   config = _config(preset)
   start = time.time()
   data = render_dataset(
-      config.seed, preset['train_ids'], preset['test_ids'], height=preset['render_height'],
-      max_images=preset['max_images'], size=config.image_size,
-      ir_from_colour=FLAGS.ir_from_colour)
-  print(f'Rendered {len(data.train)} train / {len(data.test)} test images '
-        f'({preset["train_ids"]} / {preset["test_ids"]} people) in {time.time() - start:.0f} s '
-        f'on {jax.devices()[0].device_kind}.', flush=True)
+      config.seed,
+      preset['train_ids'],
+      preset['test_ids'],
+      height=preset['render_height'],
+      max_images=preset['max_images'],
+      size=config.image_size,
+      ir_from_colour=FLAGS.ir_from_colour,
+  )
+  print(
+      f'Rendered {len(data.train)} train / {len(data.test)} test images '
+      f'({preset["train_ids"]} / {preset["test_ids"]} people) in {time.time() - start:.0f} s '
+      f'on {jax.devices()[0].device_kind}.',
+      flush=True,
+  )
   workdir = FLAGS.workdir or tempfile.mkdtemp(prefix='learn-bench-')
   train_loop.train_and_evaluate(config, workdir, data=data, writer=reporting.MemoryWriter())
   with open(os.path.join(workdir, 'eval', 'stages.json')) as f:
     rows = json.load(f)
-  print(f'\nAlignGAN learning benchmark, preset {FLAGS.preset} {preset}, '
-        f'{jax.devices()[0].device_kind}, total {time.time() - start:.0f} s, workdir {workdir}')
+  print(
+      f'\nAlignGAN learning benchmark, preset {FLAGS.preset} {preset}, '
+      f'{jax.devices()[0].device_kind}, total {time.time() - start:.0f} s, workdir {workdir}'
+  )
   print(f'{"stage":>5} {"iterations":>10} {"train s":>8} {"ms/it":>7} {"compile s":>9}')
   for r in rows:
     t = r.get('timing')
@@ -229,8 +294,10 @@ def main(argv):
     steady = max(t['seconds'] - t['first_step_seconds'], 0.0)
     ms = 1000 * steady / max(1, t['iterations'] - 1)
     # As before the loop ran here: training time after the first step.
-    print(f'{r["stage"]:>5} {t["iterations"]:>10} {steady:>8.1f} {ms:>7.1f} '
-          f'{max(t["first_step_seconds"] - ms / 1000, 0.0):>9.1f}')
+    print(
+        f'{r["stage"]:>5} {t["iterations"]:>10} {steady:>8.1f} {ms:>7.1f} '
+        f'{max(t["first_step_seconds"] - ms / 1000, 0.0):>9.1f}'
+    )
   print(diagnostics.format_table(rows))
 
 

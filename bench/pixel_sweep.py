@@ -40,38 +40,70 @@ LEARNABLE, INDEPENDENT = 'synthetic_vireid/demo_learnable', 'synthetic_vireid/de
 
 def _long(stage2: int, stage3: int) -> list[str]:
   """Longer stages 2 and 3; the x0.1 decay stays halfway through stage 3."""
-  return [f'--config.gan.stage_iterations=(150,{stage2},{stage3})',
-          f'--config.gan.lr_milestones=({150 + stage2 + stage3 // 2},)']
+  return [
+      f'--config.gan.stage_iterations=(150,{stage2},{stage3})',
+      f'--config.gan.lr_milestones=({150 + stage2 + stage3 // 2},)',
+  ]
 
 
 # Point -> overrides of configs/synthetic.py.
 POINTS = {
     'demo': [f'--config.dataset={LEARNABLE}'],
     'ablation': [f'--config.dataset={LEARNABLE}', '--config.gan.pixel_alignment=False'],
-    'g16r2': [f'--config.dataset={LEARNABLE}', '--config.gan.conv_dim=16',
-              '--config.gan.num_residual=2'],
+    'g16r2': [
+        f'--config.dataset={LEARNABLE}',
+        '--config.gan.conv_dim=16',
+        '--config.gan.num_residual=2',
+    ],
     'long': [f'--config.dataset={LEARNABLE}', *_long(600, 900)],
     # The pixel module's identity losses on the fake IR x10 (official 0.1).
-    'pixel_id1': [f'--config.dataset={LEARNABLE}', '--config.gan.lambda_pixel_cls=1.0',
-                  '--config.gan.lambda_pixel_tri=1.0'],
-    'g16r2_long': [f'--config.dataset={LEARNABLE}', '--config.gan.conv_dim=16',
-                   '--config.gan.num_residual=2', *_long(600, 900)],
+    'pixel_id1': [
+        f'--config.dataset={LEARNABLE}',
+        '--config.gan.lambda_pixel_cls=1.0',
+        '--config.gan.lambda_pixel_tri=1.0',
+    ],
+    'g16r2_long': [
+        f'--config.dataset={LEARNABLE}',
+        '--config.gan.conv_dim=16',
+        '--config.gan.num_residual=2',
+        *_long(600, 900),
+    ],
     # The same with pixel_alignment=False: "its own ablation" of each point.
-    'ablation_g16r2': [f'--config.dataset={LEARNABLE}', '--config.gan.conv_dim=16',
-                       '--config.gan.num_residual=2', '--config.gan.pixel_alignment=False'],
-    'ablation_long': [f'--config.dataset={LEARNABLE}', *_long(600, 900),
-                      '--config.gan.pixel_alignment=False'],
-    'ablation_g16r2_long': [f'--config.dataset={LEARNABLE}', '--config.gan.conv_dim=16',
-                            '--config.gan.num_residual=2', *_long(600, 900),
-                            '--config.gan.pixel_alignment=False'],
-    'g16r2_pixel_id1': [f'--config.dataset={LEARNABLE}', '--config.gan.conv_dim=16',
-                        '--config.gan.num_residual=2', '--config.gan.lambda_pixel_cls=1.0',
-                        '--config.gan.lambda_pixel_tri=1.0'],
+    'ablation_g16r2': [
+        f'--config.dataset={LEARNABLE}',
+        '--config.gan.conv_dim=16',
+        '--config.gan.num_residual=2',
+        '--config.gan.pixel_alignment=False',
+    ],
+    'ablation_long': [
+        f'--config.dataset={LEARNABLE}',
+        *_long(600, 900),
+        '--config.gan.pixel_alignment=False',
+    ],
+    'ablation_g16r2_long': [
+        f'--config.dataset={LEARNABLE}',
+        '--config.gan.conv_dim=16',
+        '--config.gan.num_residual=2',
+        *_long(600, 900),
+        '--config.gan.pixel_alignment=False',
+    ],
+    'g16r2_pixel_id1': [
+        f'--config.dataset={LEARNABLE}',
+        '--config.gan.conv_dim=16',
+        '--config.gan.num_residual=2',
+        '--config.gan.lambda_pixel_cls=1.0',
+        '--config.gan.lambda_pixel_tri=1.0',
+    ],
     'independent': [f'--config.dataset={INDEPENDENT}'],
-    'independent_g16r2': [f'--config.dataset={INDEPENDENT}', '--config.gan.conv_dim=16',
-                          '--config.gan.num_residual=2'],
-    'independent_ablation': [f'--config.dataset={INDEPENDENT}',
-                             '--config.gan.pixel_alignment=False'],
+    'independent_g16r2': [
+        f'--config.dataset={INDEPENDENT}',
+        '--config.gan.conv_dim=16',
+        '--config.gan.num_residual=2',
+    ],
+    'independent_ablation': [
+        f'--config.dataset={INDEPENDENT}',
+        '--config.gan.pixel_alignment=False',
+    ],
 }
 SETTING = 'sysu all single'
 
@@ -82,8 +114,14 @@ _run = common.run_logged
 def run_point(point: str, seed: int, runs: str, data_dir: str | None) -> dict:
   """Trains (unless finished) and re-evaluates one point; its numbers."""
   workdir = os.path.join(runs, f'{point}_seed{seed}')
-  base = [sys.executable, 'main.py', '--config=configs/synthetic.py',
-          f'--workdir={workdir}', f'--config.seed={seed}', *POINTS[point]]
+  base = [
+      sys.executable,
+      'main.py',
+      '--config=configs/synthetic.py',
+      f'--workdir={workdir}',
+      f'--config.seed={seed}',
+      *POINTS[point],
+  ]
   if data_dir:
     base.append(f'--config.data_dir={data_dir}')
   stages_json = os.path.join(workdir, 'eval', 'stages.json')
@@ -99,8 +137,15 @@ def run_point(point: str, seed: int, runs: str, data_dir: str | None) -> dict:
       json.dump(latest, f, indent=2)
   curve_json = os.path.join(workdir, 'eval', 'translation_curve.json')
   if not POINTS[point][-1].endswith('pixel_alignment=False') and not os.path.isfile(curve_json):
-    _run([sys.executable, 'bench/translation_curve.py', f'--workdir={workdir}',
-          *([f'--data_dir={data_dir}'] if data_dir else [])], log)
+    _run(
+        [
+            sys.executable,
+            'bench/translation_curve.py',
+            f'--workdir={workdir}',
+            *([f'--data_dir={data_dir}'] if data_dir else []),
+        ],
+        log,
+    )
   curve = None
   if os.path.isfile(curve_json):
     with open(curve_json) as f:
@@ -110,30 +155,37 @@ def run_point(point: str, seed: int, runs: str, data_dir: str | None) -> dict:
   with open(running_json) as f:
     running = json.load(f)
   d, e = last['diagnostics'], last['diagnostics'].get('translation', {})
-  return {'point': point, 'seed': seed, 'rank1': 100 * last['protocol']['rank1'],
-          'mAP': 100 * last['protocol']['mAP'],
-          'rank1_running': 100 * running['results'][SETTING]['rank1']['mean'],
-          'fake_ir_to_ir': 100 * d['fake_ir_to_ir']['rank1'],
-          'fake_ir_to_ir_running':
-              100 * running['diagnostics']['fake_ir_to_ir']['rank1'],
-          'ir_to_ir': 100 * d['ir_to_ir']['rank1'],
-          **{k: e.get(k, float('nan')) for k in (
-              'l1', 'luminance_l1', 'linear_l1', 'ssim', 'luminance_ssim', 'linear_ssim')},
-          'l1_running': running['diagnostics'].get('translation', {}).get('l1', float('nan')),
-          'curve': curve}
+  return {
+      'point': point,
+      'seed': seed,
+      'rank1': 100 * last['protocol']['rank1'],
+      'mAP': 100 * last['protocol']['mAP'],
+      'rank1_running': 100 * running['results'][SETTING]['rank1']['mean'],
+      'fake_ir_to_ir': 100 * d['fake_ir_to_ir']['rank1'],
+      'fake_ir_to_ir_running': 100 * running['diagnostics']['fake_ir_to_ir']['rank1'],
+      'ir_to_ir': 100 * d['ir_to_ir']['rank1'],
+      **{
+          k: e.get(k, float('nan'))
+          for k in ('l1', 'luminance_l1', 'linear_l1', 'ssim', 'luminance_ssim', 'linear_ssim')
+      },
+      'l1_running': running['diagnostics'].get('translation', {}).get('l1', float('nan')),
+      'curve': curve,
+  }
 
 
 def ablation_of(point: str) -> str:
   """The point's own ablation: the same overrides with pixel_alignment=False."""
   if point.startswith('independent'):
-    return 'independent_ablation' + point[len('independent'):]
+    return 'independent_ablation' + point[len('independent') :]
   return 'ablation' if point == 'demo' else f'ablation_{point}'
 
 
 def add_crossings(rows: list[dict]) -> None:
   """Each row's true-IR gallery Rank-1 and the L1 at which its curve
   reaches the Rank-1 of its own ablation (same seed), where that ran."""
-  from translation_curve import BLENDS, crossing_l1  # bench/, beside this file
+  from translation_curve import BLENDS  # bench/, beside this file
+  from translation_curve import crossing_l1  # bench/, beside this file
+
   rank1 = {(r['point'], r['seed']): r['rank1'] for r in rows}
   for r in rows:
     r['true_ir_rank1'] = r['crossing_l1'] = r['ablation_rank1'] = float('nan')
@@ -143,15 +195,17 @@ def add_crossings(rows: list[dict]) -> None:
       target = rank1.get((ablation_of(r['point']), r['seed']))
       if target is not None:
         r['ablation_rank1'] = target
-        line = [(c['l1'], c['rank1']) for c in r['curve'][:len(BLENDS) + 2]]
+        line = [(c['l1'], c['rank1']) for c in r['curve'][: len(BLENDS) + 2]]
         found = crossing_l1(line, target)
         r['crossing_l1'] = float('nan') if found is None else found
 
 
 def table(rows: list[dict]) -> str:
-  head = ('| point | seed | (e) L1 G / luma / linear | L1 G, running IN | SSIM G / luma / linear '
-          '| fake IR->IR R1 (inst / run) | IR->IR R1 | Rank-1 (inst / run) | mAP '
-          '| its ablation\'s Rank-1 | Rank-1, true-IR gallery | L1 to match the ablation |')
+  head = (
+      '| point | seed | (e) L1 G / luma / linear | L1 G, running IN | SSIM G / luma / linear '
+      '| fake IR->IR R1 (inst / run) | IR->IR R1 | Rank-1 (inst / run) | mAP '
+      "| its ablation's Rank-1 | Rank-1, true-IR gallery | L1 to match the ablation |"
+  )
   lines = [head, '|' + '---|' * 12]
   for r in rows:
     lines.append(
@@ -160,15 +214,17 @@ def table(rows: list[dict]) -> str:
         f'{r["luminance_ssim"]:.2f} / {r["linear_ssim"]:.2f} | '
         f'{r["fake_ir_to_ir"]:.1f} / {r["fake_ir_to_ir_running"]:.1f} | {r["ir_to_ir"]:.1f} | '
         f'**{r["rank1"]:.1f}** / {r["rank1_running"]:.1f} | {r["mAP"]:.1f} | '
-        f'{r["ablation_rank1"]:.1f} | {r["true_ir_rank1"]:.1f} | {r["crossing_l1"]:.3f} |')
+        f'{r["ablation_rank1"]:.1f} | {r["true_ir_rank1"]:.1f} | {r["crossing_l1"]:.3f} |'
+    )
   return '\n'.join(lines)
 
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--runs', required=True, help='folder of the workdirs')
-  parser.add_argument('--points', default=','.join(POINTS),
-                      help=f'comma-separated, of {sorted(POINTS)}')
+  parser.add_argument(
+      '--points', default=','.join(POINTS), help=f'comma-separated, of {sorted(POINTS)}'
+  )
   parser.add_argument('--seeds', default='0')
   parser.add_argument('--data_dir', default=None, help='TFDS data_dir')
   args = parser.parse_args(argv)

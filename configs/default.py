@@ -14,7 +14,7 @@ from aligngan_jax import trainers
 def get_config(arg=None):
   """The default config; ``arg`` may be ``'tiny'`` (see `apply_arg`)."""
   config = ml_collections.ConfigDict()
-  config.mode = 'train'              # 'train' | 'eval' | 'visualize'
+  config.mode = 'train'  # 'train' | 'eval' | 'visualize'
   # 'aligngan': the three stages of the full model (§2-§3), scheduled by
   # config.gan; 'ide': the feature module alone (CE + cross-modal triplets,
   # the IDE baseline), scheduled by config.ide. Both run in one loop
@@ -42,10 +42,10 @@ def get_config(arg=None):
   config.dataset = 'sysu_mm01'
   config.data_dir = config_dict.placeholder(str)
   config.manual_dir = config_dict.placeholder(str)
-  config.image_size = 128                  # square load size (PIL bicubic)
-  config.encoder_input_size = (384, 192)   # re-sampled on device (§1.4)
-  config.ids_per_batch = 18                # P: identities per batch
-  config.instances_per_id = 4              # K: images per identity and modality
+  config.image_size = 128  # square load size (PIL bicubic)
+  config.encoder_input_size = (384, 192)  # re-sampled on device (§1.4)
+  config.ids_per_batch = 18  # P: identities per batch
+  config.instances_per_id = 4  # K: images per identity and modality
   config.eval_batch_size = 128
   # Decode and resize every training image once per run and keep it as
   # uint8 in host memory (image_size^2 x 3 bytes each; 1.7 GB for
@@ -85,8 +85,8 @@ def get_config(arg=None):
   config.model.bottle_dim = 256
   config.model.embed_dim = 256
   config.model.dropout_rate = 0.5
-  config.model.embed_bn = False      # not official; see docs/decisions.md
-  config.model.classifier_init_std = 0.001   # official N(0, 0.001)
+  config.model.embed_bn = False  # not official; see docs/decisions.md
+  config.model.classifier_init_std = 0.001  # official N(0, 0.001)
   # Memory, not a deviation: what the trunk's residual blocks keep for the
   # backward pass ('none' | 'convs' | 'blocks'; models/resnet.py); the
   # results are the same, the peak memory and step time are not
@@ -133,10 +133,10 @@ def get_config(arg=None):
   # it is not saved and training stops, naming the checkpoint to resume
   # from. 0 turns the bound off; non-finite states are never saved.
   config.checkpoint_max_abs = 1e6
-  config.eval_every_steps = 5_000          # and always at the end
+  config.eval_every_steps = 5_000  # and always at the end
   # AlignGAN runs: the translation grid (real RGB | fake IR | real IR |
   # reconstructed RGB of test people) in TensorBoard and workdir/images/.
-  config.image_every_steps = 1_000         # and at the end of every stage
+  config.image_every_steps = 1_000  # and at the end of every stage
   config.grid_people = 8
   # config.mode='visualize': retrieval sheet of the first evaluated setting
   # (trial 0): `queries` seeded random queries plus the `worst` ones by rank
@@ -150,14 +150,14 @@ def get_config(arg=None):
   # single/multi shot, 10 trials of gallery draws; RegDB: both directions of
   # `config.trial`'s split.
   config.eval = ml_collections.ConfigDict()
-  config.eval.protocol = 'sysu'            # 'sysu' | 'regdb' | 'llcm'
+  config.eval.protocol = 'sysu'  # 'sysu' | 'regdb' | 'llcm'
   config.eval.sysu_modes = ('all', 'indoor')
   config.eval.sysu_shots = ('single', 'multi')
-  config.eval.sampling = 'seeded'          # 'seeded' (AGW) | 'official' (.mat)
+  config.eval.sampling = 'seeded'  # 'seeded' (AGW) | 'official' (.mat)
   config.eval.rand_perm_path = config_dict.placeholder(str)
   config.eval.num_trials = 10
   config.eval.regdb_directions = ('v2t', 't2v')
-  config.eval.llcm_directions = ('i2v', 'v2i')    # DEEN's IR->VIS, VIS->IR
+  config.eval.llcm_directions = ('i2v', 'v2i')  # DEEN's IR->VIS, VIS->IR
   config.eval.max_rank = 20
   # AlignGAN runs: evaluate at the end of every stage too (besides every
   # eval_every_steps and the end), and add the diagnostics of
@@ -181,8 +181,10 @@ def split_arg(arg, allowed, file: str) -> set:
   args = {a for a in (arg or '').split(',') if a}
   unknown = args - set(allowed)
   if unknown:
-    raise ValueError(f'{file}: unknown argument(s) {sorted(unknown)}; expected any of '
-                     f'{sorted(allowed)} (e.g. {file}:tiny).')
+    raise ValueError(
+        f'{file}: unknown argument(s) {sorted(unknown)}; expected any of '
+        f'{sorted(allowed)} (e.g. {file}:tiny).'
+    )
   if {'agw', 'caj'} <= args:
     raise ValueError(f"{file}: 'agw' and 'caj' are two trainers; pick one.")
   return args
@@ -202,15 +204,17 @@ def apply_arg(config, arg):
   if arg in (None, ''):
     return config
   if arg != 'tiny':
-    raise ValueError(f"Unknown config argument {arg!r}: expected 'tiny' or none "
-                     "(e.g. --config=configs/sysu.py:tiny).")
+    raise ValueError(
+        f"Unknown config argument {arg!r}: expected 'tiny' or none "
+        '(e.g. --config=configs/sysu.py:tiny).'
+    )
   config.pretrained_backbone = ''
   config.image_size = 32
   config.encoder_input_size = (32, 16)
   config.ids_per_batch = 4
   config.instances_per_id = 2
   config.eval_batch_size = 16
-  config.model.depth = 10                  # one block per stage (models/resnet.py)
+  config.model.depth = 10  # one block per stage (models/resnet.py)
   config.model.width = 4
   config.model.bottle_dim = 16
   config.model.embed_dim = 16
@@ -224,9 +228,17 @@ def apply_arg(config, arg):
   config.ide.num_train_steps = 4
   config.ide.lr_milestones = (2,)
   for group in ('agw', 'caj'):
-    config[group].update(dict(epochs=1, warmup_epochs=1, lr_milestones=(1,),
-                              ids_per_batch=2, instances_per_id=2, input_size=(32, 16),
-                              pad=2))
+    config[group].update(
+        dict(
+            epochs=1,
+            warmup_epochs=1,
+            lr_milestones=(1,),
+            ids_per_batch=2,
+            instances_per_id=2,
+            input_size=(32, 16),
+            pad=2,
+        )
+    )
   config.log_every_steps = 1
   config.checkpoint_every_steps = 2
   config.eval_every_steps = 1_000

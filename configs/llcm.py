@@ -20,5 +20,5 @@ def get_config(arg=None):
   config.eval.protocol = 'llcm'
   # The official starting point: torchvision's ImageNet ResNet-50
   # (README, "Pretrained weights"). Override with the file's real location.
-  config.pretrained_backbone = 'torchvision'   # fetched and verified on first use
+  config.pretrained_backbone = 'torchvision'  # fetched and verified on first use
   return default.apply_arg(config, arg)

@@ -16,7 +16,7 @@ def get_config(arg=None):
   config.eval.protocol = 'regdb'
   # The official starting point: torchvision's ImageNet ResNet-50
   # (README, "Pretrained weights"). Override with the file's real location.
-  config.pretrained_backbone = 'torchvision'   # fetched and verified on first use
+  config.pretrained_backbone = 'torchvision'  # fetched and verified on first use
   # :agw and :caj train the baselines with their official values (same
   # ImageNet start; trainers/agw.py, trainers/caj.py).
   default.use_baseline(config, args)

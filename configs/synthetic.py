@@ -18,16 +18,20 @@ import os
 from configs import default
 
 # The demo's pretrained trunk (weights/README.md), found from any directory.
-DEMO_TRUNK = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                          'weights', 'synthetic_trunk_r18w16.msgpack')
+DEMO_TRUNK = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    'weights',
+    'synthetic_trunk_r18w16.msgpack',
+)
 
 
 def get_config(arg=None):
-  args = default.split_arg(arg, ('ide', 'tiny', 'learnable', 'agw', 'caj'),
-                           'configs/synthetic.py')
+  args = default.split_arg(arg, ('ide', 'tiny', 'learnable', 'agw', 'caj'), 'configs/synthetic.py')
   if len(args & {'ide', 'agw', 'caj'}) > 1:
-    raise ValueError(f'configs/synthetic.py: {sorted(args & {"ide", "agw", "caj"})} are '
-                     'different trainers; pick one.')
+    raise ValueError(
+        f'configs/synthetic.py: {sorted(args & {"ide", "agw", "caj"})} are '
+        'different trainers; pick one.'
+    )
   config = default.get_config()
   config.trainer = 'ide' if 'ide' in args else 'aligngan'
   default.use_baseline(config, args)
@@ -72,7 +76,7 @@ def get_config(arg=None):
   config.gan.lr_milestones = (675,)
   config.log_every_steps = 50
   config.checkpoint_every_steps = 250
-  config.eval_every_steps = 10_000          # once, at the end
+  config.eval_every_steps = 10_000  # once, at the end
   config.image_every_steps = 100
 
   # The IDE baseline's demo settings (used with --config.trainer=ide): colour
@@ -114,8 +118,16 @@ def get_config(arg=None):
     # official length on the demo's 1,327 RGB images, so the budget holds
     # on any tree (1,260 steps). CAJ sees three views per item: its step
     # costs about 1.5 AGW steps.
-    config[name].update(dict(input_size=(96, 48), pad=3, epochs=30, warmup_epochs=3,
-                             lr_milestones=(15, 25), steps_per_epoch=42))
+    config[name].update(
+        dict(
+            input_size=(96, 48),
+            pad=3,
+            epochs=30,
+            warmup_epochs=3,
+            lr_milestones=(15, 25),
+            steps_per_epoch=42,
+        )
+    )
   config = default.apply_arg(config, 'tiny' if 'tiny' in args else None)
   if 'tiny' in args:
     # The tiny model has no pretrained trunk; from scratch, the demo's
@@ -123,6 +135,7 @@ def get_config(arg=None):
     config.learning_rate = 0.02
     config.encoder_lr_multiplier = 1.0
   if 'tiny' in args:
-    config.dataset = ('synthetic_vireid/tiny_learnable' if 'learnable' in args
-                      else 'synthetic_vireid/tiny')
+    config.dataset = (
+        'synthetic_vireid/tiny_learnable' if 'learnable' in args else 'synthetic_vireid/tiny'
+    )
   return config

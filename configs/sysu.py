@@ -1,7 +1,7 @@
 """AlignGAN on SYSU-MM01 with the official hyper-parameters and schedule.
 
-  python main.py --config=configs/sysu.py --config.manual_dir=/path/to/SYSU-MM01
-  python main.py --config=configs/sysu.py:agw ...   # AGW (:caj: CAJ), official values
+python main.py --config=configs/sysu.py --config.manual_dir=/path/to/SYSU-MM01
+python main.py --config=configs/sysu.py:agw ...   # AGW (:caj: CAJ), official values
 """
 
 from configs import default
@@ -18,7 +18,7 @@ def get_config(arg=None):
   config.dataset = 'sysu_mm01'
   # The official starting point: torchvision's ImageNet ResNet-50
   # (README, "Pretrained weights"). Override with the file's real location.
-  config.pretrained_backbone = 'torchvision'   # fetched and verified on first use
+  config.pretrained_backbone = 'torchvision'  # fetched and verified on first use
   # :agw and :caj train the baselines with their official values (same
   # ImageNet start; trainers/agw.py, trainers/caj.py).
   default.use_baseline(config, args)

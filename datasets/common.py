@@ -21,34 +21,40 @@ class DatasetError(errors.UserError, ValueError):
 
 def reid_features(encoding_format: str) -> tfds.features.FeaturesDict:
   """One image and its re-id metadata (every builder, every split)."""
-  return tfds.features.FeaturesDict({
-      'image': tfds.features.Image(shape=(None, None, 3),
-                                   encoding_format=encoding_format),
-      'person_id': np.int32,
-      'label': np.int32,       # 0..N-1 on train; -1 on test
-      'camera': np.int32,      # SYSU 1..6; RegDB 1 visible, 2 thermal; LLCM 1..9
-      'modality': tfds.features.ClassLabel(names=['rgb', 'ir']),
-      'index': np.int32,       # position in its (modality, camera, id) folder
-      'path': tfds.features.Text(),
-  })
+  return tfds.features.FeaturesDict(
+      {
+          'image': tfds.features.Image(shape=(None, None, 3), encoding_format=encoding_format),
+          'person_id': np.int32,
+          'label': np.int32,  # 0..N-1 on train; -1 on test
+          'camera': np.int32,  # SYSU 1..6; RegDB 1 visible, 2 thermal; LLCM 1..9
+          'modality': tfds.features.ClassLabel(names=['rgb', 'ir']),
+          'index': np.int32,  # position in its (modality, camera, id) folder
+          'path': tfds.features.Text(),
+      }
+  )
 
 
-def reid_info(builder, *, description: str, homepage: str,
-              encoding_format: str) -> tfds.core.DatasetInfo:
+def reid_info(
+    builder, *, description: str, homepage: str, encoding_format: str
+) -> tfds.core.DatasetInfo:
   """The DatasetInfo of a re-id builder (every builder has the same features)."""
-  return tfds.core.DatasetInfo(builder=builder, description=description,
-                               features=reid_features(encoding_format),
-                               supervised_keys=None, homepage=homepage)
+  return tfds.core.DatasetInfo(
+      builder=builder,
+      description=description,
+      features=reid_features(encoding_format),
+      supervised_keys=None,
+      homepage=homepage,
+  )
 
 
-def checked_manual_dir(dl_manager, error: type[DatasetError], dataset: str,
-                       how_to_get: str) -> str:
+def checked_manual_dir(dl_manager, error: type[DatasetError], dataset: str, how_to_get: str) -> str:
   """The manual folder, or ``error`` naming it and how to get the data when
   it is unset, missing or empty."""
   root = manual_dir(dl_manager)
   if not root or not os.path.isdir(root) or not listdir(root):
-    raise error(f'{dataset}: manual_dir {root or "(not set)"} is missing or '
-                f'empty.\n{how_to_get}')
+    raise error(
+        f'{dataset}: manual_dir {root or "(not set)"} is missing or ' f'empty.\n{how_to_get}'
+    )
   return root
 
 
@@ -62,8 +68,9 @@ def manual_dir(dl_manager) -> str:
   return str(root) if root else ''
 
 
-def read_list(path: str, error: type[DatasetError], dataset: str,
-              how_to_get: str) -> list[tuple[str, int]]:
+def read_list(
+    path: str, error: type[DatasetError], dataset: str, how_to_get: str
+) -> list[tuple[str, int]]:
   """(relative path, label) pairs of an index list ("relative/path label"
   lines, as the AGW baseline and DEEN distribute them); an empty list, or
   one naming a hidden or AppleDouble file, is an error."""
@@ -78,11 +85,15 @@ def read_list(path: str, error: type[DatasetError], dataset: str,
       try:
         pairs.append((parts[0], int(parts[1])))
       except (IndexError, ValueError) as e:
-        raise error(f'{dataset}: {path} line {number} is {line.strip()!r}; '
-                    'expected "relative/path label".') from e
+        raise error(
+            f'{dataset}: {path} line {number} is {line.strip()!r}; '
+            'expected "relative/path label".'
+        ) from e
       if is_hidden(os.path.basename(parts[0])):
-        raise error(f'{dataset}: {path} line {number} names {parts[0]}, a hidden '
-                    'or macOS AppleDouble (._*) file, not an image; remove the line.')
+        raise error(
+            f'{dataset}: {path} line {number} names {parts[0]}, a hidden '
+            'or macOS AppleDouble (._*) file, not an image; remove the line.'
+        )
   if not pairs:
     # Else TFDS would keep an empty split, which every later run would read.
     raise error(f'{dataset}: index list {path} lists no images.\n{how_to_get}')
@@ -105,8 +116,12 @@ def log_skipped(what: str, skipped: list[str]) -> None:
   """One line for the files that a split's folder listings left out, so that
   an image count that looks short can be traced."""
   if skipped:
-    logging.warning('%s: skipped %d hidden or macOS AppleDouble (._*) files, '
-                    'which are not images, e.g. %s', what, len(skipped), skipped[0])
+    logging.warning(
+        '%s: skipped %d hidden or macOS AppleDouble (._*) files, ' 'which are not images, e.g. %s',
+        what,
+        len(skipped),
+        skipped[0],
+    )
 
 
 # The temporary folder of a TFDS build, beside the version folder it becomes:
@@ -142,11 +157,18 @@ def remove_stale_builds(dataset_dir) -> list[str]:
     try:
       path.rmtree()
     except OSError as e:  # The build does not need it gone: say so, go on.
-      logging.warning('Could not remove %s, the temporary folder of a TFDS '
-                      'build that did not finish (%s); remove it by hand.', path, e)
+      logging.warning(
+          'Could not remove %s, the temporary folder of a TFDS '
+          'build that did not finish (%s); remove it by hand.',
+          path,
+          e,
+      )
       continue
-    logging.warning('Removed %s, the temporary folder of a TFDS build that '
-                    'did not finish (a killed run); it is never read.', path)
+    logging.warning(
+        'Removed %s, the temporary folder of a TFDS build that '
+        'did not finish (a killed run); it is never read.',
+        path,
+    )
     removed.append(os.fspath(path))
   return removed
 
@@ -154,6 +176,7 @@ def remove_stale_builds(dataset_dir) -> list[str]:
 def read_encoded(path: str, error: type[DatasetError], dataset: str) -> io.BytesIO:
   """The file's bytes (stored as they are), after checking that they decode."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   if not os.path.isfile(path):
     raise error(f'{dataset}: image {path} is missing.')
   with open(path, 'rb') as f:
@@ -162,6 +185,7 @@ def read_encoded(path: str, error: type[DatasetError], dataset: str) -> io.Bytes
     with Image.open(io.BytesIO(data)) as im:
       im.load()
   except Exception as e:  # PIL raises several types for bad files
-    raise error(f'{dataset}: image {path} cannot be decoded ({e}); re-extract '
-                'it from the archive.') from e
+    raise error(
+        f'{dataset}: image {path} cannot be decoded ({e}); re-extract ' 'it from the archive.'
+    ) from e
   return io.BytesIO(data)

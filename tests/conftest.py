@@ -11,13 +11,15 @@ import tempfile
 import run_files  # (imports no JAX: the flags below are set before JAX loads)
 
 os.environ['XLA_FLAGS'] = ' '.join(
-    [os.environ.get('XLA_FLAGS', ''), *run_files.xla_flags_for_tests()]).strip()
+    [os.environ.get('XLA_FLAGS', ''), *run_files.xla_flags_for_tests()]
+).strip()
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 # One persistent compilation cache for the session (and the main.py
 # subprocesses it starts): the same step compiled again, by another test or
 # a resumed run, is read back instead of recompiled.
-os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
-                      tempfile.mkdtemp(prefix='aligngan-jax-test-cache-'))
+os.environ.setdefault(
+    'JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='aligngan-jax-test-cache-')
+)
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 
@@ -27,8 +29,8 @@ os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 for _key, _value in run_files.TEST_ENV.items():
   os.environ.setdefault(_key, _value)
 
-import jax  # noqa: E402,F401  (after XLA_FLAGS on purpose)
 import filelock  # noqa: E402
+import jax  # noqa: E402,F401  (after XLA_FLAGS on purpose)
 import pytest  # noqa: E402
 
 
@@ -56,13 +58,17 @@ def made_once(name, make, tmp_path_factory, worker_id):
 def tfds_data_dir(tmp_path_factory, worker_id):
   """A TFDS data_dir holding the tiny synthetic_vireid dataset."""
   import tensorflow as tf
+
   tf.config.set_visible_devices([], 'GPU')
 
   def build(folder):
-    import datasets  # noqa: F401  (registers the builders)
     import tensorflow_datasets as tfds
+
+    import datasets  # noqa: F401  (registers the builders)
+
     tfds.builder('synthetic_vireid/tiny', data_dir=str(folder)).download_and_prepare()
     return str(folder)
+
   return made_once('tfds', build, tmp_path_factory, worker_id)
 
 
@@ -70,10 +76,9 @@ def tfds_data_dir(tmp_path_factory, worker_id):
 def tiny_records(tfds_data_dir):
   """(train, test) Records of the tiny synthetic dataset."""
   from aligngan_jax import input_pipeline
-  builder = input_pipeline.get_builder('synthetic_vireid/tiny',
-                                       data_dir=tfds_data_dir)
-  return (input_pipeline.load_split(builder, 'train'),
-          input_pipeline.load_split(builder, 'test'))
+
+  builder = input_pipeline.get_builder('synthetic_vireid/tiny', data_dir=tfds_data_dir)
+  return (input_pipeline.load_split(builder, 'train'), input_pipeline.load_split(builder, 'test'))
 
 
 @pytest.fixture(scope='session')
@@ -86,13 +91,18 @@ def aligngan_run(tfds_data_dir, tmp_path_factory, worker_id):
   on a copy (`copy_run`, `tools_workdir`).
 
   Returns (workdir, main.py's stderr)."""
+
   def train(folder):
     workdir = str(folder / 'run')
-    run = run_files.run_main(*run_files.ALIGNGAN_TINY_FLAGS, f'--workdir={workdir}',
-                             f'--config.data_dir={tfds_data_dir}',
-                             f'--compilation_cache_dir={os.environ["JAX_COMPILATION_CACHE_DIR"]}')
+    run = run_files.run_main(
+        *run_files.ALIGNGAN_TINY_FLAGS,
+        f'--workdir={workdir}',
+        f'--config.data_dir={tfds_data_dir}',
+        f'--compilation_cache_dir={os.environ["JAX_COMPILATION_CACHE_DIR"]}',
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     return workdir, run.stderr
+
   return tuple(made_once('aligngan', train, tmp_path_factory, worker_id))
 
 
@@ -122,21 +132,24 @@ def diverged(tfds_data_dir, tmp_path_factory, worker_id):
 
   Returns (workdir, the error's message, the resumed run's evaluated
   settings, the step the error named)."""
-  import workdirs
   from aligngan_jax import divergence
   from aligngan_jax import train_loop
+  import workdirs
 
   def train(folder):
     workdir = str(folder / 'run')
     with pytest.raises(divergence.DivergenceError) as error:
       train_loop.train_and_evaluate(
           workdirs.ide_config(tfds_data_dir, learning_rate=10.0, max_checkpoints_to_keep=10),
-          workdir)
+          workdir,
+      )
     message = str(error.value)
     step = int(message.split('--config.resume_step=')[1].split()[0])
     result = train_loop.train_and_evaluate(
-        workdirs.ide_config(tfds_data_dir, learning_rate=0.01, resume_step=step), workdir)
+        workdirs.ide_config(tfds_data_dir, learning_rate=0.01, resume_step=step), workdir
+    )
     return workdir, message, sorted(result['results']), step
+
   return tuple(made_once('diverged', train, tmp_path_factory, worker_id))
 
 
@@ -144,12 +157,14 @@ def diverged(tfds_data_dir, tmp_path_factory, worker_id):
 def ide_config():
   """The tiny IDE config of the step, checkpoint and weights tests."""
   from configs import synthetic
+
   return synthetic.get_config('ide,tiny')
 
 
 @pytest.fixture(scope='session')
 def ide_models(ide_config):
   """The tiny IDE trainer's networks (ide_steps.NUM_CLASSES classes)."""
-  import ide_steps
   from aligngan_jax import players
+  import ide_steps
+
   return players.create_models(ide_config, ide_steps.NUM_CLASSES, players.FEATURE)

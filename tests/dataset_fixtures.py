@@ -5,7 +5,6 @@ import os
 import numpy as np
 from PIL import Image
 
-
 # (height, width) of the fixture images; bench/build_bench.py raises it to
 # photo size.
 IMAGE_SIZE = (8, 4)
@@ -40,14 +39,15 @@ def write_sysu_tree(root: str, *, train_ids, val_ids, test_ids, images) -> dict:
   written = {}
   for (cam, pid), names in images.items():
     for name in names:
-      write_jpeg(os.path.join(root, f'cam{cam}', f'{pid:04d}', name),
-                 seed=cam * 10_000 + pid * 10 + len(written))
+      write_jpeg(
+          os.path.join(root, f'cam{cam}', f'{pid:04d}', name),
+          seed=cam * 10_000 + pid * 10 + len(written),
+      )
     written[(cam, pid)] = sorted(names)
   return written
 
 
-def write_regdb_tree(root: str, *, splits: dict, images_per_id: int = 2,
-                     size=(8, 4)) -> dict:
+def write_regdb_tree(root: str, *, splits: dict, images_per_id: int = 2, size=(8, 4)) -> dict:
   """RegDB's layout: Visible/ and Thermal/ BMP images plus AGW-style lists
   idx/{train,test}_{visible,thermal}_{trial}.txt ("relative/path label").
 
@@ -67,8 +67,11 @@ def write_regdb_tree(root: str, *, splits: dict, images_per_id: int = 2,
   for trial, by_split in splits.items():
     for split, ids in by_split.items():
       for modality, folder in (('visible', 'Visible'), ('thermal', 'Thermal')):
-        lines = [(f'{folder}/{pid}/{folder[0]}_{pid}_{k}.bmp', pid)
-                 for pid in ids for k in reversed(range(images_per_id))]
+        lines = [
+            (f'{folder}/{pid}/{folder[0]}_{pid}_{k}.bmp', pid)
+            for pid in ids
+            for k in reversed(range(images_per_id))
+        ]
         with open(os.path.join(root, 'idx', f'{split}_{modality}_{trial}.txt'), 'w') as f:
           f.writelines(f'{p} {label}\n' for p, label in lines)
         written[(trial, split, modality)] = lines
@@ -99,7 +102,6 @@ def write_llcm_tree(root: str, *, splits: dict, cameras: dict, images_per_folder
             write_jpeg(os.path.join(root, path), seed=pid * 1000 + cam * 10 + k)
             paths.append(path)
       with open(os.path.join(root, 'idx', f'{split}_{modality}.txt'), 'w') as f:
-        f.writelines(f'{p} {sorted(ids).index(int(p.split("/")[1]))}\n'
-                     for p in reversed(paths))
+        f.writelines(f'{p} {sorted(ids).index(int(p.split("/")[1]))}\n' for p in reversed(paths))
       written[(split, modality)] = paths
   return written

@@ -47,14 +47,14 @@ LOSS_RTOL = 1e-3
 METRIC_ATOL = 0.05
 # Logged per step but not computed by the model: the pace of the run and
 # the stage counter.
-_NOT_NUMBERS = ('train/steps_per_sec', 'train/images_per_sec', 'train/eta_seconds',
-                'train/stage')
+_NOT_NUMBERS = ('train/steps_per_sec', 'train/images_per_sec', 'train/eta_seconds', 'train/stage')
 _METRICS = ('rank1', 'mAP', 'mINP')
 
 
 def numbers(workdir: str) -> dict:
   """{'losses': {tag: {step: value}}, 'metrics': {setting: {metric: mean}}}."""
   import tensorflow as tf
+
   losses = {}
   for name in sorted(os.listdir(workdir)):
     if not name.startswith('events.out.tfevents'):
@@ -62,13 +62,19 @@ def numbers(workdir: str) -> dict:
     for event in tf.compat.v1.train.summary_iterator(os.path.join(workdir, name)):
       for value in event.summary.value:
         if value.tag.startswith('train/') and value.tag not in _NOT_NUMBERS:
-          number = (value.simple_value if value.HasField('simple_value')
-                    else float(tf.make_ndarray(value.tensor)))
+          number = (
+              value.simple_value
+              if value.HasField('simple_value')
+              else float(tf.make_ndarray(value.tensor))
+          )
           losses.setdefault(value.tag, {})[str(event.step)] = float(number)
   with open(os.path.join(workdir, 'eval', 'latest.json')) as f:
     result = json.load(f)
-  metrics = {setting: {m: r[m]['mean'] for m in _METRICS}
-             for setting, r in sorted(result['results'].items()) if 'skipped' not in r}
+  metrics = {
+      setting: {m: r[m]['mean'] for m in _METRICS}
+      for setting, r in sorted(result['results'].items())
+      if 'skipped' not in r
+  }
   return {'losses': losses, 'metrics': metrics}
 
 
@@ -76,24 +82,29 @@ def path(name: str) -> str:
   return os.path.join(FOLDER, f'{name}.json')
 
 
-def differences(expected: dict, got: dict, *, loss_rtol=LOSS_RTOL,
-                metric_atol=METRIC_ATOL) -> list[str]:
+def differences(
+    expected: dict, got: dict, *, loss_rtol=LOSS_RTOL, metric_atol=METRIC_ATOL
+) -> list[str]:
   """Every number of ``got`` outside the tolerance of ``expected``, and
   every number present in one and not the other, one line each."""
   out = []
   for kind, close in (
       ('losses', lambda a, b: math.isclose(a, b, rel_tol=loss_rtol, abs_tol=1e-7)),
-      ('metrics', lambda a, b: abs(a - b) <= metric_atol)):
+      ('metrics', lambda a, b: abs(a - b) <= metric_atol),
+  ):
     want, have = expected.get(kind, {}), got.get(kind, {})
     for key in sorted(set(want) | set(have)):
       a, b = want.get(key, {}), have.get(key, {})
       for sub in sorted(set(a) | set(b), key=str):
         if sub not in a or sub not in b:
-          out.append(f'{kind} {key} {sub}: only in the '
-                     f'{"golden file" if sub in a else "fresh run"}')
+          out.append(
+              f'{kind} {key} {sub}: only in the ' f'{"golden file" if sub in a else "fresh run"}'
+          )
         elif not close(a[sub], b[sub]):
-          out.append(f'{kind} {key} {sub}: golden {a[sub]!r}, now {b[sub]!r} '
-                     f'(relative {abs(b[sub] - a[sub]) / max(abs(a[sub]), 1e-12):.2g})')
+          out.append(
+              f'{kind} {key} {sub}: golden {a[sub]!r}, now {b[sub]!r} '
+              f'(relative {abs(b[sub] - a[sub]) / max(abs(a[sub]), 1e-12):.2g})'
+          )
   return out
 
 
@@ -107,11 +118,14 @@ def check(name: str, workdir: str) -> None:
       json.dump(got, f, indent=1, sort_keys=True)
       f.write('\n')
     return
-  assert os.path.exists(path(name)), (f'{path(name)} is missing: record it with '
-                                       'ALIGNGAN_UPDATE_GOLDEN=1 (tests/golden.py).')
+  assert os.path.exists(path(name)), (
+      f'{path(name)} is missing: record it with ' 'ALIGNGAN_UPDATE_GOLDEN=1 (tests/golden.py).'
+  )
   with open(path(name)) as f:
     found = differences(json.load(f), got)
   assert not found, (
       f'{name}: the run no longer computes its golden numbers ({len(found)} differ).\n'
-      + '\n'.join(found[:20]) + '\nIf the change is meant to move them, rerun with '
-      'ALIGNGAN_UPDATE_GOLDEN=1 and say why in the commit message (tests/golden.py).')
+      + '\n'.join(found[:20])
+      + '\nIf the change is meant to move them, rerun with '
+      'ALIGNGAN_UPDATE_GOLDEN=1 and say why in the commit message (tests/golden.py).'
+  )

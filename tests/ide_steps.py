@@ -15,11 +15,14 @@ def batch(config, seed=0):
   rng = np.random.default_rng(seed)
   b = config.ids_per_batch * config.instances_per_id
   s = config.image_size
-  labels = np.repeat(rng.choice(NUM_CLASSES, config.ids_per_batch, replace=False),
-                     config.instances_per_id).astype(np.int32)
-  return {'rgb': rng.uniform(-1, 1, (b, s, s, 3)).astype(np.float32),
-          'ir': rng.uniform(-1, 1, (b, s, s, 3)).astype(np.float32),
-          'labels': labels}
+  labels = np.repeat(
+      rng.choice(NUM_CLASSES, config.ids_per_batch, replace=False), config.instances_per_id
+  ).astype(np.int32)
+  return {
+      'rgb': rng.uniform(-1, 1, (b, s, s, 3)).astype(np.float32),
+      'ir': rng.uniform(-1, 1, (b, s, s, 3)).astype(np.float32),
+      'labels': labels,
+  }
 
 
 def host(tree):

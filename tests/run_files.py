@@ -31,7 +31,7 @@ def xla_flags_for_tests(*, faster_compiles: bool = True) -> list[str]:
   try:
     jaxlib = '.'.join(importlib.metadata.version('jaxlib').split('.')[:2])
   except importlib.metadata.PackageNotFoundError:
-    jaxlib = None   # a source build: no version-gated flags
+    jaxlib = None  # a source build: no version-gated flags
   flags = ['--xla_force_host_platform_device_count=2']
   if faster_compiles:
     flags += [flag for flag, versions in _FASTER_COMPILES.items() if jaxlib in versions]
@@ -40,9 +40,12 @@ def xla_flags_for_tests(*, faster_compiles: bool = True) -> list[str]:
       # Not silent: without them the suite compiles about 30 % slower and
       # may pass its 6-minute budget; measure the flags on this jaxlib and
       # add its series to _FASTER_COMPILES (or drop them).
-      warnings.warn(f'tests/run_files.py: jaxlib {jaxlib} is not a series the XLA '
-                    f'flags {skipped} were measured with; the tests run without them '
-                    '(slower compiles).', stacklevel=2)
+      warnings.warn(
+          f'tests/run_files.py: jaxlib {jaxlib} is not a series the XLA '
+          f'flags {skipped} were measured with; the tests run without them '
+          '(slower compiles).',
+          stacklevel=2,
+      )
   return flags
 
 
@@ -50,13 +53,16 @@ def xla_flags_for_tests(*, faster_compiles: bool = True) -> list[str]:
 # at :tiny, 64 px (the joint discriminator's last maps are then 2x2), 2 + 2
 # + 2 iterations, every checkpoint kept. Its numbers are golden
 # (tests/golden.py), so bench/golden_spread.py runs it with these flags too.
-ALIGNGAN_TINY_FLAGS = ('--config=configs/synthetic.py:tiny', '--config.image_size=64',
-                       '--config.checkpoint_every_steps=1',
-                       '--config.max_checkpoints_to_keep=10', '--config.eval.num_trials=2')
+ALIGNGAN_TINY_FLAGS = (
+    '--config=configs/synthetic.py:tiny',
+    '--config.image_size=64',
+    '--config.checkpoint_every_steps=1',
+    '--config.max_checkpoints_to_keep=10',
+    '--config.eval.num_trials=2',
+)
 # The IDE trainer's tiny run (test_train_loop.py, in-process): configs/synthetic.py
 # at 'ide,tiny' with these keys set; its numbers are golden too.
-IDE_TINY_OVERRIDES = {'checkpoint_every_steps': 1, 'eval.num_trials': 2,
-                      'ide.num_train_steps': 2}
+IDE_TINY_OVERRIDES = {'checkpoint_every_steps': 1, 'eval.num_trials': 2, 'ide.num_train_steps': 2}
 
 
 def override(config, overrides: dict):
@@ -73,13 +79,20 @@ def override(config, overrides: dict):
 def run_main(*args, timeout=600) -> subprocess.CompletedProcess:
   """``python main.py *args`` from the repository root, on the CPU."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', JAX_PLATFORMS='cpu')
-  return subprocess.run([sys.executable, 'main.py', *args], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=timeout)
+  return subprocess.run(
+      [sys.executable, 'main.py', *args],
+      cwd=ROOT,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=timeout,
+  )
 
 
 def tensorboard_tags(workdir: str) -> set[str]:
   """Every scalar and image tag in the workdir's event files."""
   import tensorflow as tf
+
   tags = set()
   for name in os.listdir(workdir):
     if name.startswith('events.out.tfevents'):

@@ -13,11 +13,16 @@ def _count(tree) -> int:
   return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
 
 
-@pytest.mark.parametrize('non_local,gem,want', [
-    # The official counts of the parameters the network uses (SYSU, 395
-    # classes), less the BNNeck's frozen bias (2,048), which here is a
-    # constant: 24,359,311 and, for the 'base' variant, 24,330,624.
-    (True, True, 24_357_263), (False, False, 24_328_576)])
+@pytest.mark.parametrize(
+    'non_local,gem,want',
+    [
+        # The official counts of the parameters the network uses (SYSU, 395
+        # classes), less the BNNeck's frozen bias (2,048), which here is a
+        # constant: 24,359,311 and, for the 'base' variant, 24,330,624.
+        (True, True, 24_357_263),
+        (False, False, 24_328_576),
+    ],
+)
 def test_parameter_count_equals_the_official_network(non_local, gem, want):
   model = agw.AGWNet(num_classes=395, non_local=non_local, gem=gem)
   x = jnp.zeros((1, 64, 32, 3))
@@ -25,7 +30,7 @@ def test_parameter_count_equals_the_official_network(non_local, gem, want):
   assert _count(shapes['params']) == want
   nl = {k: v for k, v in shapes['params']['trunk'].items() if k.startswith('nl')}
   assert sorted(nl) == (['nl2_0', 'nl2_1', 'nl3_0', 'nl3_1', 'nl3_2'] if non_local else [])
-  if non_local:   # 2 x 3,587 (C = 512) + 3 x 7,171 (C = 1024)
+  if non_local:  # 2 x 3,587 (C = 512) + 3 x 7,171 (C = 1024)
     assert _count(nl) == 28_687 and _count(nl['nl2_0']) == 3_587
 
 
@@ -55,8 +60,10 @@ def test_two_streams_one_shared_batch_and_the_outputs():
   stats = dict(variables['batch_stats'])
   stats['trunk'] = {k: v for k, v in stats['trunk'].items() if not k.startswith('nl')}
   np.testing.assert_allclose(
-      plain.apply({'params': params, 'batch_stats': stats}, rgb=rgb, ir=ir,
-                  train=False)['pool'], both['pool'], rtol=1e-6)
+      plain.apply({'params': params, 'batch_stats': stats}, rgb=rgb, ir=ir, train=False)['pool'],
+      both['pool'],
+      rtol=1e-6,
+  )
   # Training mode: one forward, batch statistics over all five images.
   out, new = model.apply(variables, rgb=rgb, ir=ir, train=True, mutable=['batch_stats'])
   assert out['logits'].shape == (5, 7) and 'bottleneck' in new['batch_stats']

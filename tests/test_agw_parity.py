@@ -17,16 +17,18 @@ F = torch.nn.functional
 from aligngan_jax import convert  # noqa: E402
 from aligngan_jax.models import agw  # noqa: E402
 from test_losses import torch_official_triplet  # noqa: E402
-from test_torch_parity import TorchResNet50, _nhwc, _randomise  # noqa: E402
-
+from test_torch_parity import TorchResNet50  # noqa: E402
+from test_torch_parity import _nhwc  # noqa: E402
+from test_torch_parity import _randomise  # noqa: E402
 
 
 def _close(got, want, name=''):
   """Float32 through 50 layers of random weights: activations span 1e-1 to
   1e3, so the absolute tolerance scales with the largest value."""
   want = np.asarray(want)
-  np.testing.assert_allclose(np.asarray(got), want, rtol=2e-4,
-                             atol=1e-4 * float(np.max(np.abs(want))), err_msg=name)
+  np.testing.assert_allclose(
+      np.asarray(got), want, rtol=2e-4, atol=1e-4 * float(np.max(np.abs(want))), err_msg=name
+  )
 
 
 class TorchNonLocal(nn.Module):
@@ -61,8 +63,9 @@ class TorchBasicBlock(nn.Module):
     self.bn2 = nn.BatchNorm2d(width)
     self.downsample = None
     if stride != 1 or cin != width:
-      self.downsample = nn.Sequential(nn.Conv2d(cin, width, 1, stride, bias=False),
-                                      nn.BatchNorm2d(width))
+      self.downsample = nn.Sequential(
+          nn.Conv2d(cin, width, 1, stride, bias=False), nn.BatchNorm2d(width)
+      )
 
   def forward(self, x):
     y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
@@ -79,8 +82,8 @@ class TorchResNet10(nn.Module):
     self.relu, self.maxpool = nn.ReLU(), nn.MaxPool2d(3, 2, 1)
     cin = w
     for i, stride in enumerate((1, 2, 2, 1)):
-      setattr(self, f'layer{i + 1}', nn.Sequential(TorchBasicBlock(cin, w * 2 ** i, stride)))
-      cin = w * 2 ** i
+      setattr(self, f'layer{i + 1}', nn.Sequential(TorchBasicBlock(cin, w * 2**i, stride)))
+      cin = w * 2**i
 
 
 class TorchEmbedNet(nn.Module):
@@ -97,10 +100,9 @@ class TorchEmbedNet(nn.Module):
     self.thermal_module.thermal = make()
     self.base_resnet = nn.Module()
     self.base_resnet.base = make()
-    for trunk in (self.visible_module.visible, self.thermal_module.thermal,
-                  self.base_resnet.base):
+    for trunk in (self.visible_module.visible, self.thermal_module.thermal, self.base_resnet.base):
       if hasattr(trunk, 'fc'):
-        del trunk.fc    # the official resnet50 copies have no classifier (318 keys each)
+        del trunk.fc  # the official resnet50 copies have no classifier (318 keys each)
     c2, c3, c4 = (512, 1024, 2048) if width is None else (2 * width, 4 * width, 8 * width)
     self.nl2_at = (2, 3) if width is None else (0,)
     self.nl3_at = (3, 4, 5) if width is None else (0,)
@@ -116,8 +118,13 @@ class TorchEmbedNet(nn.Module):
 
   def forward(self, x1, x2, modal=0):
     if modal == 0:
-      x = torch.cat((self._stem(self.visible_module.visible, x1),
-                     self._stem(self.thermal_module.thermal, x2)), 0)
+      x = torch.cat(
+          (
+              self._stem(self.visible_module.visible, x1),
+              self._stem(self.thermal_module.thermal, x2),
+          ),
+          0,
+      )
     elif modal == 1:
       x = self._stem(self.visible_module.visible, x1)
     else:
@@ -146,15 +153,31 @@ def saved(tmp_path_factory):
     net.bottleneck.bias.zero_()
   path = str(tmp_path_factory.mktemp('agw') / 'sysu_agw_p4_n8_lr_0.1_seed_0_best.t')
   # As the official trainers save it: NumPy objects beside the weights.
-  torch.save({'net': net.state_dict(), 'cmc': np.zeros(20, np.float32),
-              'mAP': np.float64(0.5), 'mINP': np.float64(0.3), 'epoch': 3}, path)
+  torch.save(
+      {
+          'net': net.state_dict(),
+          'cmc': np.zeros(20, np.float32),
+          'mAP': np.float64(0.5),
+          'mINP': np.float64(0.3),
+          'epoch': 3,
+      },
+      path,
+  )
   return net, path
 
 
 def _save_official(net, path):
   """As the official trainers save: NumPy objects beside the weights."""
-  torch.save({'net': net.state_dict(), 'cmc': np.zeros(20, np.float32),
-              'mAP': np.float64(0.5), 'mINP': np.float64(0.3), 'epoch': 3}, path)
+  torch.save(
+      {
+          'net': net.state_dict(),
+          'cmc': np.zeros(20, np.float32),
+          'mAP': np.float64(0.5),
+          'mINP': np.float64(0.3),
+          'epoch': 3,
+      },
+      path,
+  )
 
 
 @pytest.fixture(scope='module')
@@ -177,7 +200,8 @@ def test_load_official_agw_reads_the_variant_and_the_classes(saved):
   assert jax.tree.map(lambda a: a.shape, variables) == jax.tree.map(lambda a: a.shape, want)
   np.testing.assert_array_equal(
       variables['params']['trunk']['nl3_2']['W_bn']['scale'],
-      net.NL_3[2].W[1].weight.detach().numpy())
+      net.NL_3[2].W[1].weight.detach().numpy(),
+  )
 
 
 def test_agw_net_equals_the_official_network_in_eval_and_training(small):
@@ -205,14 +229,17 @@ def test_agw_net_equals_the_official_network_in_eval_and_training(small):
   net.train()
   with torch.no_grad():
     want = net(x1, x2, 0)
-  got, new = model.apply(variables, rgb=_nhwc(x1), ir=_nhwc(x2), train=True,
-                         mutable=['batch_stats'])
+  got, new = model.apply(
+      variables, rgb=_nhwc(x1), ir=_nhwc(x2), train=True, mutable=['batch_stats']
+  )
   _close(got['logits'], want[2].numpy(), 'logits (training)')
   stats = new['batch_stats']
-  for path, layer in ((('bottleneck',), net.bottleneck),
-                      (('trunk', 'nl3_0', 'W_bn'), net.NL_3[0].W[1]),
-                      (('visible_stem', 'bn1'), net.visible_module.visible.bn1),
-                      (('trunk', 'layer4_0', 'bn2'), net.base_resnet.base.layer4[0].bn2)):
+  for path, layer in (
+      (('bottleneck',), net.bottleneck),
+      (('trunk', 'nl3_0', 'W_bn'), net.NL_3[0].W[1]),
+      (('visible_stem', 'bn1'), net.visible_module.visible.bn1),
+      (('trunk', 'layer4_0', 'bn2'), net.base_resnet.base.layer4[0].bn2),
+  ):
     node = stats
     for p in path:
       node = node[p]
@@ -242,9 +269,11 @@ def test_eval_mode_evaluates_an_official_agw_checkpoint(small, tfds_data_dir, tm
   the network at the checkpoint's own sizes (here a small twin, read as
   depth 10 and width 4) evaluates on the protocols."""
   assert agw.architecture(convert.load_official_agw(small[1])) == dict(
-      num_classes=6, non_local=True, gem=True, depth=10, width=4)
+      num_classes=6, non_local=True, gem=True, depth=10, width=4
+  )
   from aligngan_jax import train_lib
   from configs import synthetic
+
   _, path = small
   config = synthetic.get_config('tiny')
   config.trainer, config.mode, config.init_from = 'agw', 'eval', path
@@ -255,6 +284,7 @@ def test_eval_mode_evaluates_an_official_agw_checkpoint(small, tfds_data_dir, tm
   assert 'sysu all single' in result['results']
   config.init_from = str(tmp_path)
   from aligngan_jax import config_checks
+
   with pytest.raises(config_checks.ConfigError, match='is not a file: it must be an official AGW'):
     config_checks.validate_config(config, num_devices=2)
 
@@ -270,10 +300,12 @@ def _one_iteration(name, small, monkeypatch, official_inputs, loss_kind):
   ``official_inputs(rgb, ir, norm)`` builds the official network's (x1, x2)
   from the same [-1, 1] batch, with whatever draws the test fixed."""
   import copy
+
   from aligngan_jax import augment
   from aligngan_jax import sharding
   from aligngan_jax import trainers
   from configs import default
+
   net, path = small
   net = copy.deepcopy(net).train()
   config = default.get_config()
@@ -284,20 +316,36 @@ def _one_iteration(name, small, monkeypatch, official_inputs, loss_kind):
   variables = convert.load_official_agw(path)
   mesh = sharding.create_mesh()
   state = trainers.create_state(trainer, mesh)
-  split = lambda tree: ({k: v for k, v in tree.items() if k in ('visible_stem', 'thermal_stem', 'trunk')},
-                        {k: v for k, v in tree.items() if k in ('bottleneck', 'classifier')})
+  split = lambda tree: (
+      {k: v for k, v in tree.items() if k in ('visible_stem', 'thermal_stem', 'trunk')},
+      {k: v for k, v in tree.items() if k in ('bottleneck', 'classifier')},
+  )
   (bp, hp), (bs, hs) = split(variables['params']), split(variables['batch_stats'])
-  state = state.replace(params={'backbone': bp, 'head': hp},
-                        batch_stats={'backbone': bs, 'head': hs})
-  monkeypatch.setattr(augment, 'draw_pad_crop_flip', lambda key, n, pad=10: (
-      jax.numpy.full((n, 2), pad, jax.numpy.int32), jax.numpy.zeros((n,), bool)))
+  state = state.replace(
+      params={'backbone': bp, 'head': hp}, batch_stats={'backbone': bs, 'head': hs}
+  )
+  monkeypatch.setattr(
+      augment,
+      'draw_pad_crop_flip',
+      lambda key, n, pad=10: (
+          jax.numpy.full((n, 2), pad, jax.numpy.int32),
+          jax.numpy.zeros((n,), bool),
+      ),
+  )
   g = torch.Generator().manual_seed(4)
   rgb = torch.rand(4, 3, 32, 16, generator=g) * 2 - 1
   ir = torch.rand(4, 3, 32, 16, generator=g) * 2 - 1
   labels = torch.tensor([1, 1, 4, 4])
-  batch = {'identity': sharding.shard_batch(
-      {'rgb': np.asarray(_nhwc(rgb)), 'ir': np.asarray(_nhwc(ir)),
-       'labels': labels.numpy().astype(np.int32)}, mesh)}
+  batch = {
+      'identity': sharding.shard_batch(
+          {
+              'rgb': np.asarray(_nhwc(rgb)),
+              'ir': np.asarray(_nhwc(ir)),
+              'labels': labels.numpy().astype(np.int32),
+          },
+          mesh,
+      )
+  }
   new_state, metrics = trainers.make_steps(trainer, mesh)[1](state, batch)
   # The official iteration.
   mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -305,11 +353,18 @@ def _one_iteration(name, small, monkeypatch, official_inputs, loss_kind):
   norm = lambda x: ((x + 1) / 2 - mean) / std
   head = list(net.bottleneck.parameters()) + list(net.classifier.parameters())
   backbone = [p for p in net.parameters() if all(p is not q for q in head)]
-  lr = 0.1 * 1 / 10                          # epoch 0 of the warm-up
+  lr = 0.1 * 1 / 10  # epoch 0 of the warm-up
   optimizer = torch.optim.SGD(
-      [{'params': backbone, 'lr': 0.1 * lr}, {'params': [net.bottleneck.weight], 'lr': lr},
-       {'params': net.classifier.parameters(), 'lr': lr}],
-      lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
+      [
+          {'params': backbone, 'lr': 0.1 * lr},
+          {'params': [net.bottleneck.weight], 'lr': lr},
+          {'params': net.classifier.parameters(), 'lr': lr},
+      ],
+      lr=lr,
+      momentum=0.9,
+      weight_decay=5e-4,
+      nesterov=True,
+  )
   x1, x2 = official_inputs(rgb, ir, norm)
   x_pool, _, logits = net(x1, x2, 0)
   targets = torch.cat([labels] * (len(x_pool) // len(labels)))
@@ -319,25 +374,35 @@ def _one_iteration(name, small, monkeypatch, official_inputs, loss_kind):
   optimizer.step()
   np.testing.assert_allclose(float(metrics[f'{name}/loss']), loss.item(), rtol=1e-4)
   got = convert.load_official_agw(_saved_again(net, path))
-  params = {**jax.device_get(new_state.params['backbone']), **jax.device_get(new_state.params['head'])}
-  stats = {**jax.device_get(new_state.batch_stats['backbone']),
-           **jax.device_get(new_state.batch_stats['head'])}
-  for a, b in zip(jax.tree.leaves((params, stats)),
-                  jax.tree.leaves((got['params'], got['batch_stats']))):
+  params = {
+      **jax.device_get(new_state.params['backbone']),
+      **jax.device_get(new_state.params['head']),
+  }
+  stats = {
+      **jax.device_get(new_state.batch_stats['backbone']),
+      **jax.device_get(new_state.batch_stats['head']),
+  }
+  for a, b in zip(
+      jax.tree.leaves((params, stats)), jax.tree.leaves((got['params'], got['batch_stats']))
+  ):
     _close(a, b)
   # Momentum: torch's buffer of the classifier and of a trunk conv.
   trace = lambda group: jax.device_get(new_state.opt_state[group])[1].trace
-  _close(trace('head')['classifier']['kernel'],
-         optimizer.state[net.classifier.weight]['momentum_buffer'].numpy().T)
-  _close(trace('backbone')['trunk']['layer3_0']['conv1']['kernel'],
-         optimizer.state[net.base_resnet.base.layer3[0].conv1.weight]['momentum_buffer']
-         .numpy().transpose(2, 3, 1, 0))
+  _close(
+      trace('head')['classifier']['kernel'],
+      optimizer.state[net.classifier.weight]['momentum_buffer'].numpy().T,
+  )
+  _close(
+      trace('backbone')['trunk']['layer3_0']['conv1']['kernel'],
+      optimizer.state[net.base_resnet.base.layer3[0].conv1.weight]['momentum_buffer']
+      .numpy()
+      .transpose(2, 3, 1, 0),
+  )
 
 
 def test_one_agw_training_iteration_equals_the_official_one(small, monkeypatch):
   """AGW: CE + WRT on [rgb; ir] through the shared part."""
-  _one_iteration('agw', small, monkeypatch,
-                 lambda rgb, ir, norm: (norm(rgb), norm(ir)), 'wrt')
+  _one_iteration('agw', small, monkeypatch, lambda rgb, ir, norm: (norm(rgb), norm(ir)), 'wrt')
 
 
 def test_one_caj_training_iteration_equals_the_official_one(small, monkeypatch):
@@ -347,21 +412,32 @@ def test_one_caj_training_iteration_equals_the_official_one(small, monkeypatch):
   images turned grey, kept, replicating R and B; the official transforms
   are written here in torch, on the normalised tensors."""
   from aligngan_jax import augment
+
   jnp = jax.numpy
   top, left, height, width = 3, 2, 5, 4
-  monkeypatch.setattr(augment, 'draw_erasing', lambda key, n, size, p=0.5: (
-      jnp.arange(n) % 4 == 1, jnp.full((n,), top), jnp.full((n,), left),
-      jnp.full((n,), height), jnp.full((n,), width)))
+  monkeypatch.setattr(
+      augment,
+      'draw_erasing',
+      lambda key, n, size, p=0.5: (
+          jnp.arange(n) % 4 == 1,
+          jnp.full((n,), top),
+          jnp.full((n,), left),
+          jnp.full((n,), height),
+          jnp.full((n,), width),
+      ),
+  )
   exchange, grey_choice, grey_keep = [1, 2, 0, 1], [3, 3, 0, 2], [False, True, False, False]
-  monkeypatch.setattr(augment, 'draw_channel_exchange',
-                      lambda key, n: jnp.asarray(exchange[:n]))
-  monkeypatch.setattr(augment, 'draw_adaptive_grey', lambda key, n: (
-      jnp.asarray(grey_choice[:n]), jnp.asarray(grey_keep[:n])))
+  monkeypatch.setattr(augment, 'draw_channel_exchange', lambda key, n: jnp.asarray(exchange[:n]))
+  monkeypatch.setattr(
+      augment,
+      'draw_adaptive_grey',
+      lambda key, n: (jnp.asarray(grey_choice[:n]), jnp.asarray(grey_keep[:n])),
+  )
 
-  def erase(x):   # ChannelRandomErasing: x[c, top:top+h, left:left+w] = mean[c]
+  def erase(x):  # ChannelRandomErasing: x[c, top:top+h, left:left+w] = mean[c]
     x = x.clone()
     for c, value in enumerate((0.4914, 0.4822, 0.4465)):
-      x[1, c, top:top + height, left:left + width] = value
+      x[1, c, top : top + height, left : left + width] = value
     return x
 
   def official_inputs(rgb, ir, norm):
@@ -370,10 +446,14 @@ def test_one_caj_training_iteration_equals_the_official_one(small, monkeypatch):
     view1 = torch.stack([view1[i, [k, k, k]] for i, k in enumerate(exchange)])  # ChannelExchange
     ir = erase(norm(ir))
     grey = [0.2989 * ir[i, 0] + 0.5870 * ir[i, 1] + 0.1140 * ir[i, 2] for i in range(4)]
-    ir = torch.stack([                                                     # ChannelAdapGray
-        ir[i] if keep else (torch.stack([grey[i]] * 3) if k == 3 else ir[i, [k, k, k]])
-        for i, (k, keep) in enumerate(zip(grey_choice, grey_keep))])
+    ir = torch.stack(
+        [  # ChannelAdapGray
+            ir[i] if keep else (torch.stack([grey[i]] * 3) if k == 3 else ir[i, [k, k, k]])
+            for i, (k, keep) in enumerate(zip(grey_choice, grey_keep))
+        ]
+    )
     return torch.cat([view0, view1]), ir
+
   _one_iteration('caj', small, monkeypatch, official_inputs, 'adp')
 
 

@@ -12,7 +12,8 @@ from aligngan_jax import train_loop
 from aligngan_jax import trainers
 from aligngan_jax.trainers import agw
 from configs import default
-from test_trainer_interface import ListWriter, memory_run
+from test_trainer_interface import ListWriter
+from test_trainer_interface import memory_run
 
 
 def test_learning_rate_follows_the_official_adjust_learning_rate():
@@ -27,9 +28,17 @@ def _tiny(trainer: str, epochs: int, seed: int):
   """A ResNet-10 of width 4 at 32 x 16 on `memory_run`'s in-memory data."""
   config, data = memory_run(trainer, seed, size=(32, 16))
   config.model.depth, config.model.width = 10, 4
-  config[trainer].update(dict(epochs=epochs, warmup_epochs=1, lr_milestones=(1,),
-                              ids_per_batch=2, instances_per_id=2, input_size=(32, 16),
-                              pad=2))
+  config[trainer].update(
+      dict(
+          epochs=epochs,
+          warmup_epochs=1,
+          lr_milestones=(1,),
+          ids_per_batch=2,
+          instances_per_id=2,
+          input_size=(32, 16),
+          pad=2,
+      )
+  )
   return config, data
 
 
@@ -42,16 +51,18 @@ def test_the_agw_schedule_follows_the_split_sizes():
   trainer = trainers.trainer_for(config, trainers.DataInfo(6, 48, 24))
   assert trainer.steps_per_epoch == int(48 / 4) + 1 == 13
   assert trainer.total_iterations == 26
-  rates = trainer.learning_rates(13)              # epoch 1: decayed once
+  rates = trainer.learning_rates(13)  # epoch 1: decayed once
   assert float(rates['head']) == pytest.approx(0.01)
   assert float(rates['backbone']) == pytest.approx(0.001)
   assert trainer.feature_names == ('bn', 'pool')
 
 
 def test_augmentations_by_hand():
-  from aligngan_jax import augment
   import jax
   import jax.numpy as jnp
+
+  from aligngan_jax import augment
+
   image = jnp.broadcast_to(jnp.asarray([1.0, 2.0, 3.0]), (1, 4, 4, 3))
   # Pad-crop-flip: the centred crop without flip is the image; the corner
   # crop shows the padding (pixel 0 = -1 in [-1, 1]).
@@ -60,26 +71,42 @@ def test_augmentations_by_hand():
   np.testing.assert_array_equal(same, ramp)
   corner = augment.pad_crop_flip(ramp, jnp.asarray([[0, 0]]), jnp.asarray([True]), pad=2)
   np.testing.assert_array_equal(corner[0, :2, :, 0], [[-1] * 4] * 2)
-  np.testing.assert_array_equal(corner[0, 2, :, 0], [1, 0, -1, -1])   # [-1, -1, 0, 1] flipped
-  np.testing.assert_array_equal(augment.channel_exchange(image, jnp.asarray([1])),
-                                jnp.full((1, 4, 4, 3), 2.0))
+  np.testing.assert_array_equal(corner[0, 2, :, 0], [1, 0, -1, -1])  # [-1, -1, 0, 1] flipped
+  np.testing.assert_array_equal(
+      augment.channel_exchange(image, jnp.asarray([1])), jnp.full((1, 4, 4, 3), 2.0)
+  )
   grey = 0.2989 * 1 + 0.5870 * 2 + 0.1140 * 3
   three = jnp.concatenate([image] * 3)
-  got = augment.channel_adaptive_grey(three, jnp.asarray([3, 3, 0]),
-                                      jnp.asarray([False, True, True]))
+  got = augment.channel_adaptive_grey(
+      three, jnp.asarray([3, 3, 0]), jnp.asarray([False, True, True])
+  )
   np.testing.assert_allclose(got[0], np.full((4, 4, 3), grey), rtol=1e-6)
-  np.testing.assert_array_equal(got[1], image[0])                    # kept
-  np.testing.assert_array_equal(got[2], np.full((4, 4, 3), 1.0))    # channel R
-  erased = augment.erase_rectangles(image, jnp.asarray([True]), jnp.asarray([1]),
-                                    jnp.asarray([2]), jnp.asarray([2]), jnp.asarray([1]))
+  np.testing.assert_array_equal(got[1], image[0])  # kept
+  np.testing.assert_array_equal(got[2], np.full((4, 4, 3), 1.0))  # channel R
+  erased = augment.erase_rectangles(
+      image,
+      jnp.asarray([True]),
+      jnp.asarray([1]),
+      jnp.asarray([2]),
+      jnp.asarray([2]),
+      jnp.asarray([1]),
+  )
   np.testing.assert_allclose(erased[0, 1:3, 2], np.tile(augment.ERASE_FILL, (2, 1)), rtol=1e-6)
   assert int(jnp.sum(erased != image)) == 2 * 3
   # The official draws: where erasing applies, the rectangle fits.
   apply, top, left, h, w = map(np.asarray, augment.draw_erasing(jax.random.key(0), 512, (32, 16)))
   assert 0.35 < apply.mean() < 0.65
   h, w, top, left = h[apply], w[apply], top[apply], left[apply]
-  assert np.all((h < 32) & (w < 16) & (top + h <= 32) & (left + w <= 16) & (top >= 0)
-                & (left >= 0) & (h >= 1) & (w >= 1))
+  assert np.all(
+      (h < 32)
+      & (w < 16)
+      & (top + h <= 32)
+      & (left + w <= 16)
+      & (top >= 0)
+      & (left >= 0)
+      & (h >= 1)
+      & (w >= 1)
+  )
 
 
 def test_a_tiny_caj_run_trains_and_evaluates_both_features(tmp_path):
@@ -103,9 +130,11 @@ def test_a_tiny_caj_run_trains_and_evaluates_both_features(tmp_path):
 def test_a_pretrained_trunk_goes_into_both_stems_and_the_shared_layers(tmp_path):
   import jax
   import jax.numpy as jnp
+
   from aligngan_jax import pretrained
   from aligngan_jax import sharding
   from aligngan_jax.models import resnet
+
   config = default.get_config()
   config.trainer = 'agw'
   config.model.depth, config.model.width = 10, 4
@@ -121,17 +150,26 @@ def test_a_pretrained_trunk_goes_into_both_stems_and_the_shared_layers(tmp_path)
   state = trainer.load_pretrained(fresh, mesh, trainer.fetch_pretrained(config))
   backbone = jax.device_get(state.params['backbone'])
   for stem in ('visible_stem', 'thermal_stem'):
-    np.testing.assert_array_equal(backbone[stem]['conv1']['kernel'], trunk['params']['conv1']['kernel'])
+    np.testing.assert_array_equal(
+        backbone[stem]['conv1']['kernel'], trunk['params']['conv1']['kernel']
+    )
     np.testing.assert_array_equal(
         jax.device_get(state.batch_stats['backbone'])[stem]['bn1']['var'],
-        trunk['batch_stats']['bn1']['var'])
-  np.testing.assert_array_equal(backbone['trunk']['layer3_0']['conv2']['kernel'],
-                                trunk['params']['layer3_0']['conv2']['kernel'])
+        trunk['batch_stats']['bn1']['var'],
+    )
+  np.testing.assert_array_equal(
+      backbone['trunk']['layer3_0']['conv2']['kernel'],
+      trunk['params']['layer3_0']['conv2']['kernel'],
+  )
   # The non-local blocks and the head keep their initial values.
-  np.testing.assert_array_equal(backbone['trunk']['nl2_0']['theta']['kernel'],
-                                jax.device_get(fresh.params['backbone'])['trunk']['nl2_0']['theta']['kernel'])
-  np.testing.assert_array_equal(jax.device_get(state.params['head'])['classifier']['kernel'],
-                                jax.device_get(fresh.params['head'])['classifier']['kernel'])
+  np.testing.assert_array_equal(
+      backbone['trunk']['nl2_0']['theta']['kernel'],
+      jax.device_get(fresh.params['backbone'])['trunk']['nl2_0']['theta']['kernel'],
+  )
+  np.testing.assert_array_equal(
+      jax.device_get(state.params['head'])['classifier']['kernel'],
+      jax.device_get(fresh.params['head'])['classifier']['kernel'],
+  )
 
 
 def test_identities_the_official_sampler_cannot_draw_are_one_line(tmp_path):
@@ -139,17 +177,20 @@ def test_identities_the_official_sampler_cannot_draw_are_one_line(tmp_path):
   and IR images of each: a P above the identities with both modalities, or
   an identity without IR, is refused before anything compiles."""
   from aligngan_jax import errors
+
   config, data = _tiny('agw', epochs=1, seed=3)
-  config.agw.ids_per_batch = 7            # the in-memory data has 6 training people
-  with pytest.raises(errors.ConfigError,
-                     match=r'config\.agw\.ids_per_batch=7 is more than the 6 training'):
+  config.agw.ids_per_batch = 7  # the in-memory data has 6 training people
+  with pytest.raises(
+      errors.ConfigError, match=r'config\.agw\.ids_per_batch=7 is more than the 6 training'
+  ):
     train_loop.train_and_evaluate(config, str(tmp_path), data=data, writer=ListWriter())
   # An identity seen only in RGB: the official sampler would fail mid-run.
   config.agw.ids_per_batch = 2
   train = data.train
   data.train = train.select(~((train.label == 5) & (train.modality == 1)))
-  with pytest.raises(errors.UserError, match=r'1 training identities \(labels \[5\]\) have RGB '
-                     'but no IR'):
+  with pytest.raises(
+      errors.UserError, match=r'1 training identities \(labels \[5\]\) have RGB ' 'but no IR'
+  ):
     train_loop.train_and_evaluate(config, str(tmp_path), data=data, writer=ListWriter())
 
 
@@ -157,7 +198,9 @@ def test_caj_test_features_average_an_image_with_its_mirror():
   """The official testa.py: the flip-averaged features of an image and of its
   mirror image are the same (the unflipped ones are not), unit-norm."""
   import jax
+
   from aligngan_jax import sharding
+
   config, _ = _tiny('caj', epochs=1, seed=4)
   trainer = trainers.trainer_for(config, trainers.DataInfo(6))
   state = trainers.create_state(trainer, sharding.create_mesh())

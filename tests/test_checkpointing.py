@@ -2,24 +2,26 @@
 config's checkpoint refused, damaged or altered checkpoints named in one
 line, a full disk (issue 17: nothing lost, nothing silent)."""
 
+import errno
+import json
 import os
+import shutil
+
 import jax
+import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
+
 from aligngan_jax import checkpointing
 from aligngan_jax import config_checks
 from aligngan_jax import players
 from aligngan_jax import sharding
-import json
-import shutil
 from aligngan_jax import train_loop
 from aligngan_jax import trained
-import run_files
-import errno
-import jax.numpy as jnp
-import orbax.checkpoint as ocp
-import workdirs
 import ide_steps
+import run_files
+import workdirs
 
 
 def test_checkpoint_restore_is_bit_identical(ide_config, ide_models, tmp_path):
@@ -34,15 +36,14 @@ def test_checkpoint_restore_is_bit_identical(ide_config, ide_models, tmp_path):
   restored = checkpointing.restore(manager, template)
   manager.close()
   assert int(restored.step) == 2
-  np.testing.assert_array_equal(jax.random.key_data(restored.rng),
-                                jax.random.key_data(state.rng))
+  np.testing.assert_array_equal(jax.random.key_data(restored.rng), jax.random.key_data(state.rng))
   for field in ('params', 'batch_stats', 'opt_state'):
-    for a, b in zip(jax.tree.leaves(getattr(state, field)),
-                    jax.tree.leaves(getattr(restored, field))):
+    for a, b in zip(
+        jax.tree.leaves(getattr(state, field)), jax.tree.leaves(getattr(restored, field))
+    ):
       np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   repl = sharding.replicated(mesh)
-  assert all(x.sharding.is_equivalent_to(repl, x.ndim)
-             for x in jax.tree.leaves(restored.params))
+  assert all(x.sharding.is_equivalent_to(repl, x.ndim) for x in jax.tree.leaves(restored.params))
 
 
 def test_a_checkpoint_of_another_trainer_is_refused(ide_config, ide_models, tmp_path):
@@ -50,8 +51,7 @@ def test_a_checkpoint_of_another_trainer_is_refused(ide_config, ide_models, tmp_
   ide = players.create_state(ide_config, ide_models, mesh)
 
   def save(state, name):
-    manager = checkpointing.create_manager(str(tmp_path / name), save_every=1,
-                                           max_to_keep=1)
+    manager = checkpointing.create_manager(str(tmp_path / name), save_every=1, max_to_keep=1)
     checkpointing.save(manager, state, force=True)
     manager.wait_until_finished()
     return manager
@@ -60,9 +60,11 @@ def test_a_checkpoint_of_another_trainer_is_refused(ide_config, ide_models, tmp_
   # A template with one more network stands for another trainer's state
   # (the check runs before anything is read).
   with_generator = ide.replace(params={**ide.params, 'G_rgb2ir': ide.params['encoder']})
-  with pytest.raises(config_checks.ConfigError,
-                     match=r"holds the networks \['embedder', 'encoder'\], but this config "
-                           r"builds \['G_rgb2ir', 'embedder', 'encoder'\]"):
+  with pytest.raises(
+      config_checks.ConfigError,
+      match=r"holds the networks \['embedder', 'encoder'\], but this config "
+      r"builds \['G_rgb2ir', 'embedder', 'encoder'\]",
+  ):
     checkpointing.restore(other, with_generator)
   other.close()
 
@@ -87,7 +89,8 @@ def _assert_stage_diagnostics(workdir, log_text):
     # The references do not depend on the generator.
     assert (e['luminance_l1'], e['linear_l1']) == (
         rows[0]['diagnostics']['translation']['luminance_l1'],
-        rows[0]['diagnostics']['translation']['linear_l1'])
+        rows[0]['diagnostics']['translation']['linear_l1'],
+    )
     for measure in ('fake_ir_to_ir', 'ir_to_ir'):
       assert 0.0 <= d[measure]['rank1'] <= 1.0
       assert 0.0 < d[measure]['chance_rank1'] < 1.0
@@ -97,12 +100,23 @@ def _assert_stage_diagnostics(workdir, log_text):
     step4 = json.load(f)
   assert step4['stage'] == 2 and step4['diagnostics'] == rows[2]['diagnostics']
   tags = run_files.tensorboard_tags(workdir)
-  assert {'diagnostics/fake_ir_to_ir/rank1', 'diagnostics/ir_to_ir/mAP',
-          'diagnostics/cosine/gap', 'diagnostics/translation/l1',
-          'diagnostics/translation/luminance_ssim'} <= tags
+  assert {
+      'diagnostics/fake_ir_to_ir/rank1',
+      'diagnostics/ir_to_ir/mAP',
+      'diagnostics/cosine/gap',
+      'diagnostics/translation/l1',
+      'diagnostics/translation/luminance_ssim',
+  } <= tags
   # The tag scheme both trainers share.
-  assert {'train/feature/loss', 'train/G/loss', 'train/stage', 'train/steps_per_sec',
-          'lr/encoder', 'lr/G_rgb2ir', 'translation'} <= tags
+  assert {
+      'train/feature/loss',
+      'train/G/loss',
+      'train/stage',
+      'train/steps_per_sec',
+      'lr/encoder',
+      'lr/G_rgb2ir',
+      'translation',
+  } <= tags
   assert log_text.count('Per-stage diagnostics') == 4
   assert '(e) L1 G/luma/lin' in log_text
 
@@ -119,25 +133,30 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(aligngan_run, tmp_
   broken = str(tmp_path / 'broken')
   os.makedirs(os.path.join(broken, 'checkpoints'))
   for step in ('1', '2', '3'):
-    shutil.copytree(os.path.join(straight, 'checkpoints', step),
-                    os.path.join(broken, 'checkpoints', step))
+    shutil.copytree(
+        os.path.join(straight, 'checkpoints', step), os.path.join(broken, 'checkpoints', step)
+    )
   result = train_loop.train_and_evaluate(config, broken)
   assert 'sysu all single' in result['results']
   # Translation grids at the end of each stage: 5 columns of 64 px tiles
   # (real RGB | fake IR | true IR | real IR | reconstructed RGB).
   from PIL import Image
+
   for step in (2, 4, 6):
     png = Image.open(os.path.join(straight, 'images', f'translation_{step:06d}.png'))
     assert png.size[0] == 5 * 66 - 2 and (png.size[1] + 2) % 66 == 0
   a, b = _final_state(config, straight), _final_state(config, broken)
   assert int(a.step) == int(b.step) == 6
-  for x, y in zip(jax.tree.leaves((a.params, a.batch_stats, a.opt_state)),
-                  jax.tree.leaves((b.params, b.batch_stats, b.opt_state))):
+  for x, y in zip(
+      jax.tree.leaves((a.params, a.batch_stats, a.opt_state)),
+      jax.tree.leaves((b.params, b.batch_stats, b.opt_state)),
+  ):
     np.testing.assert_array_equal(x, y)
 
 
 def test_a_damaged_newest_checkpoint_names_the_intact_one_and_resume_step_uses_it(
-    diverged, tmp_path):
+    diverged, tmp_path
+):
   workdir = workdirs.copy(diverged[0], tmp_path)
   with open(workdirs.data_files(workdir, 8)[-1], 'r+b') as f:
     f.truncate(100)
@@ -156,8 +175,9 @@ def test_a_damaged_newest_checkpoint_names_the_intact_one_and_resume_step_uses_i
   # format loaded unverified.
   third = workdirs.copy(diverged[0], tmp_path / 'fingerprint')
   os.remove(os.path.join(third, 'checkpoints', '8', '_CHECKPOINT_METADATA'))
-  with pytest.raises(checkpointing.CheckpointError,
-                     match=r'8 is damaged \(its fingerprint is missing .*step 7'):
+  with pytest.raises(
+      checkpointing.CheckpointError, match=r'8 is damaged \(its fingerprint is missing .*step 7'
+  ):
     workdirs.restore(third)
   # Resuming from the named step sets the damaged one aside (nothing deleted).
   config = trained.load_config(workdir)
@@ -165,8 +185,10 @@ def test_a_damaged_newest_checkpoint_names_the_intact_one_and_resume_step_uses_i
   models = players.create_models(config, trained.num_classes(second), ('encoder', 'embedder'))
   mesh = sharding.create_mesh()
   manager, state, resumed = checkpointing.resume_or_start(
-      config, workdir, lambda abstract=False: players.create_state(
-          config, models, mesh, abstract=abstract))
+      config,
+      workdir,
+      lambda abstract=False: players.create_state(config, models, mesh, abstract=abstract),
+  )
   manager.close()
   assert resumed and int(state.step) == 7
   assert '8' in os.listdir(os.path.join(workdir, checkpointing.SET_ASIDE))
@@ -188,13 +210,15 @@ def test_flipped_bytes_are_an_error_never_a_silent_load(diverged, tmp_path):
 
 def test_the_fingerprint_sees_one_bit_and_ignores_the_device_layout():
   mesh = sharding.create_mesh()
-  tree = {'w': jnp.arange(12, dtype=jnp.float32).reshape(3, 4), 'n': jnp.int32(7),
-          'key': jax.random.key(0)}
+  tree = {
+      'w': jnp.arange(12, dtype=jnp.float32).reshape(3, 4),
+      'n': jnp.int32(7),
+      'key': jax.random.key(0),
+  }
   sums, bad = checkpointing.fingerprint(tree)
   assert bad == []
   # Replicated over two devices, or on one: the same checksums.
-  assert checkpointing.fingerprint(
-      jax.device_put(tree, sharding.replicated(mesh)))[0] == sums
+  assert checkpointing.fingerprint(jax.device_put(tree, sharding.replicated(mesh)))[0] == sums
   # The hand-computed checksum of 'w': sum of bits(x_i) * (2i + 1) mod 2^32.
   bits = np.arange(12, dtype=np.float32).view(np.uint32).astype(np.uint64)
   assert sums["['w']"] == int(np.sum(bits * (2 * np.arange(12) + 1)) % 2**32)
@@ -216,21 +240,24 @@ def test_a_workdir_of_another_config_is_refused_with_the_differing_keys(diverged
 
 
 def test_a_full_disk_is_one_line_and_leaves_no_evaluation_of_the_unsaved_step(
-    diverged, tfds_data_dir, tmp_path, monkeypatch):
+    diverged, tfds_data_dir, tmp_path, monkeypatch
+):
   workdir = workdirs.copy(diverged[0], tmp_path)
   config = workdirs.ide_config(tfds_data_dir, learning_rate=0.01)
   config.ide.num_train_steps = 9
 
   def full(*args, **kwargs):
     raise OSError(errno.ENOSPC, 'No space left on device')
+
   monkeypatch.setattr(ocp.CheckpointManager, 'save', full)
   with pytest.raises(checkpointing.CheckpointError) as error:
     train_loop.train_and_evaluate(config, workdir)
   message = str(error.value)
-  assert message.startswith(f'No space left on the device of {workdir}/checkpoints '
-                            'while saving step 9: a checkpoint needs about ')
+  assert message.startswith(
+      f'No space left on the device of {workdir}/checkpoints '
+      'while saving step 9: a checkpoint needs about '
+  )
   assert 'Go on from step 8 in ' in message and '\n' not in message
   assert not os.path.exists(os.path.join(workdir, 'eval', 'step_9.json'))
   with open(os.path.join(workdir, 'eval', 'latest.json')) as f:
     assert json.load(f)['step'] == 8
-

@@ -18,40 +18,83 @@ def _fake_runs(monkeypatch, results):
   def run_one(model, seed, runs, data_dir, extra):
     del runs, data_dir, extra
     return {'rank1': results[model, seed][0], 'mAP': results[model, seed][1], 'minutes': 2.0}
+
   monkeypatch.setattr(demo_table, 'run_one', run_one)
 
 
 def test_writes_seed_rows_and_means_merges_and_checks(tmp_path, monkeypatch):
   readme, doc = _files(tmp_path)
-  _fake_runs(monkeypatch, {('aligngan', 0): (10.0, 20.0), ('aligngan', 1): (14.0, 22.0),
-                           ('agw', 0): (30.04, 35.0)})
+  _fake_runs(
+      monkeypatch,
+      {('aligngan', 0): (10.0, 20.0), ('aligngan', 1): (14.0, 22.0), ('agw', 0): (30.04, 35.0)},
+  )
   common = ['--runs', str(tmp_path / 'runs'), '--readme', readme, '--doc', doc]
   assert demo_table.main(['--models=aligngan', '--seeds=0,1', *common]) == 0
   assert demo_table.main(['--models=agw', '--seeds=0', *common]) == 0
   rows, stamps = demo_table.read_seed_rows(doc)
   # Both models' rows are there (the second run kept the first model's).
-  assert rows == {('AlignGAN', 0): {'rank1': 10.0, 'mAP': 20.0, 'minutes': 2.0},
-                  ('AlignGAN', 1): {'rank1': 14.0, 'mAP': 22.0, 'minutes': 2.0},
-                  ('AGW', 0): {'rank1': 30.0, 'mAP': 35.0, 'minutes': 2.0}}
+  assert rows == {
+      ('AlignGAN', 0): {'rank1': 10.0, 'mAP': 20.0, 'minutes': 2.0},
+      ('AlignGAN', 1): {'rank1': 14.0, 'mAP': 22.0, 'minutes': 2.0},
+      ('AGW', 0): {'rank1': 30.0, 'mAP': 35.0, 'minutes': 2.0},
+  }
   assert set(stamps) == {'AlignGAN', 'AGW'} and 'commit ' in stamps['AGW']
   text = open(readme).read()
   # Mean 12.0, sample sd sqrt(8) = 2.83; one seed: no sd.
-  assert '| AlignGAN | `python main.py --config=configs/synthetic.py` | 0,1 | **12.0 ± 2.8** | ' \
-         '21.0 ± 1.4 |' in text
-  assert '| AGW | `python main.py --config=configs/synthetic.py:agw` | 0 | **30.0** | 35.0 |' in text
+  assert (
+      '| AlignGAN | `python main.py --config=configs/synthetic.py` | 0,1 | **12.0 ± 2.8** | '
+      '21.0 ± 1.4 |' in text
+  )
+  assert (
+      '| AGW | `python main.py --config=configs/synthetic.py:agw` | 0 | **30.0** | 35.0 |' in text
+  )
   assert 'old' not in text and text.startswith('# x\n') and text.endswith('after\n')
   assert 'intro' in open(doc).read() and open(doc).read().endswith('end\n')
 
   # --check: the same numbers reproduce; a moved seed with an agreeing mean
   # passes; a moved mean fails.
-  assert demo_table.main(['--models=aligngan', '--seeds=0,1', '--check', *common[:2],
-                          '--runs', str(tmp_path / 'again'), *common[2:]]) == 0
+  assert (
+      demo_table.main(
+          [
+              '--models=aligngan',
+              '--seeds=0,1',
+              '--check',
+              *common[:2],
+              '--runs',
+              str(tmp_path / 'again'),
+              *common[2:],
+          ]
+      )
+      == 0
+  )
   _fake_runs(monkeypatch, {('aligngan', 0): (11.0, 20.0), ('aligngan', 1): (13.0, 22.0)})
-  assert demo_table.main(['--models=aligngan', '--seeds=0,1', '--check',
-                          '--runs', str(tmp_path / 'moved'), *common[2:]]) == 0
+  assert (
+      demo_table.main(
+          [
+              '--models=aligngan',
+              '--seeds=0,1',
+              '--check',
+              '--runs',
+              str(tmp_path / 'moved'),
+              *common[2:],
+          ]
+      )
+      == 0
+  )
   _fake_runs(monkeypatch, {('aligngan', 0): (20.0, 20.0), ('aligngan', 1): (24.0, 22.0)})
-  assert demo_table.main(['--models=aligngan', '--seeds=0,1', '--check',
-                          '--runs', str(tmp_path / 'far'), *common[2:]]) == 1
+  assert (
+      demo_table.main(
+          [
+              '--models=aligngan',
+              '--seeds=0,1',
+              '--check',
+              '--runs',
+              str(tmp_path / 'far'),
+              *common[2:],
+          ]
+      )
+      == 1
+  )
 
 
 def test_a_file_without_its_block_is_refused_before_any_run(tmp_path, monkeypatch):

@@ -12,9 +12,9 @@ def _case():
   """Two people A (1) and B (2): fake IR from RGB camera 1, real IR from
   cameras 3 and 6. Person A's camera-6 image looks like B."""
   e1, e2 = np.eye(3)[0], np.eye(3)[1]
-  features = np.stack([e1, e2,          # fake IR of A, B (camera 1)
-                       e1, e2,          # IR of A, B (camera 3)
-                       e2, e2])         # IR of A, B (camera 6)
+  features = np.stack(
+      [e1, e2, e1, e2, e2, e2]  # fake IR of A, B (camera 1)  # IR of A, B (camera 3)
+  )  # IR of A, B (camera 6)
   ids = np.array([1, 2, 1, 2, 1, 2])
   cams = np.array([1, 1, 3, 3, 6, 6])
   modality = np.array([RGB, RGB, IR, IR, IR, IR])
@@ -56,16 +56,32 @@ def test_one_ir_camera_skips_ir_to_ir_and_scalars_skip_it_too():
 
 def test_format_table_shows_every_measure():
   out = diagnostics.diagnose(*_case())
-  row = {'stage': 1, 'step': 10, 'diagnostics': out,
-         'protocol': {'rank1': 0.25, 'mAP': 0.5, 'chance_rank1': 0.1}}
+  row = {
+      'stage': 1,
+      'step': 10,
+      'diagnostics': out,
+      'protocol': {'rank1': 0.25, 'mAP': 0.5, 'chance_rank1': 0.1},
+  }
   table = diagnostics.format_table([row])
-  assert '25.0/50.0 (10.0)' in table          # (a)
-  assert '100.0/83.3 (50.0)' in table         # (b)
-  assert '0.750/0.250 (+0.500)' in table      # (d)
-  assert '(e)' not in table                   # no infrared twins: no column
-  with_e = dict(row, diagnostics={**out, 'translation': {
-      'l1': 0.1234, 'luminance_l1': 0.25, 'linear_l1': 0.125, 'ssim': 0.5,
-      'luminance_ssim': -0.25, 'linear_ssim': 0.75, 'num_images': 3}})
+  assert '25.0/50.0 (10.0)' in table  # (a)
+  assert '100.0/83.3 (50.0)' in table  # (b)
+  assert '0.750/0.250 (+0.500)' in table  # (d)
+  assert '(e)' not in table  # no infrared twins: no column
+  with_e = dict(
+      row,
+      diagnostics={
+          **out,
+          'translation': {
+              'l1': 0.1234,
+              'luminance_l1': 0.25,
+              'linear_l1': 0.125,
+              'ssim': 0.5,
+              'luminance_ssim': -0.25,
+              'linear_ssim': 0.75,
+              'num_images': 3,
+          },
+      },
+  )
   table = diagnostics.format_table([row, with_e])
   assert '(e) L1 G/luma/lin' in table
   assert '0.123/0.250/0.125' in table and '0.50/-0.25/0.75' in table

@@ -4,11 +4,13 @@ draws from non-finite features."""
 
 import os
 import types
+
 import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
 from aligngan_jax import checkpointing
 from aligngan_jax import config_checks
 from aligngan_jax import divergence
@@ -35,14 +37,21 @@ def test_divergence_keeps_only_finite_checkpoints_and_resumes_from_the_named_one
   assert str(step + 1) in os.listdir(os.path.join(workdir, checkpointing.SET_ASIDE))
   for s in steps:
     state = jax.device_get(workdirs.restore(workdir, step=s))
-    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(
-        (state.params, state.batch_stats, state.opt_state)))
+    assert all(
+        np.all(np.isfinite(x))
+        for x in jax.tree.leaves((state.params, state.batch_stats, state.opt_state))
+    )
 
 
 def test_a_non_finite_loss_names_the_term_and_the_exact_step():
   from aligngan_jax import reporting
-  history = [{'a': 1.0, 'b': 2.0}, {'a': 1.0, 'b': 2.0}, {'a': np.nan, 'b': np.inf},
-             {'a': np.nan, 'b': 1.0}]
+
+  history = [
+      {'a': 1.0, 'b': 2.0},
+      {'a': 1.0, 'b': 2.0},
+      {'a': np.nan, 'b': np.inf},
+      {'a': np.nan, 'b': 1.0},
+  ]
   assert reporting.first_non_finite(history, first_step=10) == (13, ['a', 'b'])
   assert reporting.first_non_finite(history[:2], first_step=10) is None
 
@@ -56,11 +65,15 @@ def test_a_state_training_cannot_go_on_from_is_never_kept(tfds_data_dir, tmp_pat
   with pytest.raises(divergence.DivergenceError) as error:
     train_loop.train_and_evaluate(workdirs.ide_config(tfds_data_dir, learning_rate=1e3), workdir)
   message = str(error.value)
-  assert message.startswith('Training diverged: the state after step 1 cannot be trained '
-                            'on: from it, one forward pass of the probe batch gives ')
-  assert "running statistics beyond config.checkpoint_max_abs=1e+06" in message
-  assert message.endswith('No checkpoint has been written yet: start again (lower the '
-                          'learning rate if the losses diverged).')
+  assert message.startswith(
+      'Training diverged: the state after step 1 cannot be trained '
+      'on: from it, one forward pass of the probe batch gives '
+  )
+  assert 'running statistics beyond config.checkpoint_max_abs=1e+06' in message
+  assert message.endswith(
+      'No checkpoint has been written yet: start again (lower the '
+      'learning rate if the losses diverged).'
+  )
   assert checkpointing.steps_in(workdir) == []
 
 
@@ -75,18 +88,23 @@ def test_the_probe_judges_losses_statistics_and_features():
   state = _State(params=jnp.ones(3), batch_stats={'bn': {'var': jnp.ones(3)}})
 
   def probe(loss=1.0, var=1.0, feature=1.0):
-    step = lambda s, batch: (s.replace(batch_stats={'bn': {'var': s.batch_stats['bn']['var'] * var}}),
-                             {'loss': jnp.float32(loss)})
+    step = lambda s, batch: (
+        s.replace(batch_stats={'bn': {'var': s.batch_stats['bn']['var'] * var}}),
+        {'loss': jnp.float32(loss)},
+    )
     extract = lambda s, images: {'f': images * feature}
-    return divergence.Probe({1: step}, {1: {}}, {'ir': extract}, {'ir': jnp.ones((2, 4))},
-                            max_abs=1e6).problem(state, 1)
+    return divergence.Probe(
+        {1: step}, {1: {}}, {'ir': extract}, {'ir': jnp.ones((2, 4))}, max_abs=1e6
+    ).problem(state, 1)
+
   assert probe() is None
   assert probe(loss=np.nan) == 'non-finite loss'
   assert probe(var=np.inf).startswith("non-finite running statistics (in ['batch_stats']")
-  assert probe(var=4e11).startswith('running statistics beyond config.checkpoint_max_abs=1e+06 '
-                                    '(up to 4e+11')
+  assert probe(var=4e11).startswith(
+      'running statistics beyond config.checkpoint_max_abs=1e+06 ' '(up to 4e+11'
+  )
   assert probe(feature=np.nan) == 'non-finite test features of the IR probe images'
-  assert float(state.batch_stats['bn']['var'][0]) == 1.0   # not donated away
+  assert float(state.batch_stats['bn']['var'][0]) == 1.0  # not donated away
 
 
 def _nan_feature_checkpoint(diverged, tmp_path):
@@ -98,24 +116,31 @@ def _nan_feature_checkpoint(diverged, tmp_path):
   config = trained.load_config(workdir)
   state = workdirs.restore(workdir, config)
   stats = jax.tree_util.tree_map_with_path(
-      lambda path, x: -x if 'var' in jax.tree_util.keystr(path) else x, state.batch_stats)
+      lambda path, x: -x if 'var' in jax.tree_util.keystr(path) else x, state.batch_stats
+  )
   state = state.replace(step=state.step + 1, batch_stats=stats)
   manager = checkpointing.create_manager(workdir, save_every=1, max_to_keep=10)
-  checkpointing.save(manager, state, force=True, config=config,
-                     metadata={'num_classes': trained.num_classes(workdir)})
+  checkpointing.save(
+      manager,
+      state,
+      force=True,
+      config=config,
+      metadata={'num_classes': trained.num_classes(workdir)},
+  )
   manager.wait_until_finished()
   manager.close()
   return workdir, config
 
 
-def test_no_tool_ranks_writes_or_draws_from_non_finite_features(diverged, tfds_data_dir,
-                                                                 tmp_path):
+def test_no_tool_ranks_writes_or_draws_from_non_finite_features(diverged, tfds_data_dir, tmp_path):
+  from PIL import Image
+
   from aligngan_jax import export
   from aligngan_jax import search
   from aligngan_jax import sheets
   from aligngan_jax import train_lib
   from aligngan_jax.evaluation import driver
-  from PIL import Image
+
   workdir, config = _nan_feature_checkpoint(diverged, tmp_path)
   config.data_dir = tfds_data_dir
   where = f'Checkpoint {workdir}/checkpoints/9 gives non-finite features (the features of '
@@ -133,8 +158,9 @@ def test_no_tool_ranks_writes_or_draws_from_non_finite_features(diverged, tfds_d
   # The step they advise is read before any work (export below follows its
   # advice to the end; the resume tests do for training).
   config.resume_step = 3
-  with pytest.raises(config_checks.ConfigError,
-                     match=r'^config\.resume_step=3 is not a checkpoint in .*\(there: '):
+  with pytest.raises(
+      config_checks.ConfigError, match=r'^config\.resume_step=3 is not a checkpoint in .*\(there: '
+  ):
     train_lib.evaluate_checkpoint(config, workdir)
   # export and search: the same line with their --step; nothing written.
   out = str(tmp_path / 'features.npz')
@@ -173,8 +199,9 @@ def test_the_advice_reads_the_checkpoint_still_being_written():
       if not self.saved:
         raise FileNotFoundError(f'{self.directory}/{step}/_CHECKPOINT_METADATA')
       return types.SimpleNamespace(custom_metadata={'largest': 2596.0})
+
   assert divergence.resume_advice(SavingManager(), max_abs=1e6) == (
       'Go on from step 1 in /w/checkpoints (largest value 2.6e+03): rerun with '
       '--config.resume_step=1 and a lower learning rate (config.learning_rate, '
-      'config.gan.learning_rate).')
-
+      'config.gan.learning_rate).'
+  )

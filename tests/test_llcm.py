@@ -15,10 +15,9 @@ CAMERAS = {'vis': [1, 3, 9], 'nir': [1, 2]}
 
 def _load(manual_dir, data_dir):
   from aligngan_jax import input_pipeline
-  builder = input_pipeline.get_builder('llcm', data_dir=str(data_dir),
-                                       manual_dir=str(manual_dir))
-  return (input_pipeline.load_split(builder, 'train'),
-          input_pipeline.load_split(builder, 'test'))
+
+  builder = input_pipeline.get_builder('llcm', data_dir=str(data_dir), manual_dir=str(manual_dir))
+  return (input_pipeline.load_split(builder, 'train'), input_pipeline.load_split(builder, 'test'))
 
 
 def test_splits_ids_cameras_modalities_and_index_order(tmp_path):
@@ -31,14 +30,14 @@ def test_splits_ids_cameras_modalities_and_index_order(tmp_path):
       rows = records.modality == m
       assert sorted(records.path[rows]) == sorted(written[(split, name)])
       assert set(records.camera[rows]) == set(CAMERAS[name])
-      for path, pid, cam in zip(records.path[rows], records.person_id[rows],
-                                records.camera[rows]):
+      for path, pid, cam in zip(records.path[rows], records.person_id[rows], records.camera[rows]):
         assert path.startswith(f'{name}/{pid:04d}/{pid:04d}_c{cam:02d}_')
     # index: ascending file-name order within (modality, camera, person);
     # the fixture's frame numbers run against the write order.
     for key in set(zip(records.modality, records.camera, records.person_id)):
-      rows = ((records.modality == key[0]) & (records.camera == key[1]) &
-              (records.person_id == key[2]))
+      rows = (
+          (records.modality == key[0]) & (records.camera == key[1]) & (records.person_id == key[2])
+      )
       order = np.argsort(records.path[rows])
       np.testing.assert_array_equal(records.index[rows][order], np.arange(rows.sum()))
   # Labels by ascending person id over both modalities (the lists' own
@@ -93,7 +92,8 @@ def test_empty_list_listed_apple_double_or_hidden_only_folder_is_named(tmp_path)
   name = 'vis/0005/._0005_c01_s101_f900_vis.jpg'
   (root / name).write_bytes(b'\x00\x05\x16\x07')
   vis_list.write_text(f'{name} 1\n' + original)
-  with pytest.raises(llcm.LlcmError, match=rf'{vis_list} line 1 names {name}, a hidden or '
-                     'macOS AppleDouble'):
+  with pytest.raises(
+      llcm.LlcmError, match=rf'{vis_list} line 1 names {name}, a hidden or ' 'macOS AppleDouble'
+  ):
     _load(root, tmp_path / 'tfds')
   assert not list((tmp_path / 'tfds').glob('llcm/*/dataset_info.json'))

@@ -11,6 +11,7 @@ from aligngan_jax import losses
 def _numpy_triplet(e1, e2, e3, y1, y2, y3, margin):
   def cos(a, b):
     return (a @ b.T) / np.outer(np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1))
+
   s12, s13 = cos(e1, e2), cos(e1, e3)
   total = 0.0
   for i in range(len(e1)):
@@ -23,7 +24,7 @@ def _numpy_triplet(e1, e2, e3, y1, y2, y3, margin):
 @pytest.mark.parametrize('seed', [0, 1, 2])
 def test_cross_modal_triplet_matches_numpy(seed):
   rng = np.random.default_rng(seed)
-  labels = np.repeat(np.arange(4), 3)          # P=4, K=3, aligned modalities
+  labels = np.repeat(np.arange(4), 3)  # P=4, K=3, aligned modalities
   e1, e2, e3 = (rng.normal(size=(12, 8)).astype(np.float32) for _ in range(3))
   for margin in (1.0, 0.3):
     got = losses.cross_modal_triplet(e1, e2, e3, labels, labels, labels, margin=margin)
@@ -52,13 +53,16 @@ def test_triplet_gradient_flows_only_through_selected_entries():
   rng = np.random.default_rng(3)
   labels = np.repeat(np.arange(3), 2)
   e1, e2, e3 = (rng.normal(size=(6, 4)).astype(np.float32) for _ in range(3))
-  grad = jax.grad(lambda b: losses.cross_modal_triplet(
-      e1, b, e3, labels, labels, labels, margin=5.0))(jnp.asarray(e2))
+  grad = jax.grad(
+      lambda b: losses.cross_modal_triplet(e1, b, e3, labels, labels, labels, margin=5.0)
+  )(jnp.asarray(e2))
   # With a large margin every anchor is active; each anchor selects exactly one
   # positive row of e2, so rows of e2 never selected get exactly zero gradient.
   s12 = np.asarray(losses.cosine_similarity(e1, e2))
-  selected = {int(np.flatnonzero(labels == labels[i])[
-      np.argmin(s12[i, labels == labels[i]])]) for i in range(6)}
+  selected = {
+      int(np.flatnonzero(labels == labels[i])[np.argmin(s12[i, labels == labels[i]])])
+      for i in range(6)
+  }
   for j in range(6):
     assert (np.abs(np.asarray(grad[j])).sum() > 0) == (j in selected)
 
@@ -78,6 +82,7 @@ def torch_official_triplet(x, t, kind, alpha=1.0, gamma=1.0, square=True):
   method's OriTripletLoss ('ori') as the official code computes them
   (baselines_reference.md §2), on torch tensors (differentiable)."""
   import torch
+
   n = x.shape[0]
   pow_ = torch.pow(x, 2).sum(dim=1, keepdim=True).expand(n, n)
   dist = (pow_ + pow_.t()).addmm(x, x.t(), beta=1, alpha=-2).clamp(min=1e-12).sqrt()
@@ -89,6 +94,7 @@ def torch_official_triplet(x, t, kind, alpha=1.0, gamma=1.0, square=True):
     diff = d - max_v
     z = torch.sum(torch.exp(diff) * mask, dim=1, keepdim=True) + 1e-6
     return torch.exp(diff) * mask / z
+
   d_ap, d_an = dist * is_pos, dist * is_neg
   scale = alpha if kind == 'adp' else 1.0
   pos = torch.sum(d_ap * softmax_weights(d_ap * scale, is_pos), dim=1)
@@ -96,7 +102,7 @@ def torch_official_triplet(x, t, kind, alpha=1.0, gamma=1.0, square=True):
   soft_margin = torch.nn.SoftMarginLoss()
   if kind == 'wrt':
     return soft_margin(neg - pos, torch.ones_like(pos))
-  if kind == 'ori':   # OriTripletLoss, the base method's: batch-hard, margin 0.3
+  if kind == 'ori':  # OriTripletLoss, the base method's: batch-hard, margin 0.3
     ap = torch.cat([dist[i][is_pos[i] > 0].max().unsqueeze(0) for i in range(n)])
     an = torch.cat([dist[i][is_neg[i] > 0].min().unsqueeze(0) for i in range(n)])
     return torch.nn.MarginRankingLoss(margin=0.3)(an, ap, torch.ones_like(an))
@@ -110,6 +116,7 @@ def torch_official_triplet(x, t, kind, alpha=1.0, gamma=1.0, square=True):
 def _torch_official(features, labels, kind, **kwargs):
   """The official loss and its gradient with respect to the features."""
   import torch
+
   x = torch.tensor(features, requires_grad=True)
   loss = torch_official_triplet(x, torch.tensor(labels), kind, **kwargs)
   loss.backward()
@@ -134,8 +141,7 @@ def test_agw_and_caj_triplets_equal_the_official_pytorch_code(scale):
     kind = name if name in ('wrt', 'ori') else 'adp'
     want, want_grad = _torch_official(features, labels, kind, **kwargs)
     np.testing.assert_allclose(float(loss), want, rtol=2e-5, err_msg=name)
-    np.testing.assert_allclose(np.asarray(grad), want_grad, rtol=2e-4, atol=1e-6,
-                               err_msg=name)
+    np.testing.assert_allclose(np.asarray(grad), want_grad, rtol=2e-4, atol=1e-6, err_msg=name)
 
 
 def test_official_triplet_quirks_at_large_distances():
@@ -144,10 +150,10 @@ def test_official_triplet_quirks_at_large_distances():
   log1p(exp(88)) in float32 with zero gradient."""
   labels = np.repeat(np.arange(3), 2)
   rng = np.random.default_rng(0)
-  far = (60.0 * rng.normal(size=(6, 8))).astype(np.float32)   # every pair far apart
+  far = (60.0 * rng.normal(size=(6, 8))).astype(np.float32)  # every pair far apart
   dist = np.asarray(losses.euclidean_distances(far))
-  assert dist.min() > 0                         # the clamp keeps the diagonal off 0
-  d_pos, d_neg = losses._weighted_pairs(far, labels)   # pylint: disable=protected-access
+  assert dist.min() > 0  # the clamp keeps the diagonal off 0
+  d_pos, d_neg = losses._weighted_pairs(far, labels)  # pylint: disable=protected-access
   assert float(np.max(d_neg)) < 1e-6 < float(np.min(d_pos))
   loss, grad = jax.value_and_grad(lambda f: losses.adaptive_triplet(f, labels))(far)
   assert float(loss) == pytest.approx(float(np.log1p(np.exp(np.float32(88.0)))), rel=1e-6)

@@ -7,8 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aligngan_jax.models import Embedder, ResNetEncoder, prepare_encoder_input
+from aligngan_jax.models import Embedder
+from aligngan_jax.models import ResNetEncoder
 from aligngan_jax.models import layers
+from aligngan_jax.models import prepare_encoder_input
 
 
 def _num_params(tree):
@@ -21,22 +23,33 @@ def test_resnet50_trunk_has_the_official_parameter_count_and_shape():
   variables = jax.eval_shape(lambda: enc.init(jax.random.key(0), jnp.zeros(x.shape), train=False))
   assert _num_params(variables['params']) == 23_508_032
   out = jax.eval_shape(lambda v: enc.apply(v, jnp.zeros(x.shape), train=False), variables)
-  assert out.shape == (1, 24, 12, 2048)       # last stride 1
+  assert out.shape == (1, 24, 12, 2048)  # last stride 1
 
 
-@pytest.mark.parametrize('depth,count', [
-    # torchvision's resnet18 without its fc layer (11,689,512 - 513,000).
-    (18, 11_176_512),
-    # The tiny models' trunk: ResNet-18 less the second block of each stage
-    # (73,984 + 295,424 + 1,180,672 + 4,720,640 parameters at width 64).
-    (10, 11_176_512 - 6_270_720)])
+@pytest.mark.parametrize(
+    'depth,count',
+    [
+        # torchvision's resnet18 without its fc layer (11,689,512 - 513,000).
+        (18, 11_176_512),
+        # The tiny models' trunk: ResNet-18 less the second block of each stage
+        # (73,984 + 295,424 + 1,180,672 + 4,720,640 parameters at width 64).
+        (10, 11_176_512 - 6_270_720),
+    ],
+)
 def test_basic_block_trunks_have_the_torchvision_layout(depth, count):
   enc = ResNetEncoder(depth=depth)
-  variables = jax.eval_shape(lambda: enc.init(jax.random.key(0), jnp.zeros((1, 64, 32, 3)),
-                                              train=False))
+  variables = jax.eval_shape(
+      lambda: enc.init(jax.random.key(0), jnp.zeros((1, 64, 32, 3)), train=False)
+  )
   assert _num_params(variables['params']) == count
   assert {name.split('_')[0] for name in variables['params']} == {
-      'conv1', 'bn1', 'layer1', 'layer2', 'layer3', 'layer4'}
+      'conv1',
+      'bn1',
+      'layer1',
+      'layer2',
+      'layer3',
+      'layer4',
+  }
 
 
 def test_embedder_has_the_official_parameter_count():
@@ -53,9 +66,8 @@ def test_tiny_resnet18_output_shape(last_stride, expected):
   variables = enc.init(jax.random.key(0), x, train=False)
   out, updates = enc.apply(variables, x, train=True, mutable=['batch_stats'])
   assert out.shape == (2, *expected, 32)
-  assert (np.asarray(out) >= 0).all()         # layer4 after ReLU
-  assert jax.tree.structure(updates['batch_stats']) == jax.tree.structure(
-      variables['batch_stats'])
+  assert (np.asarray(out) >= 0).all()  # layer4 after ReLU
+  assert jax.tree.structure(updates['batch_stats']) == jax.tree.structure(variables['batch_stats'])
 
 
 def test_embedder_outputs_and_dropout_only_in_training():
@@ -67,8 +79,10 @@ def test_embedder_outputs_and_dropout_only_in_training():
   assert out['logits'].shape == (4, 5) and out['embedding'].shape == (4, 6)
 
   def train_out(seed):
-    return emb.apply(variables, fmap, train=True, mutable=['batch_stats'],
-                     rngs={'dropout': jax.random.key(seed)})[0]
+    return emb.apply(
+        variables, fmap, train=True, mutable=['batch_stats'], rngs={'dropout': jax.random.key(seed)}
+    )[0]
+
   a, b = train_out(2), train_out(3)
   # Dropout acts on the classifier's input only: logits depend on the key,
   # the embedding and the pooled feature do not.
@@ -97,15 +111,21 @@ def test_conv_transpose_equals_the_input_dilated_convolution(k, s, p):
   # The sub-pixel form (k - 2p == s) and the fallback must both equal
   # PyTorch's definition: an input-dilated conv with the flipped kernel.
   from aligngan_jax.models import layers
+
   rng = np.random.default_rng(k * 10 + s)
   x = jnp.asarray(rng.normal(size=(2, 5, 7, 3)), jnp.float32)
   layer = layers.ConvTranspose(4, kernel_size=k, strides=s, padding=p)
   variables = layer.init(jax.random.key(0), x)
   kernel = variables['params']['kernel']
   want = jax.lax.conv_general_dilated(
-      x, kernel[::-1, ::-1], (1, 1), [(k - 1 - p, k - 1 - p)] * 2,
-      lhs_dilation=(s, s), dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-      precision='highest')
+      x,
+      kernel[::-1, ::-1],
+      (1, 1),
+      [(k - 1 - p, k - 1 - p)] * 2,
+      lhs_dilation=(s, s),
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+      precision='highest',
+  )
   got = layer.apply(variables, x)
   assert got.shape == want.shape == (2, (5 - 1) * s - 2 * p + k, (7 - 1) * s - 2 * p + k, 4)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
@@ -117,6 +137,7 @@ def test_batchnorm_variance_is_accurate_under_a_large_common_mode():
   up to 137). The one-pass E[x^2] - E[x]^2 loses about (mean/std)^2 x 6e-8 of
   relative variance here (percents); two passes keep float32 precision."""
   from aligngan_jax.models import layers
+
   rng = np.random.default_rng(0)
   x = (300.0 + rng.standard_normal((64, 8))).astype(np.float32)
   bn = layers.BatchNorm()
@@ -127,8 +148,9 @@ def test_batchnorm_variance_is_accurate_under_a_large_common_mode():
   want = (x64 - x64.mean(0)) / np.sqrt(var64 + 1e-5)
   np.testing.assert_allclose(np.asarray(y), want, atol=2e-4)
   # Running variance: momentum 0.1 of the unbiased batch variance.
-  np.testing.assert_allclose(np.asarray(updates['batch_stats']['var']),
-                             0.9 + 0.1 * var64 * 64 / 63, rtol=1e-5)
+  np.testing.assert_allclose(
+      np.asarray(updates['batch_stats']['var']), 0.9 + 0.1 * var64 * 64 / 63, rtol=1e-5
+  )
 
 
 @pytest.mark.parametrize('norm', ['batch', 'instance'])
@@ -136,18 +158,22 @@ def test_stat_groups_equal_separate_calls_in_order(norm):
   """A stat_groups=3 call on interleaved batches normalises each with its own
   statistics and leaves the running statistics as three calls in order."""
   rng = np.random.default_rng(0)
-  xs = [jnp.asarray(rng.normal(shift, 1 + abs(shift), (4, 5, 3, 6)), jnp.float32)
-        for shift in (0.0, 2.0, -1.0)]
+  xs = [
+      jnp.asarray(rng.normal(shift, 1 + abs(shift), (4, 5, 3, 6)), jnp.float32)
+      for shift in (0.0, 2.0, -1.0)
+  ]
   make = {'batch': layers.BatchNorm, 'instance': layers.InstanceNorm}[norm]
   variables = make().init(jax.random.key(0), xs[0], train=True)
   stats, separate = variables['batch_stats'], []
   for x in xs:
-    y, new = make().apply({**variables, 'batch_stats': stats}, x, train=True,
-                          mutable=['batch_stats'])
+    y, new = make().apply(
+        {**variables, 'batch_stats': stats}, x, train=True, mutable=['batch_stats']
+    )
     separate.append(y)
     stats = new['batch_stats']
-  y, joined = make(stat_groups=3).apply(variables, layers.interleave(xs), train=True,
-                                        mutable=['batch_stats'])
+  y, joined = make(stat_groups=3).apply(
+      variables, layers.interleave(xs), train=True, mutable=['batch_stats']
+  )
   for got, want in zip(layers.deinterleave(y, 3), separate):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
   for key in ('mean', 'var'):
@@ -155,8 +181,9 @@ def test_stat_groups_equal_separate_calls_in_order(norm):
   # The order matters: the same three calls in reverse end elsewhere.
   reverse = variables['batch_stats']
   for x in xs[::-1]:
-    reverse = make().apply({**variables, 'batch_stats': reverse}, x, train=True,
-                           mutable=['batch_stats'])[1]['batch_stats']
+    reverse = make().apply(
+        {**variables, 'batch_stats': reverse}, x, train=True, mutable=['batch_stats']
+    )[1]['batch_stats']
   assert not np.allclose(reverse['mean'], stats['mean'], rtol=1e-3)
 
 
@@ -165,6 +192,7 @@ def test_instance_test_norm_normalises_each_image_as_training_does():
   image's own InstanceNorm statistics (the training-mode arithmetic), not
   the running ones, and training is unchanged by the switch."""
   from aligngan_jax.models import gan
+
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.uniform(-1, 1, (2, 16, 16, 3)), jnp.float32)
   official = gan.Generator(conv_dim=4, num_residual=1)
@@ -173,18 +201,20 @@ def test_instance_test_norm_normalises_each_image_as_training_does():
   # Running statistics away from their (0, 1) start: one training call on
   # other images.
   other = jnp.asarray(rng.normal(0.5, 2.0, (2, 16, 16, 3)), jnp.float32)
-  variables = {**variables,
-               **official.apply(variables, other, train=True, mutable=['batch_stats'])[1]}
+  variables = {
+      **variables,
+      **official.apply(variables, other, train=True, mutable=['batch_stats'])[1],
+  }
   trained, stats = official.apply(variables, x, train=True, mutable=['batch_stats'])
-  trained_switch, stats_switch = per_image.apply(variables, x, train=True,
-                                                 mutable=['batch_stats'])
+  trained_switch, stats_switch = per_image.apply(variables, x, train=True, mutable=['batch_stats'])
   np.testing.assert_array_equal(trained_switch, trained)
   jax.tree.map(np.testing.assert_array_equal, stats_switch, stats)
   evaluated = per_image.apply(variables, x, train=False)
   np.testing.assert_allclose(evaluated, trained, atol=1e-6)
   # Each image alone: no statistic is shared across the batch.
-  np.testing.assert_allclose(per_image.apply(variables, x[:1], train=False),
-                             evaluated[:1], atol=1e-6)
+  np.testing.assert_allclose(
+      per_image.apply(variables, x[:1], train=False), evaluated[:1], atol=1e-6
+  )
   # The official eval mode reads the running statistics: another output.
   assert np.abs(official.apply(variables, x, train=False) - evaluated).max() > 1e-2
 
@@ -208,9 +238,14 @@ def _encoder_loss_and_grads(remat):
   model = ResNetEncoder(depth=10, width=4, remat=remat)
 
   def loss(params):
-    y, new = model.apply({'params': params, 'batch_stats': variables['batch_stats']},
-                         x, train=True, mutable=['batch_stats'])
+    y, new = model.apply(
+        {'params': params, 'batch_stats': variables['batch_stats']},
+        x,
+        train=True,
+        mutable=['batch_stats'],
+    )
     return jnp.sum(jnp.square(y)), new['batch_stats']
+
   traced = jax.jit(jax.value_and_grad(loss, has_aux=True)).trace(variables['params'])
   return str(traced.jaxpr), traced.lower().compile()(variables['params'])
 
@@ -223,8 +258,9 @@ def test_encoder_remat_changes_memory_not_results(remat):
   (want_loss, want_stats), want_grads = want
   (got_loss, got_stats), got_grads = got
   np.testing.assert_allclose(got_loss, want_loss, rtol=1e-6)
-  for got, want in zip(jax.tree.leaves((got_grads, got_stats)),
-                       jax.tree.leaves((want_grads, want_stats))):
+  for got, want in zip(
+      jax.tree.leaves((got_grads, got_stats)), jax.tree.leaves((want_grads, want_stats))
+  ):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
 
 
@@ -236,8 +272,8 @@ def test_readme_library_examples_run():
   against PyTorch in test_torch_parity.py."""
   import os
   import re
-  readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        'README.md')
+
+  readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'README.md')
   with open(readme) as f:
     text = f.read()
   section = text.split('## Use the modules in your own Flax code')[1].split('\n## ')[0]
@@ -249,7 +285,9 @@ def test_readme_library_examples_run():
       namespace = {}
       exec(block, namespace)  # pylint: disable=exec-used
       return {name: namespace[name] for name in names}
+
     return jax.eval_shape(example)
+
   first = run(blocks[0], 'fmap', 'score')
   assert first['fmap'].shape == (2, 24, 12, 2048)
   assert first['score'].shape == (2, 4, 4, 1)

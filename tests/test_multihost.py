@@ -31,21 +31,34 @@ def _launch(tmp_path, workdir, data_dir, *, processes, devices, steps, extra=())
   returns [(Popen, stderr path)]."""
   port = _free_port()
   # The session's XLA flags (tests/conftest.py), with `devices` devices.
-  flags = re.sub(r'--xla_force_host_platform_device_count=\d+',
-                 f'--xla_force_host_platform_device_count={devices}', os.environ['XLA_FLAGS'])
+  flags = re.sub(
+      r'--xla_force_host_platform_device_count=\d+',
+      f'--xla_force_host_platform_device_count={devices}',
+      os.environ['XLA_FLAGS'],
+  )
   env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='2')
   launched = []
   for i in range(processes):
-    args = [sys.executable, 'main.py', '--config=configs/synthetic.py:ide,tiny',
-            f'--workdir={workdir}', f'--config.data_dir={data_dir}',
-            f'--config.ide.num_train_steps={steps}', '--config.checkpoint_every_steps=1',
-            # No starting-point evaluation and two trials: these tests
-            # compare and resume training; the final evaluation still runs.
-            '--config.eval.stage_end=False', '--config.eval.num_trials=2',
-            *extra]
+    args = [
+        sys.executable,
+        'main.py',
+        '--config=configs/synthetic.py:ide,tiny',
+        f'--workdir={workdir}',
+        f'--config.data_dir={data_dir}',
+        f'--config.ide.num_train_steps={steps}',
+        '--config.checkpoint_every_steps=1',
+        # No starting-point evaluation and two trials: these tests
+        # compare and resume training; the final evaluation still runs.
+        '--config.eval.stage_end=False',
+        '--config.eval.num_trials=2',
+        *extra,
+    ]
     if processes > 1:
-      args += [f'--coordinator_address=localhost:{port}',
-               f'--num_processes={processes}', f'--process_id={i}']
+      args += [
+          f'--coordinator_address=localhost:{port}',
+          f'--num_processes={processes}',
+          f'--process_id={i}',
+      ]
     log = tmp_path / f'{os.path.basename(workdir)}_{i}_{time.monotonic_ns()}.log'
     with open(log, 'w') as f:
       launched.append((subprocess.Popen(args, cwd=ROOT, env=env, stdout=f, stderr=f), log))
@@ -68,16 +81,19 @@ def _restore(workdir, step):
   meta = getattr(meta, 'item_metadata', meta)
   meta = getattr(meta, 'tree', meta)
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  tree = checkpointer.restore(path, jax.tree.map(
-      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), meta))
+  tree = checkpointer.restore(
+      path, jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), meta)
+  )
   return jax.device_get({k: tree[k] for k in ('params', 'batch_stats', 'opt_state')})
 
 
 def _train_here(workdir, data_dir, steps, caplog) -> str:
   """The run `_launch` starts, in this process (two devices); its log."""
   import logging
+
   from aligngan_jax import train_lib
   from configs import synthetic
+
   config = synthetic.get_config('ide,tiny')
   config.data_dir, config.ide.num_train_steps = data_dir, steps
   config.checkpoint_every_steps = 1
@@ -113,21 +129,29 @@ def test_two_processes_equal_one(tfds_data_dir, tmp_path, caplog):
   for setting, row in want['results'].items():
     for metric in ('rank1', 'rank5', 'mAP', 'mINP'):
       assert got['results'][setting][metric]['mean'] == pytest.approx(
-          row[metric]['mean'], abs=1e-4), (setting, metric)
+          row[metric]['mean'], abs=1e-4
+      ), (setting, metric)
   # Process 0 alone wrote the logs' report and the event files.
   assert len([f for f in os.listdir(two) if f.startswith('events.out')]) == 1
 
 
-def test_a_dead_process_fails_the_others_and_a_restart_resumes(tfds_data_dir, tmp_path,
-                                                               caplog):
+def test_a_dead_process_fails_the_others_and_a_restart_resumes(tfds_data_dir, tmp_path, caplog):
   workdir = str(tmp_path / 'run')
-  launched = _launch(tmp_path, workdir, tfds_data_dir, processes=2, devices=2, steps=500,
-                     extra=('--heartbeat_timeout_seconds=5',))
+  launched = _launch(
+      tmp_path,
+      workdir,
+      tfds_data_dir,
+      processes=2,
+      devices=2,
+      steps=500,
+      extra=('--heartbeat_timeout_seconds=5',),
+  )
   checkpoints = os.path.join(workdir, 'checkpoints')
 
   def saved():
     names = os.listdir(checkpoints) if os.path.isdir(checkpoints) else []
     return sorted(int(n) for n in names if n.isdigit())
+
   deadline = time.monotonic() + 300
   # Killed once a checkpoint is complete (later ones may be half-written:
   # a restart must skip those).
@@ -137,16 +161,17 @@ def test_a_dead_process_fails_the_others_and_a_restart_resumes(tfds_data_dir, tm
   (survivor, survivor_log), (victim, _) = launched
   victim.send_signal(signal.SIGKILL)
   start = time.monotonic()
-  survivor.wait(timeout=120)             # fails, does not hang
+  survivor.wait(timeout=120)  # fails, does not hang
   assert survivor.returncode != 0
   assert time.monotonic() - start < 60
   # It says why: main.py's one line when the failed collective reaches
   # Python first, else JAX's own fatal message when its coordination
   # service notices the dead peer first (a race between the two).
   text = survivor_log.read_text()
-  assert ('error: process 0 of 2: a collective with the other processes failed'
-          in text and 'Another process has probably died' in text) or (
-              'another task died' in text), text[-3000:]
+  assert (
+      'error: process 0 of 2: a collective with the other processes failed' in text
+      and 'Another process has probably died' in text
+  ) or ('another task died' in text), text[-3000:]
   last = saved()[-1]
   # Restarting (here as one process) resumes from the newest checkpoint.
   # One process (2 devices) resumes what two processes (4 devices) wrote.

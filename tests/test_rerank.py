@@ -15,8 +15,8 @@ def _loop_rerank(q, g, k1, k2, lam):
   initial_rank = np.argsort(original, axis=1, kind='stable')
   v = np.zeros((num, num))
   for i in range(num):
-    forward = initial_rank[i, :k1 + 1]
-    backward = initial_rank[forward, :k1 + 1]
+    forward = initial_rank[i, : k1 + 1]
+    backward = initial_rank[forward, : k1 + 1]
     k_recip = forward[np.where(backward == i)[0]]
     expansion = k_recip
     half = int(np.around(k1 / 2.0)) + 1

@@ -7,9 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
+
 import numpy as np
-import pytest
 from PIL import Image
+import pytest
+
 from aligngan_jax import config_checks
 from aligngan_jax import export
 from aligngan_jax import input_pipeline
@@ -43,24 +45,31 @@ def test_search_finds_the_copy_first_and_caches_the_gallery(tools_workdir, tmp_p
   # modality, so the copy's features are the gallery image's.
   query = str(tmp_path / 'query.bmp')
   Image.open(paths[4]).save(query)
-  first = search.search(tools_workdir, query, str(tmp_path / 'gallery'), top_k=4,
-                        gallery_modality='ir')
+  first = search.search(
+      tools_workdir, query, str(tmp_path / 'gallery'), top_k=4, gallery_modality='ir'
+  )
   assert first['ranked'][0][0][0] == paths[4]
   assert first['ranked'][0][0][1] == pytest.approx(0.0, abs=1e-5)
   assert len(first['ranked'][0]) == 4 and not first['from_cache']
   assert 'broken.jpg' in caplog.text and 'Skipped 1 unreadable' in caplog.text
   sheet = np.asarray(Image.open(first['sheet']))
-  assert sheet.shape[1] == visualize.GAP + 5 * (visualize.TILE[1] + 2 * visualize.BORDER
-                                                + visualize.GAP) + 2 * visualize.GAP
-  second = search.search(tools_workdir, query, str(tmp_path / 'gallery'), top_k=4,
-                         gallery_modality='ir')
+  assert (
+      sheet.shape[1]
+      == visualize.GAP
+      + 5 * (visualize.TILE[1] + 2 * visualize.BORDER + visualize.GAP)
+      + 2 * visualize.GAP
+  )
+  second = search.search(
+      tools_workdir, query, str(tmp_path / 'gallery'), top_k=4, gallery_modality='ir'
+  )
   assert second['from_cache'] and second['ranked'] == first['ranked']
   assert 'person4' in search.format_table(second)
   # The other modality's features are cached apart; so is a changed gallery.
   assert not search.search(tools_workdir, query, str(tmp_path / 'gallery'))['from_cache']
   os.remove(paths[0])
-  assert not search.search(tools_workdir, query, str(tmp_path / 'gallery'),
-                           gallery_modality='ir')['from_cache']
+  assert not search.search(tools_workdir, query, str(tmp_path / 'gallery'), gallery_modality='ir')[
+      'from_cache'
+  ]
 
 
 def test_search_and_export_errors_name_the_problem(tools_workdir, tmp_path):
@@ -90,8 +99,10 @@ def _restorable_only_in_name(folder) -> str:
 def no_restore(monkeypatch):
   """Reading the dataset or restoring a model fails the test: the argument
   checks must come first."""
+
   def fail(*args, **kwargs):
     raise AssertionError('restored too early')
+
   for name in ('restore', 'open_workdir', 'num_classes'):
     monkeypatch.setattr(trained, name, fail)
   monkeypatch.setattr(input_pipeline, 'load_data', fail)
@@ -113,19 +124,32 @@ def test_search_checks_every_argument_before_restoring(tmp_path, no_restore, cap
       ({'query_modality': 'nir'}, se, r"^--query_modality='nir' is not one of ir, rgb\.$"),
       ({'workdir': str(tmp_path / 'rnu')}, ce, r'^--workdir=\S*rnu does not exist'),
       ({'query': str(tmp_path / 'missing.jpg')}, se, r'^--query=\S*missing\.jpg does not exist\.$'),
-      ({'query': str(tmp_path / 'dangling.jpg')}, se,
-       r'^--query=\S*dangling\.jpg is a dangling symlink \(to \S*gone\.jpg\)\.$'),
+      (
+          {'query': str(tmp_path / 'dangling.jpg')},
+          se,
+          r'^--query=\S*dangling\.jpg is a dangling symlink \(to \S*gone\.jpg\)\.$',
+      ),
       ({'query': str(tmp_path / 'notes.txt')}, se, r'^--query=\S*notes\.txt: no readable image'),
       ({'gallery': str(tmp_path / 'galery')}, se, r'^--gallery=\S*galery does not exist\.$'),
       ({'gallery': str(tmp_path / 'ghosts')}, se, r'^--gallery=\S*ghosts holds no image files'),
-      ({'out': str(tmp_path / 'notes.txt' / 'sheet.png')}, se,
-       r'^--out=\S*sheet\.png: \S*notes\.txt is a file, not a folder\.$'),
+      (
+          {'out': str(tmp_path / 'notes.txt' / 'sheet.png')},
+          se,
+          r'^--out=\S*sheet\.png: \S*notes\.txt is a file, not a folder\.$',
+      ),
       ({'out': gallery}, se, r'^--out=\S*gallery: is a folder; name the file to write\.$'),
   ]
   for change, error, match in cases:
     args = {'workdir': workdir, 'query': query, 'gallery': gallery, 'top_k': 3} | change
-    workdirs.raises_one_line(error, match, search.search, args.pop('workdir'), args.pop('query'),
-                     args.pop('gallery'), **args)
+    workdirs.raises_one_line(
+        error,
+        match,
+        search.search,
+        args.pop('workdir'),
+        args.pop('query'),
+        args.pop('gallery'),
+        **args,
+    )
   assert not os.path.exists(tmp_path / 'rnu')
   assert 'ghost.jpg: is a dangling symlink' in caplog.text
   assert 'Skipped 1 entry of --gallery=' in caplog.text
@@ -140,8 +164,10 @@ def test_export_checks_every_argument_before_reading_or_restoring(tmp_path, no_r
       ({'workdir': str(tmp_path / 'rnu')}, r'^--workdir=\S*rnu does not exist'),
       ({'split': 'val'}, r"^--split='val' is not one of train, test\.$"),
       ({'manual_dir': str(tmp_path / 'nowhere')}, r'^--manual_dir=\S*nowhere is not a folder\.$'),
-      ({'out': str(tmp_path / 'notes.txt' / 'f.npz')},
-       r'^--out=\S*f\.npz: \S*notes\.txt is a file, not a folder\.$'),
+      (
+          {'out': str(tmp_path / 'notes.txt' / 'f.npz')},
+          r'^--out=\S*f\.npz: \S*notes\.txt is a file, not a folder\.$',
+      ),
       ({'out': str(tmp_path / 'taken')}, r'^--out=\S*taken: is a folder'),
       # Fault 14: an existing folder, or a trailing slash, is not a file
       # name (was: <folder>.npz beside it, or a hidden <folder>/.npz).
@@ -150,8 +176,9 @@ def test_export_checks_every_argument_before_reading_or_restoring(tmp_path, no_r
   ]
   for change, match in cases:
     args = {'workdir': workdir, 'split': 'test', 'out': str(tmp_path / 'f.npz')} | change
-    workdirs.raises_one_line(ce, match, export.export, args.pop('workdir'), args.pop('split'),
-                     args.pop('out'), **args)
+    workdirs.raises_one_line(
+        ce, match, export.export, args.pop('workdir'), args.pop('split'), args.pop('out'), **args
+    )
   assert not os.path.exists(tmp_path / 'rnu')
   assert not os.path.exists(f'{tmp_path}.npz') and not os.path.exists(tmp_path / 'later')
   # A missing --out folder is created before the dataset is read (so it
@@ -167,9 +194,20 @@ def test_export_program_prints_one_error_line(tmp_path):
   with open(os.path.join(workdir, 'config.json'), 'w') as f:
     f.write('{"image_size": 6')  # Truncated: was a JSONDecodeError traceback.
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', JAX_PLATFORMS='cpu')
-  run = subprocess.run([sys.executable, '-m', 'aligngan_jax.export', f'--workdir={workdir}',
-                        f'--out={tmp_path / "f.npz"}'], cwd=run_files.ROOT, env=env,
-                       capture_output=True, text=True, timeout=300)
+  run = subprocess.run(
+      [
+          sys.executable,
+          '-m',
+          'aligngan_jax.export',
+          f'--workdir={workdir}',
+          f'--out={tmp_path / "f.npz"}',
+      ],
+      cwd=run_files.ROOT,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
   assert run.returncode != 0 and 'Traceback' not in run.stderr
   errors = [line for line in run.stderr.splitlines() if 'error:' in line]
   assert len(errors) == 1 and errors[0].startswith('error: '), run.stderr
@@ -177,8 +215,7 @@ def test_export_program_prints_one_error_line(tmp_path):
   assert not os.path.exists(tmp_path / 'f.npz')
 
 
-def test_search_skips_dangling_symlinks_and_unreadable_caches(tools_workdir, tmp_path,
-                                                              caplog):
+def test_search_skips_dangling_symlinks_and_unreadable_caches(tools_workdir, tmp_path, caplog):
   gallery = str(tmp_path / 'gallery')
   paths = _gallery(gallery, n=4)
   os.symlink(tmp_path / 'moved.jpg', os.path.join(gallery, 'sub', 'ghost.jpg'))
@@ -190,8 +227,9 @@ def test_search_skips_dangling_symlinks_and_unreadable_caches(tools_workdir, tmp
   cache = os.path.join(tools_workdir, 'search_cache')
   before = set(os.listdir(cache)) if os.path.isdir(cache) else set()
   with caplog.at_level(logging.WARNING):
-    first = search.search(tools_workdir, str(queries), gallery, top_k=10,
-                          gallery_modality='ir', out=out)
+    first = search.search(
+        tools_workdir, str(queries), gallery, top_k=10, gallery_modality='ir', out=out
+    )
   assert first['queries'] == [str(queries / 'q.png')] and first['sheet'] == out
   assert sorted(p for p, _ in first['ranked'][0]) == sorted(paths)
   assert first['ranked'][0][0][0] == paths[1] and os.path.isfile(out)
@@ -199,11 +237,12 @@ def test_search_skips_dangling_symlinks_and_unreadable_caches(tools_workdir, tmp
   assert 'lost.png: is a dangling symlink' in caplog.text
   assert 'Skipped 1 entry of --gallery=' in caplog.text
   # A cache file cut short (a full disk, a killed copy) is extracted again.
-  new, = set(os.listdir(cache)) - before
+  (new,) = set(os.listdir(cache)) - before
   with open(os.path.join(cache, new), 'r+b') as f:
     f.truncate(100)
-  second = search.search(tools_workdir, str(queries), gallery, top_k=10,
-                         gallery_modality='ir', out=out)
+  second = search.search(
+      tools_workdir, str(queries), gallery, top_k=10, gallery_modality='ir', out=out
+  )
   assert not second['from_cache'] and second['ranked'] == first['ranked']
   assert 'Ignoring the unreadable gallery cache' in caplog.text
 
@@ -215,9 +254,9 @@ def test_export_round_trips(tools_workdir, tiny_records, tmp_path):
     for key in ('person_id', 'label', 'camera', 'modality', 'index', 'path'):
       np.testing.assert_array_equal(stored[key], getattr(test, key))
     opened = trained.open_workdir(tools_workdir)
-    want = driver.features_by_modality(opened.extract, test, opened.config, opened.mesh,
-                                       image_size=opened.load_size)
+    want = driver.features_by_modality(
+        opened.extract, test, opened.config, opened.mesh, image_size=opened.load_size
+    )
     np.testing.assert_allclose(stored['features'], want, atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(stored['features'], axis=1), 1, atol=1e-5)
     assert int(stored['step']) == opened.step == 6
-

@@ -37,9 +37,11 @@ def _batch(config, ids, k, seed):
   rng = np.random.default_rng(seed)
   s = config.image_size
   labels = np.repeat(rng.choice(NUM_CLASSES, ids, replace=False), k).astype(np.int32)
-  return {'rgb': rng.uniform(-1, 1, (ids * k, s, s, 3)).astype(np.float32),
-          'ir': rng.uniform(-1, 1, (ids * k, s, s, 3)).astype(np.float32),
-          'labels': labels}
+  return {
+      'rgb': rng.uniform(-1, 1, (ids * k, s, s, 3)).astype(np.float32),
+      'ir': rng.uniform(-1, 1, (ids * k, s, s, 3)).astype(np.float32),
+      'labels': labels,
+  }
 
 
 def _feature_batch(config, seed=0):
@@ -47,8 +49,7 @@ def _feature_batch(config, seed=0):
 
 
 def _pixel_batch(config, seed=1):
-  return _batch(config, config.gan.pixel_ids_per_batch,
-                config.gan.pixel_instances_per_id, seed)
+  return _batch(config, config.gan.pixel_ids_per_batch, config.gan.pixel_instances_per_id, seed)
 
 
 def _stage_batch(stage, config):
@@ -84,9 +85,11 @@ def _run(stage, state, config, models, mesh):
 def _step(stage, config, models):
   """The jitted step of ``stage``, one per (stage, config, models)."""
   key = (stage, id(models), config.to_json())
-  if key not in _STEPS:   # keeps ``models`` alive, so its id is not reused
-    _STEPS[key] = (models, jax.jit(functools.partial(STAGE_STEPS[stage], models=models,
-                                                     config=config)))
+  if key not in _STEPS:  # keeps ``models`` alive, so its id is not reused
+    _STEPS[key] = (
+        models,
+        jax.jit(functools.partial(STAGE_STEPS[stage], models=models, config=config)),
+    )
   return _STEPS[key][1]
 
 
@@ -94,8 +97,10 @@ def _feature_iteration(config, models):
   """Stage 3's feature iteration jitted, once per (config, models)."""
   key = ('feature iteration', id(models), config.to_json())
   if key not in _STEPS:
-    _STEPS[key] = (models, jax.jit(functools.partial(
-        stages._feature_iteration, models=models, config=config)))
+    _STEPS[key] = (
+        models,
+        jax.jit(functools.partial(stages._feature_iteration, models=models, config=config)),
+    )
   return _STEPS[key][1]
 
 
@@ -110,15 +115,24 @@ def _on_one_device(state, mesh):
 
 
 def _changed(before, after):
-  return {k for k in before
-          if not all(np.array_equal(a, b) for a, b in
-                     zip(jax.tree.leaves(before[k]), jax.tree.leaves(after[k])))}
+  return {
+      k
+      for k in before
+      if not all(
+          np.array_equal(a, b)
+          for a, b in zip(jax.tree.leaves(before[k]), jax.tree.leaves(after[k]))
+      )
+  }
 
 
-@pytest.mark.parametrize('stage,moved', [
-    (1, {'encoder', 'embedder'}),
-    (2, {'G_rgb2ir', 'G_ir2rgb', 'D_rgb_warmup', 'D_ir_warmup'}),
-    (3, {'G_rgb2ir', 'G_ir2rgb', 'D_rgb', 'D_ir', 'encoder', 'embedder'})])
+@pytest.mark.parametrize(
+    'stage,moved',
+    [
+        (1, {'encoder', 'embedder'}),
+        (2, {'G_rgb2ir', 'G_ir2rgb', 'D_rgb_warmup', 'D_ir_warmup'}),
+        (3, {'G_rgb2ir', 'G_ir2rgb', 'D_rgb', 'D_ir', 'encoder', 'embedder'}),
+    ],
+)
 def test_each_stage_moves_exactly_its_players(stage, moved, config, setup):
   mesh, models, state = setup
   before = jax.device_get(state)
@@ -129,9 +143,11 @@ def test_each_stage_moves_exactly_its_players(stage, moved, config, setup):
   stats_moved = _changed(before.batch_stats, jax.device_get(new.batch_stats))
   # Training-mode calls update running statistics even of networks that
   # are not stepped (stage 2 runs the encoder and embedder on the fakes).
-  expected_stats = {1: {'encoder', 'embedder'},
-                    2: {'G_rgb2ir', 'G_ir2rgb', 'encoder', 'embedder'},
-                    3: {'G_rgb2ir', 'G_ir2rgb', 'encoder', 'embedder'}}[stage]
+  expected_stats = {
+      1: {'encoder', 'embedder'},
+      2: {'G_rgb2ir', 'G_ir2rgb', 'encoder', 'embedder'},
+      3: {'G_rgb2ir', 'G_ir2rgb', 'encoder', 'embedder'},
+  }[stage]
   assert stats_moved == expected_stats
 
 
@@ -140,8 +156,7 @@ def _assert_adam_first_step(before, grads, after, lr=2e-4):
   each weight by lr * g / (|g| + eps). Biases right before an InstanceNorm
   have zero gradient up to rounding, where the step's direction is noise:
   there only the bound |move| <= lr is checked."""
-  for p0, g, p1 in zip(jax.tree.leaves(before), jax.tree.leaves(grads),
-                       jax.tree.leaves(after)):
+  for p0, g, p1 in zip(jax.tree.leaves(before), jax.tree.leaves(grads), jax.tree.leaves(after)):
     p0, g, p1 = map(np.asarray, (p0, g, p1))
     want = p0 - lr * g / (np.abs(g) + 1e-8)
     clear = np.abs(g) > 1e-5
@@ -156,8 +171,9 @@ def test_stage2_losses_and_discriminator_updates_match_a_reference(config, setup
   p, stats = jax.device_get(state.params), jax.device_get(state.batch_stats)
 
   def g(name, x):
-    return models[name].apply({'params': p[name], 'batch_stats': stats[name]}, x,
-                              train=True, mutable=['batch_stats'])[0]
+    return models[name].apply(
+        {'params': p[name], 'batch_stats': stats[name]}, x, train=True, mutable=['batch_stats']
+    )[0]
 
   def d(name, x):
     return models[name].apply({'params': p[name]}, x)
@@ -174,18 +190,23 @@ def test_stage2_losses_and_discriminator_updates_match_a_reference(config, setup
   np.testing.assert_allclose(float(metrics['G/gan']), gan, rtol=1e-4)
   np.testing.assert_allclose(float(metrics['G/cycle']), cyc, rtol=1e-4)
   np.testing.assert_allclose(float(metrics['G/identity']), idt, rtol=1e-4)
-  total = (metrics['G/gan'] + 10 * metrics['G/cycle'] + 5 * metrics['G/identity']
-           + 0.1 * metrics['G/triplet'] + 0.1 * metrics['G/ce'])
+  total = (
+      metrics['G/gan']
+      + 10 * metrics['G/cycle']
+      + 5 * metrics['G/identity']
+      + 0.1 * metrics['G/triplet']
+      + 0.1 * metrics['G/ce']
+  )
   np.testing.assert_allclose(float(metrics['G/loss']), float(total), rtol=1e-5)
 
   # D_rgb_warmup: its own loss on the pre-update fakes, one Adam step.
   def d_loss(params):
     dd = lambda x: models['D_rgb_warmup'].apply({'params': params}, x)
     return 0.5 * (jnp.mean((dd(rgb) - 1) ** 2) + jnp.mean(dd(fake_rgb) ** 2))
+
   loss, grad = jax.value_and_grad(d_loss)(p['D_rgb_warmup'])
   np.testing.assert_allclose(float(metrics['D_rgb_warmup/loss']), float(loss), rtol=1e-4)
-  _assert_adam_first_step(p['D_rgb_warmup'], grad,
-                          jax.device_get(new.params['D_rgb_warmup']))
+  _assert_adam_first_step(p['D_rgb_warmup'], grad, jax.device_get(new.params['D_rgb_warmup']))
 
 
 def test_stage3_discriminator_updates_see_only_their_own_losses(config, setup):
@@ -197,21 +218,28 @@ def test_stage3_discriminator_updates_see_only_their_own_losses(config, setup):
   # Re-run the pixel iteration's D_ir loss from the post-feature-iteration
   # state with the fakes and maps the step used.
   mid, _ = _feature_iteration(config, models)(
-      state, _sharded(_feature_batch(config), mesh), jax.random.split(
-          jax.random.fold_in(state.rng, state.step), 2)[0])
+      state,
+      _sharded(_feature_batch(config), mesh),
+      jax.random.split(jax.random.fold_in(state.rng, state.step), 2)[0],
+  )
   batch = _pixel_batch(config)
   p, stats = jax.device_get(mid.params), jax.device_get(mid.batch_stats)
 
   def g(name, x):
-    return models[name].apply({'params': p[name], 'batch_stats': stats[name]}, x,
-                              train=True, mutable=['batch_stats'])[0]
+    return models[name].apply(
+        {'params': p[name], 'batch_stats': stats[name]}, x, train=True, mutable=['batch_stats']
+    )[0]
+
   fake_ir = g('G_rgb2ir', batch['rgb'])
 
   def enc(x, enc_stats):
     return models['encoder'].apply(
         {'params': p['encoder'], 'batch_stats': enc_stats},
         resnet.prepare_encoder_input(x, tuple(config.encoder_input_size)),
-        train=True, mutable=['batch_stats'])
+        train=True,
+        mutable=['batch_stats'],
+    )
+
   real_map, updated = enc(batch['ir'], stats['encoder'])
   fake_map, _ = enc(fake_ir, updated['batch_stats'])
   k = config.gan.pixel_instances_per_id
@@ -223,9 +251,14 @@ def test_stage3_discriminator_updates_see_only_their_own_losses(config, setup):
     d = lambda im, f: models['D_ir'].apply({'params': params}, im, f)
     mse = lambda x, t: jnp.mean((x - t) ** 2)
     real = mse(d(batch['ir'], real_map), 1)
-    fake = (mse(d(wrong, real_map), 0) + mse(d(batch['ir'], fake_map), 0)
-            + mse(d(fake_ir, real_map), 0) + mse(d(fake_ir, fake_map), 0)) / 4
+    fake = (
+        mse(d(wrong, real_map), 0)
+        + mse(d(batch['ir'], fake_map), 0)
+        + mse(d(fake_ir, real_map), 0)
+        + mse(d(fake_ir, fake_map), 0)
+    ) / 4
     return 0.5 * (real + fake)
+
   loss, grad = jax.value_and_grad(d_loss)(p['D_ir'])
   np.testing.assert_allclose(float(metrics['D_ir/loss']), float(loss), rtol=1e-4)
   _assert_adam_first_step(p['D_ir'], grad, jax.device_get(new.params['D_ir']))
@@ -237,17 +270,27 @@ def test_stage1_loss_is_ce_plus_triplet_on_ir(config, setup):
   _, metrics = _run(1, state, config, models, mesh)
   p, stats = jax.device_get(state.params), jax.device_get(state.batch_stats)
   x = resnet.prepare_encoder_input(batch['ir'], tuple(config.encoder_input_size))
-  fmap = models['encoder'].apply({'params': p['encoder'], 'batch_stats': stats['encoder']},
-                                 x, train=True, mutable=['batch_stats'])[0]
-  out = models['embedder'].apply({'params': p['embedder'], 'batch_stats': stats['embedder']},
-                                 fmap, train=True, mutable=['batch_stats'],
-                                 rngs={'dropout': jax.random.key(0)})[0]
+  fmap = models['encoder'].apply(
+      {'params': p['encoder'], 'batch_stats': stats['encoder']},
+      x,
+      train=True,
+      mutable=['batch_stats'],
+  )[0]
+  out = models['embedder'].apply(
+      {'params': p['embedder'], 'batch_stats': stats['embedder']},
+      fmap,
+      train=True,
+      mutable=['batch_stats'],
+      rngs={'dropout': jax.random.key(0)},
+  )[0]
   labels = batch['labels']
-  triplet = losses.cross_modal_triplet(out['embedding'], out['embedding'], out['embedding'],
-                                       labels, labels, labels)
+  triplet = losses.cross_modal_triplet(
+      out['embedding'], out['embedding'], out['embedding'], labels, labels, labels
+  )
   np.testing.assert_allclose(float(metrics['feature/triplet_ir']), float(triplet), rtol=1e-4)
-  np.testing.assert_allclose(float(metrics['feature/loss']),
-                             float(metrics['feature/ce_ir'] + triplet), rtol=1e-4)
+  np.testing.assert_allclose(
+      float(metrics['feature/loss']), float(metrics['feature/ce_ir'] + triplet), rtol=1e-4
+  )
 
 
 def test_joint_step_agrees_on_one_and_two_devices(config, setup):
@@ -256,13 +299,17 @@ def test_joint_step_agrees_on_one_and_two_devices(config, setup):
   one_device_mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ('data',))
   results = [
       # The same initial state, replicated on one device instead of two.
-      jax.device_get(_run(3, _on_one_device(two_device_state, one_device_mesh),
-                          config, models, one_device_mesh)[0].params),
-      jax.device_get(_run(3, two_device_state, config, models, two_device_mesh)[0].params)]
+      jax.device_get(
+          _run(
+              3, _on_one_device(two_device_state, one_device_mesh), config, models, one_device_mesh
+          )[0].params
+      ),
+      jax.device_get(_run(3, two_device_state, config, models, two_device_mesh)[0].params),
+  ]
   for name in players.ALL:
     one, two = (jax.tree.leaves(r[name]) for r in results)
     for a, b in zip(one, two):
-      if name in players.FEATURE:      # SGD: the update scales with the gradient
+      if name in players.FEATURE:  # SGD: the update scales with the gradient
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
       else:
         # Adam's first step moves each weight by about lr * sign(g): where a
@@ -276,11 +323,11 @@ def test_joint_step_agrees_on_one_and_two_devices(config, setup):
 
 def test_a_nan_in_the_inputs_stops_with_the_loss_term_named(config, setup):
   from aligngan_jax import reporting
+
   mesh, models, state = setup
   batch = _pixel_batch(config)
   batch['ir'][0, 0, 0, 0] = np.nan
-  _, metrics = _step(2, config, models)(
-      state, _sharded(batch, mesh))
+  _, metrics = _step(2, config, models)(state, _sharded(batch, mesh))
   step, terms = reporting.first_non_finite([metrics], first_step=4)
   assert step == 5 and any(t.startswith('G/') for t in terms)
 
@@ -311,8 +358,7 @@ def test_bfloat16_compute_keeps_float32_state_and_close_losses(config, setup):
   for key, value in results['float32'].items():
     assert np.isfinite(results['bfloat16'][key]), key
     rtol = 0.05 if key.startswith('feature/') else 0.15
-    np.testing.assert_allclose(results['bfloat16'][key], value, rtol=rtol, atol=0.02,
-                               err_msg=key)
+    np.testing.assert_allclose(results['bfloat16'][key], value, rtol=rtol, atol=0.02, err_msg=key)
 
 
 def test_bfloat16_convolutions_really_run_in_bfloat16(config):
@@ -321,8 +367,7 @@ def test_bfloat16_convolutions_really_run_in_bfloat16(config):
   models = players.create_models(c, NUM_CLASSES)
   x = jnp.zeros((1, c.image_size, c.image_size, 3))
   variables = models['G_rgb2ir'].init(jax.random.key(0), x, train=False)
-  text = jax.jit(lambda v: models['G_rgb2ir'].apply(v, x, train=False)).lower(
-      variables).as_text()
+  text = jax.jit(lambda v: models['G_rgb2ir'].apply(v, x, train=False)).lower(variables).as_text()
   assert 'bf16' in text and 'convolution' in text
   out = models['G_rgb2ir'].apply(variables, x, train=False)
   assert out.dtype == jnp.float32
@@ -339,19 +384,20 @@ def test_without_pixel_alignment_the_feature_iteration_sees_real_rgb(config, set
   key = jax.random.key(3)
 
   def feature_metrics(cfg, state, models=models):
-    return {k: float(v) for k, v in
-            _feature_iteration(cfg, models)(state, batch, key)[1].items()}
+    return {k: float(v) for k, v in _feature_iteration(cfg, models)(state, batch, key)[1].items()}
 
-  zeroed = state.replace(params={**state.params, 'G_rgb2ir': jax.tree.map(
-      jnp.zeros_like, state.params['G_rgb2ir'])})
+  zeroed = state.replace(
+      params={**state.params, 'G_rgb2ir': jax.tree.map(jnp.zeros_like, state.params['G_rgb2ir'])}
+  )
   assert feature_metrics(ablation, state) == feature_metrics(ablation, zeroed)
   assert feature_metrics(config, state) != feature_metrics(config, zeroed)
 
-  class Identity:   # G_rgb2ir(x) = x, with the generator's calling convention
+  class Identity:  # G_rgb2ir(x) = x, with the generator's calling convention
+
     def apply(self, variables, x, train, mutable=()):
       return (x, {'batch_stats': variables['batch_stats']}) if mutable else x
-  official_on_rgb = feature_metrics(config, state,
-                                    models={**models, 'G_rgb2ir': Identity()})
+
+  official_on_rgb = feature_metrics(config, state, models={**models, 'G_rgb2ir': Identity()})
   got = feature_metrics(ablation, state)
   assert got.keys() == official_on_rgb.keys()
   for k in got:
@@ -368,8 +414,13 @@ def _assert_trees_close(got, want, tol, what, floor=1e-12):
     if not np.issubdtype(a.dtype, np.floating):
       np.testing.assert_array_equal(b, a, err_msg=what)
       continue
-    np.testing.assert_allclose(b, a, rtol=tol, atol=tol * np.abs(a).max() + floor,
-                               err_msg=f'{what} {jax.tree_util.keystr(path)}')
+    np.testing.assert_allclose(
+        b,
+        a,
+        rtol=tol,
+        atol=tol * np.abs(a).max() + floor,
+        err_msg=f'{what} {jax.tree_util.keystr(path)}',
+    )
 
 
 @pytest.mark.parametrize('stage', [2, 3])
@@ -395,12 +446,11 @@ def test_batched_network_calls_are_an_exact_rewrite(stage, config, setup):
   # Biases right before an InstanceNorm have gradients of pure rounding
   # (up to ~1e-6 with 80-image discriminator batches; their exact value is
   # 0): hence the floor.
-  _assert_trees_close(joined.opt_state, separate.opt_state, 1e-4, 'optimizer',
-                      floor=2e-6)
+  _assert_trees_close(joined.opt_state, separate.opt_state, 1e-4, 'optimizer', floor=2e-6)
   for name in players.ALL:
     a, b = jax.tree.leaves(joined.params[name]), jax.tree.leaves(separate.params[name])
     if name in players.FEATURE:
-      _assert_trees_close(a, b, 1e-5, name, floor=1e-8)   # zero-init biases
+      _assert_trees_close(a, b, 1e-5, name, floor=1e-8)  # zero-init biases
     else:
       # Adam's first step is lr * g / (|g| + eps): where g is zero up to
       # rounding its sign is noise, so there only the step bound holds.

@@ -15,31 +15,42 @@ nn = torch.nn
 F = torch.nn.functional
 
 from aligngan_jax import convert  # noqa: E402
-from aligngan_jax.models import (Embedder, Generator, JointDiscriminator,  # noqa: E402
-                                 PatchDiscriminator, ResNetEncoder)
+from aligngan_jax.models import Embedder  # noqa: E402
+from aligngan_jax.models import Generator  # noqa: E402
+from aligngan_jax.models import JointDiscriminator  # noqa: E402
+from aligngan_jax.models import PatchDiscriminator  # noqa: E402
+from aligngan_jax.models import ResNetEncoder  # noqa: E402
 
 TOL = dict(atol=1e-4, rtol=1e-4)
-torch.manual_seed(0)   # the random test inputs: the same on every run
+torch.manual_seed(0)  # the random test inputs: the same on every run
 
 
 # ----------------------------------------------------------------------------
 # PyTorch twins, written from the spec's layer lists (official key names).
+
 
 def _in(c):
   return nn.InstanceNorm2d(c, affine=True, track_running_stats=True)
 
 
 class TorchResidual(nn.Module):
+
   def __init__(self, c):
     super().__init__()
-    self.model = nn.Sequential(nn.Conv2d(c, c, 3, 1, 1, bias=False), _in(c), nn.ReLU(),
-                               nn.Conv2d(c, c, 3, 1, 1, bias=False), _in(c))
+    self.model = nn.Sequential(
+        nn.Conv2d(c, c, 3, 1, 1, bias=False),
+        _in(c),
+        nn.ReLU(),
+        nn.Conv2d(c, c, 3, 1, 1, bias=False),
+        _in(c),
+    )
 
   def forward(self, x):
     return self.model(x) + x
 
 
 class TorchGenerator(nn.Module):
+
   def __init__(self):
     super().__init__()
     layers = [nn.Conv2d(3, 64, 7, 1, 3, bias=False), _in(64), nn.ReLU()]
@@ -60,6 +71,7 @@ def _d_block(cin, cout):
 
 
 class TorchPatchD(nn.Module):
+
   def __init__(self):
     super().__init__()
     layers = [nn.Conv2d(3, 64, 4, 2, 1), nn.LeakyReLU(0.2)]
@@ -73,17 +85,18 @@ class TorchPatchD(nn.Module):
 
 
 class TorchJointD(nn.Module):
+
   def __init__(self):
     super().__init__()
-    self.image_convs = nn.Sequential(nn.Conv2d(3, 64, 4, 2, 1), nn.LeakyReLU(0.2),
-                                     *_d_block(64, 128), *_d_block(128, 256))
+    self.image_convs = nn.Sequential(
+        nn.Conv2d(3, 64, 4, 2, 1), nn.LeakyReLU(0.2), *_d_block(64, 128), *_d_block(128, 256)
+    )
     self.feature_convs = nn.Sequential(nn.Conv2d(2048, 64, 1), nn.LeakyReLU(0.2))
     self.dis_convs = nn.Sequential(*_d_block(320, 512), *_d_block(512, 1024))
     self.conv_src = nn.Conv2d(1024, 1, 3, 1, 1, bias=False)
 
   def forward(self, image, features):
-    f = F.interpolate(self.feature_convs(features), [16, 16], mode='bilinear',
-                      align_corners=False)
+    f = F.interpolate(self.feature_convs(features), [16, 16], mode='bilinear', align_corners=False)
     return self.conv_src(self.dis_convs(torch.cat([self.image_convs(image), f], 1)))
 
 
@@ -100,8 +113,9 @@ class TorchBottleneck(nn.Module):
     self.bn3 = nn.BatchNorm2d(width * 4)
     self.downsample = None
     if stride != 1 or cin != width * 4:
-      self.downsample = nn.Sequential(nn.Conv2d(cin, width * 4, 1, stride, bias=False),
-                                      nn.BatchNorm2d(width * 4))
+      self.downsample = nn.Sequential(
+          nn.Conv2d(cin, width * 4, 1, stride, bias=False), nn.BatchNorm2d(width * 4)
+      )
 
   def forward(self, x):
     y = F.relu(self.bn1(self.conv1(x)))
@@ -120,7 +134,7 @@ class TorchResNet50(nn.Module):
     self.relu, self.maxpool = nn.ReLU(), nn.MaxPool2d(3, 2, 1)
     cin = 64
     for i, (blocks, stride) in enumerate(zip((3, 4, 6, 3), (1, 2, 2, 1))):
-      width = 64 * 2 ** i
+      width = 64 * 2**i
       layer = [TorchBottleneck(cin, width, stride)]
       layer += [TorchBottleneck(width * 4, width, 1) for _ in range(blocks - 1)]
       setattr(self, f'layer{i + 1}', nn.Sequential(*layer))
@@ -128,11 +142,20 @@ class TorchResNet50(nn.Module):
     self.fc = nn.Linear(2048, 1000)
 
   def trunk(self):
-    return nn.Sequential(self.conv1, self.bn1, self.relu, self.maxpool,
-                         self.layer1, self.layer2, self.layer3, self.layer4)
+    return nn.Sequential(
+        self.conv1,
+        self.bn1,
+        self.relu,
+        self.maxpool,
+        self.layer1,
+        self.layer2,
+        self.layer3,
+        self.layer4,
+    )
 
 
 class TorchEncoder(nn.Module):
+
   def __init__(self, resnet):
     super().__init__()
     self.resnet_conv = resnet.trunk()
@@ -142,13 +165,15 @@ class TorchEncoder(nn.Module):
 
 
 class TorchEmbeder(nn.Module):
+
   def __init__(self, num_classes, dropout=0.5):
     super().__init__()
     self.pool_c = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Dropout(dropout))
     self.pool_e = nn.AdaptiveAvgPool2d(1)
     self.classifier0 = nn.Module()
-    self.classifier0.bottle = nn.Sequential(nn.Linear(2048, 256), nn.BatchNorm1d(256),
-                                            nn.LeakyReLU(0.1))
+    self.classifier0.bottle = nn.Sequential(
+        nn.Linear(2048, 256), nn.BatchNorm1d(256), nn.LeakyReLU(0.1)
+    )
     self.classifier0.classifier = nn.Sequential(nn.Linear(256, num_classes))
     self.embedder0 = nn.Linear(2048, 256)
 
@@ -199,15 +224,22 @@ def official(tmp_path_factory):
   (legacy pickle, 'module.' prefixes), and what load_official_checkpoint reads."""
   directory = tmp_path_factory.mktemp('official')
   resnet = TorchResNet50()
-  nets = {'G_rgb2ir': TorchGenerator(), 'G_ir2rgb': TorchGenerator(),
-          'D_rgb': TorchPatchD(), 'D_ir': TorchJointD(),
-          'D_rgb_warmup': TorchPatchD(), 'D_ir_warmup': TorchPatchD(),
-          'encoder': TorchEncoder(resnet), 'embeder': TorchEmbeder(7)}
+  nets = {
+      'G_rgb2ir': TorchGenerator(),
+      'G_ir2rgb': TorchGenerator(),
+      'D_rgb': TorchPatchD(),
+      'D_ir': TorchJointD(),
+      'D_rgb_warmup': TorchPatchD(),
+      'D_ir_warmup': TorchPatchD(),
+      'encoder': TorchEncoder(resnet),
+      'embeder': TorchEmbeder(7),
+  }
   for i, name in enumerate(convert.OFFICIAL_NETWORKS):
     _randomise(nets[name], seed=i)
     state = {f'module.{k}': v for k, v in nets[name].state_dict().items()}
-    torch.save(state, os.path.join(directory, f'model-{i}_250.pkl'),
-               _use_new_zipfile_serialization=False)
+    torch.save(
+        state, os.path.join(directory, f'model-{i}_250.pkl'), _use_new_zipfile_serialization=False
+    )
   return nets, convert.load_official_checkpoint(str(directory)), directory
 
 
@@ -222,12 +254,18 @@ def test_generator_matches_torch_in_train_and_eval_with_running_stats(official):
   np.testing.assert_allclose(_nchw(got_eval), want_eval.numpy(), **TOL)
   g.train()
   with torch.no_grad():
-    want_train = g(x)                     # also updates the IN running stats
+    want_train = g(x)  # also updates the IN running stats
   got_train, updates = Generator().apply(v, _nhwc(x), train=True, mutable=['batch_stats'])
   np.testing.assert_allclose(_nchw(got_train), want_train.numpy(), **TOL)
-  _assert_same_running_stats(updates, g, [(('model_1',), 'model.1'),
-                                          (('model_9', 'model_4'), 'model.9.model.4'),
-                                          (('model_17',), 'model.17')])
+  _assert_same_running_stats(
+      updates,
+      g,
+      [
+          (('model_1',), 'model.1'),
+          (('model_9', 'model_4'), 'model.9.model.4'),
+          (('model_17',), 'model.17'),
+      ],
+  )
 
 
 def test_discriminators_match_torch(official):
@@ -238,8 +276,7 @@ def test_discriminators_match_torch(official):
     want_patch = nets['D_rgb'](x)
     want_joint = nets['D_ir'](x, feats)
   got_patch = PatchDiscriminator().apply(variables['D_rgb'], _nhwc(x), train=True)
-  got_joint = JointDiscriminator().apply(variables['D_ir'], _nhwc(x), _nhwc(feats),
-                                         train=True)
+  got_joint = JointDiscriminator().apply(variables['D_ir'], _nhwc(x), _nhwc(feats), train=True)
   assert got_patch.shape == (2, 4, 4, 1) and got_joint.shape == (2, 4, 4, 1)
   np.testing.assert_allclose(_nchw(got_patch), want_patch.numpy(), **TOL)
   np.testing.assert_allclose(_nchw(got_joint), want_joint.numpy(), **TOL)
@@ -252,8 +289,9 @@ def test_encoder_and_embedder_match_torch_with_batchnorm_statistics(official):
   enc.eval()
   with torch.no_grad():
     want = enc(x)
-  np.testing.assert_allclose(_nchw(ResNetEncoder().apply(v, _nhwc(x), train=False)),
-                             want.numpy(), **TOL)
+  np.testing.assert_allclose(
+      _nchw(ResNetEncoder().apply(v, _nhwc(x), train=False)), want.numpy(), **TOL
+  )
   # Training mode: 53 BatchNorms on batch statistics amplify float32
   # rounding; PyTorch's own float32 output differs from its float64 output
   # by more than 1e-4 here. So both float32 results are held to the float64
@@ -268,10 +306,15 @@ def test_encoder_and_embedder_match_torch_with_batchnorm_statistics(official):
   got, updates = ResNetEncoder().apply(v, _nhwc(x), train=True, mutable=['batch_stats'])
   torch_error = np.abs(want - want64).max()
   assert np.abs(_nchw(got) - want64).max() <= max(1e-4, 2 * torch_error)
-  _assert_same_running_stats(updates, enc, [
-      (('bn1',), 'resnet_conv.1'),
-      (('layer4_0', 'downsample_bn'), 'resnet_conv.7.0.downsample.1'),
-      (('layer3_5', 'bn3'), 'resnet_conv.6.5.bn3')])
+  _assert_same_running_stats(
+      updates,
+      enc,
+      [
+          (('bn1',), 'resnet_conv.1'),
+          (('layer4_0', 'downsample_bn'), 'resnet_conv.7.0.downsample.1'),
+          (('layer3_5', 'bn3'), 'resnet_conv.6.5.bn3'),
+      ],
+  )
 
   emb, ev = nets['embeder'], variables['embeder']
   fmap = torch.rand(4, 2048, 6, 3)
@@ -289,11 +332,13 @@ def test_encoder_and_embedder_match_torch_with_batchnorm_statistics(official):
   with torch.no_grad():
     _, logits, _ = emb(fmap)
   out, updates = Embedder(num_classes=7, dropout_rate=0.0).apply(
-      ev, _nhwc(fmap), train=True, mutable=['batch_stats'])
+      ev, _nhwc(fmap), train=True, mutable=['batch_stats']
+  )
   np.testing.assert_allclose(out['logits'], logits.numpy(), **TOL)
   bn = emb.classifier0.bottle[1]
-  np.testing.assert_allclose(updates['batch_stats']['bottle_bn']['var'],
-                             bn.running_var.numpy(), **TOL)
+  np.testing.assert_allclose(
+      updates['batch_stats']['bottle_bn']['var'], bn.running_var.numpy(), **TOL
+  )
 
 
 def test_torchvision_resnet50_round_trip_pth_and_safetensors(tmp_path):
@@ -352,6 +397,7 @@ def test_official_test_features_follow_spec_section_5(official):
   from aligngan_jax import pretrained
   from aligngan_jax import sharding
   from configs import default
+
   nets, variables, directory = official
 
   def reloaded(name, fresh):
@@ -359,7 +405,7 @@ def test_official_test_features_follow_spec_section_5(official):
     # running statistics: start again from the saved release files.
     index = convert.OFFICIAL_NETWORKS.index(name)
     state = torch.load(os.path.join(directory, f'model-{index}_250.pkl'))
-    fresh.load_state_dict({k[len('module.'):]: v for k, v in state.items()})
+    fresh.load_state_dict({k[len('module.') :]: v for k, v in state.items()})
     return fresh.eval()
 
   config = default.get_config()
@@ -376,6 +422,7 @@ def test_official_test_features_follow_spec_section_5(official):
     def pooled(y):
       y = F.interpolate(y, (64, 32), mode='bilinear', align_corners=False)
       return enc(((y + 1) / 2 - mean) / std).mean((2, 3))
+
     f = pooled(x) + pooled(torch.flip(x, [3]))
     return (f / f.norm(dim=1, keepdim=True)).numpy()
 
@@ -388,10 +435,11 @@ def test_official_test_features_follow_spec_section_5(official):
 
 
 def test_pretrained_backbone_initialises_only_the_trunk(tmp_path):
+  from aligngan_jax import players
   from aligngan_jax import pretrained
   from aligngan_jax import sharding
-  from aligngan_jax import players
   from configs import default
+
   path = str(tmp_path / 'resnet50.pth')
   torch.save(_randomise(TorchResNet50(), seed=3).state_dict(), path)
   config = default.get_config('tiny')
@@ -402,23 +450,27 @@ def test_pretrained_backbone_initialises_only_the_trunk(tmp_path):
   fresh = players.create_state(config, models, mesh)
   state = pretrained.load_backbone(fresh, config, mesh)
   want = convert.load_torchvision_resnet50(path)
-  for got, ref in zip(jax.tree.leaves((state.params['encoder'], state.batch_stats['encoder'])),
-                      jax.tree.leaves((want['params'], want['batch_stats']))):
+  for got, ref in zip(
+      jax.tree.leaves((state.params['encoder'], state.batch_stats['encoder'])),
+      jax.tree.leaves((want['params'], want['batch_stats'])),
+  ):
     np.testing.assert_array_equal(got, ref)
-  for got, ref in zip(jax.tree.leaves(state.params['embedder']),
-                      jax.tree.leaves(fresh.params['embedder'])):
+  for got, ref in zip(
+      jax.tree.leaves(state.params['embedder']), jax.tree.leaves(fresh.params['embedder'])
+  ):
     np.testing.assert_array_equal(got, ref)
 
 
-def test_eval_mode_evaluates_the_official_release(official, tfds_data_dir, tmp_path,
-                                                  caplog):
+def test_eval_mode_evaluates_the_official_release(official, tfds_data_dir, tmp_path, caplog):
   """config.mode='eval' with config.init_from=<release dir> (as main.py runs
   it): the files load and the §5 features feed the protocol table."""
   import logging
+
   from aligngan_jax import train_lib
   from configs import synthetic
+
   _, _, directory = official
-  config = synthetic.get_config('tiny')   # the AlignGAN trainer reads its release
+  config = synthetic.get_config('tiny')  # the AlignGAN trainer reads its release
   config.data_dir, config.mode, config.init_from = tfds_data_dir, 'eval', str(directory)
   config.eval.num_trials = 2
   with caplog.at_level(logging.INFO):

@@ -2,20 +2,24 @@
 AlignGAN run (main.py) trained through it, and their golden numbers."""
 
 import os
+
 from configs import synthetic
 import golden
 import run_files
 
 
-def test_ide_trainer_runs_in_the_one_loop_and_keeps_its_golden_numbers(tfds_data_dir, tmp_path, caplog):
+def test_ide_trainer_runs_in_the_one_loop_and_keeps_its_golden_numbers(
+    tfds_data_dir, tmp_path, caplog
+):
   """The IDE baseline through train_lib, as main.py runs it: checkpoints,
   evaluation, the shared tag scheme, then config.mode='eval'."""
   import logging
+
   from aligngan_jax import train_lib
   import run_files
+
   workdir = str(tmp_path / 'run')
-  config = run_files.override(synthetic.get_config('ide,tiny'),
-                              run_files.IDE_TINY_OVERRIDES)
+  config = run_files.override(synthetic.get_config('ide,tiny'), run_files.IDE_TINY_OVERRIDES)
   config.data_dir = tfds_data_dir
   with caplog.at_level(logging.INFO):
     train_lib.train_and_evaluate(config, workdir)
@@ -27,8 +31,13 @@ def test_ide_trainer_runs_in_the_one_loop_and_keeps_its_golden_numbers(tfds_data
   result = run_files.latest_eval(workdir)
   assert result['step'] == 2 and result['stage'] == 1 and result['protocol'] == 'sysu'
   tags = run_files.tensorboard_tags(workdir)
-  assert {'train/feature/loss', 'train/feature/accuracy_ir', 'train/stage',
-          'lr/encoder', 'lr/embedder'} <= tags
+  assert {
+      'train/feature/loss',
+      'train/feature/accuracy_ir',
+      'train/stage',
+      'lr/encoder',
+      'lr/embedder',
+  } <= tags
   assert not any(t.startswith('lr/G') or t == 'translation' for t in tags)
   # Resuming (also with a longer schedule) is tested in test_multihost.py,
   # where the same IDE run resumes in-process from other topologies.
@@ -42,20 +51,20 @@ def test_ide_trainer_runs_in_the_one_loop_and_keeps_its_golden_numbers(tfds_data
 
 def test_cadence_says_which_periodic_actions_are_due():
   from aligngan_jax import train_loop
-  cadence = train_loop.Cadence(log=2, checkpoint=3, image=4, eval=5,
-                               eval_at_stage_end=True)
+
+  cadence = train_loop.Cadence(log=2, checkpoint=3, image=4, eval=5, eval_at_stage_end=True)
   due = lambda done, stage_end=False, last=False: set(
-      cadence.due(done, stage_end=stage_end, last=last))
+      cadence.due(done, stage_end=stage_end, last=last)
+  )
   assert due(1) == set()
   assert due(2) == {'log'}
-  assert due(3) == {'log', 'checkpoint'}     # a save always follows a checked log
+  assert due(3) == {'log', 'checkpoint'}  # a save always follows a checked log
   assert due(4) == {'log', 'image'}
   assert due(5) == {'eval'}
   assert due(12) == {'log', 'checkpoint', 'image'}
   everything = {'log', 'image', 'checkpoint', 'eval'}
   assert due(7, stage_end=True) == due(7, last=True) == everything
-  quiet = train_loop.Cadence(log=2, checkpoint=3, image=4, eval=5,
-                             eval_at_stage_end=False)
+  quiet = train_loop.Cadence(log=2, checkpoint=3, image=4, eval=5, eval_at_stage_end=False)
   assert set(quiet.due(7, stage_end=True, last=False)) == everything - {'eval'}
   assert set(quiet.due(7, stage_end=False, last=True)) == everything
 
@@ -68,9 +77,13 @@ def test_smoke_run_trains_the_demo_aligngan_with_the_compilation_cache(aligngan_
     assert f'Stage {stage}:' in stderr
   assert 'step 6/6' in stderr and 'Traceback' not in stderr
   assert sorted(os.listdir(os.path.join(workdir, 'images'))) == [
-      'translation_000002.png', 'translation_000004.png', 'translation_000006.png']
+      'translation_000002.png',
+      'translation_000004.png',
+      'translation_000006.png',
+  ]
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints')), key=int) == [
-      str(i) for i in range(1, 7)]
+      str(i) for i in range(1, 7)
+  ]
   assert os.path.exists(os.path.join(workdir, 'config.json'))
   # The persistent compilation cache is on, in the folder the flag names.
   cache = os.environ['JAX_COMPILATION_CACHE_DIR']
@@ -78,8 +91,7 @@ def test_smoke_run_trains_the_demo_aligngan_with_the_compilation_cache(aligngan_
   result = run_files.latest_eval(workdir)
   assert result['step'] == 6 and result['protocol'] == 'sysu'
   scored = [r for r in result['results'].values() if 'skipped' not in r]
-  assert scored and all(len(r['cmc']) == 20 and 0 <= r['mAP']['mean'] <= 1
-                        for r in scored)
+  assert scored and all(len(r['cmc']) == 20 and 0 <= r['mAP']['mean'] <= 1 for r in scored)
 
 
 def test_the_shared_run_computes_its_golden_numbers(aligngan_run):
@@ -90,18 +102,23 @@ def test_the_shared_run_computes_its_golden_numbers(aligngan_run):
 
 
 def test_golden_differences_flag_moved_missing_and_extra_numbers():
-  want = {'losses': {'train/G/loss': {'1': 2.0, '2': 1.5}},
-          'metrics': {'sysu all single': {'rank1': 0.25}}}
+  want = {
+      'losses': {'train/G/loss': {'1': 2.0, '2': 1.5}},
+      'metrics': {'sysu all single': {'rank1': 0.25}},
+  }
   # Within the tolerance: float noise of another machine (tests/golden.py).
-  same = {'losses': {'train/G/loss': {'1': 2.0 * (1 + 1e-4), '2': 1.5}},
-          'metrics': {'sysu all single': {'rank1': 0.25 + 0.01}}}
+  same = {
+      'losses': {'train/G/loss': {'1': 2.0 * (1 + 1e-4), '2': 1.5}},
+      'metrics': {'sysu all single': {'rank1': 0.25 + 0.01}},
+  }
   assert golden.differences(want, same) == []
-  moved = {'losses': {'train/G/loss': {'1': 2.0 * (1 + 1e-2), '3': 1.0}},
-           'metrics': {'sysu all single': {'rank1': 0.25 + 1 / 6}}}
+  moved = {
+      'losses': {'train/G/loss': {'1': 2.0 * (1 + 1e-2), '3': 1.0}},
+      'metrics': {'sysu all single': {'rank1': 0.25 + 1 / 6}},
+  }
   found = golden.differences(want, moved)
   assert len(found) == 4, found
   assert found[0].startswith('losses train/G/loss 1: golden 2.0, now 2.02')
   assert 'train/G/loss 2: only in the golden file' in found[1]
   assert 'train/G/loss 3: only in the fresh run' in found[2]
   assert found[3].startswith('metrics sysu all single rank1:')
-

@@ -25,7 +25,7 @@ from aligngan_jax import trainers
 from configs import default
 
 SIZE = 16
-RGB_CAMERAS, IR_CAMERAS = (1, 2, 4, 5), (3, 6)   # SYSU-MM01's
+RGB_CAMERAS, IR_CAMERAS = (1, 2, 4, 5), (3, 6)  # SYSU-MM01's
 
 
 def _pooled(images):
@@ -69,8 +69,11 @@ class ToyTrainer(trainers.Trainer):
     return {'linear': self.config.toy.learning_rate}
 
   def samplers(self, rgb_labels, ir_labels):
-    return {'pairs': sampler_lib.PKSampler(rgb_labels, ir_labels, ids_per_batch=2,
-                                           instances_per_id=2, seed=self.config.seed)}
+    return {
+        'pairs': sampler_lib.PKSampler(
+            rgb_labels, ir_labels, ids_per_batch=2, instances_per_id=2, seed=self.config.seed
+        )
+    }
 
   def stages(self):
     linear = self.networks['linear']
@@ -82,18 +85,24 @@ class ToyTrainer(trainers.Trainer):
 
       def loss_fn(params):
         return losses.cross_entropy(linear.apply({'params': params}, x), labels)
+
       loss, grad = jax.value_and_grad(loss_fn)(state.params['linear'])
       updates, opt = state.tx['linear'].update(grad, state.opt_state['linear'])
-      return state.replace(step=state.step + 1,
-                           params={'linear': optax.apply_updates(state.params['linear'], updates)},
-                           opt_state={'linear': opt}), {'toy/ce': loss}
+      return state.replace(
+          step=state.step + 1,
+          params={'linear': optax.apply_updates(state.params['linear'], updates)},
+          opt_state={'linear': opt},
+      ), {'toy/ce': loss}
+
     return (trainers.Stage(1, 'toy', step, ('pairs',), int(self.config.toy.num_steps), 8),)
 
   def test_features(self, state, images, *, modality):
     del modality
     x = _pooled(images)
-    return {'logits': _unit(self.networks['linear'].apply({'params': state.params['linear']}, x)),
-            'pooled': _unit(x)}
+    return {
+        'logits': _unit(self.networks['linear'].apply({'params': state.params['linear']}, x)),
+        'pooled': _unit(x),
+    }
 
 
 class ListWriter:
@@ -138,16 +147,18 @@ def _records(rng, ids, *, train: bool, size=(SIZE, SIZE)) -> data_lib.Records:
       images=np.stack([r[0] for r in rows]),
       person_id=np.array([r[1] for r in rows]),
       label=np.array([label_of[r[1]] if train else -1 for r in rows]),
-      camera=np.array([r[2] for r in rows]), modality=np.array([r[3] for r in rows]),
+      camera=np.array([r[2] for r in rows]),
+      modality=np.array([r[3] for r in rows]),
       index=np.array([r[4] for r in rows]),
-      path=np.array([f'cam{r[2]}/{r[1]:04d}/{r[4]:04d}.jpg' for r in rows]))
+      path=np.array([f'cam{r[2]}/{r[1]:04d}/{r[4]:04d}.jpg' for r in rows]),
+  )
 
 
 def memory_run(trainer: str, seed: int = 0, size=(SIZE, SIZE)):
   """(config, data) of a run on in-memory data: ``trainer``'s defaults with
   images of ``size`` (height, width), 6 training and 8 test people
   (`_records`), evaluation at the end over 2 gallery trials."""
-  config = default.get_config()   # with the group of every registered trainer
+  config = default.get_config()  # with the group of every registered trainer
   config.trainer = trainer
   config.dataset = 'toy in memory'
   config.image_size = SIZE
@@ -156,8 +167,10 @@ def memory_run(trainer: str, seed: int = 0, size=(SIZE, SIZE)):
   config.eval_every_steps = 1_000
   config.eval.num_trials = 2
   rng = np.random.default_rng(seed)
-  data = data_lib.Data(_records(rng, list(range(10, 16)), train=True, size=size),
-                       _records(rng, list(range(20, 28)), train=False, size=size))
+  data = data_lib.Data(
+      _records(rng, list(range(10, 16)), train=True, size=size),
+      _records(rng, list(range(20, 28)), train=False, size=size),
+  )
   return config, data
 
 
@@ -181,10 +194,9 @@ def test_a_toy_trainer_trains_checkpoints_resumes_and_evaluates(toy, tmp_path):
   config, data = toy
   assert config.toy.num_steps == 6
   whole = ListWriter()
-  result = train_loop.train_and_evaluate(config, str(tmp_path / 'whole'), data=data,
-                                         writer=whole)
+  result = train_loop.train_and_evaluate(config, str(tmp_path / 'whole'), data=data, writer=whole)
   losses_logged = [whole.scalars[s]['train/toy/ce'] for s in range(1, 7)]
-  assert losses_logged[-1] < losses_logged[0]       # it learns
+  assert losses_logged[-1] < losses_logged[0]  # it learns
   assert whole.scalars[3]['lr/linear'] == pytest.approx(0.5)
   single = result['results']['sysu all single']['rank1']['mean']
   assert single > result['results']['sysu all single']['chance_rank1']['mean'] + 0.1
@@ -210,12 +222,16 @@ def test_a_toy_trainer_trains_checkpoints_resumes_and_evaluates(toy, tmp_path):
   want, opened = _final_state(str(tmp_path / 'whole'), config)
   got, _ = _final_state(broken, config)
   assert int(got.step) == 6 and opened.trainer.name == 'toy_linear'
-  for a, b in zip(jax.tree.leaves((want.params, want.opt_state)),
-                  jax.tree.leaves((got.params, got.opt_state))):
+  for a, b in zip(
+      jax.tree.leaves((want.params, want.opt_state)), jax.tree.leaves((got.params, got.opt_state))
+  ):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   # The tools' view: the first named feature, unit norm.
-  feats = np.asarray(opened.extract['ir'](sharding.shard_batch(
-      data.load_images(data.test.select(np.arange(16)), SIZE), opened.mesh)))
+  feats = np.asarray(
+      opened.extract['ir'](
+          sharding.shard_batch(data.load_images(data.test.select(np.arange(16)), SIZE), opened.mesh)
+      )
+  )
   np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 1.0, rtol=1e-5)
   assert trained.num_classes(broken) == 6
   # The caller's writer was used: clu wrote no event file.

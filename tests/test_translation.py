@@ -14,18 +14,17 @@ def _ssim_by_loops(x, y):
   """SSIM of two [H, W] images in [0, 1], window by window (Wang et al.
   2004, Gaussian 11 x 11, sigma 1.5, population statistics)."""
   r = np.arange(11) - 5.0
-  g = np.exp(-r ** 2 / (2 * 1.5 ** 2))
+  g = np.exp(-(r**2) / (2 * 1.5**2))
   w = np.outer(g, g) / np.outer(g, g).sum()
-  c1, c2 = 0.01 ** 2, 0.03 ** 2
+  c1, c2 = 0.01**2, 0.03**2
   values = []
   for i in range(x.shape[0] - 10):
     for j in range(x.shape[1] - 10):
-      a, b = x[i:i + 11, j:j + 11], y[i:i + 11, j:j + 11]
+      a, b = x[i : i + 11, j : j + 11], y[i : i + 11, j : j + 11]
       ma, mb = (w * a).sum(), (w * b).sum()
       va, vb = (w * (a - ma) ** 2).sum(), (w * (b - mb) ** 2).sum()
       cov = (w * (a - ma) * (b - mb)).sum()
-      values.append((2 * ma * mb + c1) * (2 * cov + c2)
-                    / ((ma ** 2 + mb ** 2 + c1) * (va + vb + c2)))
+      values.append((2 * ma * mb + c1) * (2 * cov + c2) / ((ma**2 + mb**2 + c1) * (va + vb + c2)))
   return float(np.mean(values))
 
 
@@ -36,11 +35,10 @@ def test_l1_and_ssim_of_hand_checkable_images():
   np.testing.assert_allclose(translation.l1(_to_net(a), _to_net(b)), [0.4], atol=1e-5)
   # Constant images: no variance, so SSIM is the luminance term alone,
   # (2 ab + C1) / (a^2 + b^2 + C1).
-  c1 = 0.01 ** 2
-  expected = (2 * 0.2 * 0.6 + c1) / (0.2 ** 2 + 0.6 ** 2 + c1)
+  c1 = 0.01**2
+  expected = (2 * 0.2 * 0.6 + c1) / (0.2**2 + 0.6**2 + c1)
   # (float32 E[x^2] - E[x]^2 leaves a variance of ~1e-8 against C2 = 9e-4).
-  np.testing.assert_allclose(translation.ssim(_to_net(a), _to_net(b)), [expected],
-                             rtol=1e-4)
+  np.testing.assert_allclose(translation.ssim(_to_net(a), _to_net(b)), [expected], rtol=1e-4)
   # An image against itself: L1 0, SSIM 1.
   rng = np.random.default_rng(0)
   x = _to_net(rng.uniform(0, 1, (2, 16, 16, 3)))
@@ -55,7 +53,7 @@ def test_ssim_matches_a_window_by_window_reference():
   got = translation.ssim(_to_net(noisy), _to_net(truth))
   want = [_ssim_by_loops(noisy[i].mean(-1), truth[i].mean(-1)) for i in range(2)]
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
-  assert 0 < want[0] < 0.9   # the noise is visible to the measure
+  assert 0 < want[0] < 0.9  # the noise is visible to the measure
 
 
 def test_linear_map_recovers_an_exact_linear_law_and_luminance_is_luma():
@@ -67,8 +65,7 @@ def test_linear_map_recovers_an_exact_linear_law_and_luminance_is_luma():
   np.testing.assert_allclose(weights, law, atol=1e-6)
   np.testing.assert_allclose(translation.apply_linear_map(rgb, weights), ir, atol=1e-5)
   pixel = np.array([[[[1.0, -1.0, 0.0]]]], np.float32)
-  np.testing.assert_allclose(translation.luminance(pixel)[0, 0, 0],
-                             [0.299 - 0.587] * 3, atol=1e-6)
+  np.testing.assert_allclose(translation.luminance(pixel)[0, 0, 0], [0.299 - 0.587] * 3, atol=1e-6)
 
 
 def test_truth_measures_a_translator_in_padded_batches_beside_the_references():
@@ -83,8 +80,9 @@ def test_truth_measures_a_translator_in_padded_batches_beside_the_references():
   def perfect(batch):
     shapes.append(batch.shape)
     return red(batch)
+
   out = truth.measure(perfect, batch_size=2)
-  assert shapes == [(2, 12, 12, 3)] * 3          # 5 images: the last batch padded
+  assert shapes == [(2, 12, 12, 3)] * 3  # 5 images: the last batch padded
   assert out['num_images'] == 5
   np.testing.assert_allclose([out['l1'], out['ssim']], [0, 1], atol=1e-5)
   # The linear map finds the law; luminance does not.

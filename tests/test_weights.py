@@ -7,19 +7,19 @@ import http.server
 import os
 import threading
 
-import pytest
-
-from aligngan_jax import convert
-from aligngan_jax import pretrained
-from aligngan_jax import weights
-from configs import sysu
 import jax
 import numpy as np
-from aligngan_jax import config_checks
-from aligngan_jax import players
-from aligngan_jax import sharding
+import pytest
 
-PAYLOAD = os.urandom(3 * 2**20 + 17)   # three blocks and a bit
+from aligngan_jax import config_checks
+from aligngan_jax import convert
+from aligngan_jax import players
+from aligngan_jax import pretrained
+from aligngan_jax import sharding
+from aligngan_jax import weights
+from configs import sysu
+
+PAYLOAD = os.urandom(3 * 2**20 + 17)  # three blocks and a bit
 DIGEST = hashlib.sha256(PAYLOAD).hexdigest()
 
 
@@ -34,7 +34,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     if self.path == '/etag':
       self.send_header('X-Linked-Etag', f'"{DIGEST}"')
     self.end_headers()
-    self.wfile.write(PAYLOAD[:len(PAYLOAD) // 2] if self.path == '/cut' else PAYLOAD)
+    self.wfile.write(PAYLOAD[: len(PAYLOAD) // 2] if self.path == '/cut' else PAYLOAD)
 
   def log_message(self, *args):
     del args
@@ -52,8 +52,11 @@ def server():
 
 
 def _source(monkeypatch, url, sha256=DIGEST, name='torchvision'):
-  monkeypatch.setitem(weights.SOURCES, name, weights.Source(
-      url=url, filename='resnet50-test.pth', sha256=sha256, about='test weights'))
+  monkeypatch.setitem(
+      weights.SOURCES,
+      name,
+      weights.Source(url=url, filename='resnet50-test.pth', sha256=sha256, about='test weights'),
+  )
 
 
 def _left(directory):
@@ -96,13 +99,12 @@ def test_a_hash_mismatch_deletes_the_file_and_says_so(server, monkeypatch, tmp_p
   assert weights.sha256_of(path) == DIGEST and len(server.requests) == 2
 
 
-def test_an_interrupted_download_leaves_nothing_under_the_final_name(server, monkeypatch,
-                                                                    tmp_path):
+def test_an_interrupted_download_leaves_nothing_under_the_final_name(server, monkeypatch, tmp_path):
   _source(monkeypatch, f'http://127.0.0.1:{server.server_port}/cut')
   cache = str(tmp_path / 'cache')
   with pytest.raises(weights.WeightsError, match='Cannot download .*/cut'):
     weights.fetch('torchvision', cache)
-  assert _left(cache) == []     # neither the file nor a .partial
+  assert _left(cache) == []  # neither the file nor a .partial
 
 
 def test_offline_names_the_url_the_cache_path_and_the_digest(monkeypatch, tmp_path):
@@ -124,6 +126,7 @@ class socket_closed:  # pylint: disable=invalid-name
 
   def __enter__(self):
     import socket
+
     self.s = socket.socket()
     self.s.bind(('127.0.0.1', 0))
     return self.s.getsockname()[1]
@@ -133,17 +136,16 @@ class socket_closed:  # pylint: disable=invalid-name
 
 
 def test_the_servers_digest_is_checked_and_kept_where_the_table_has_none(
-    server, monkeypatch, tmp_path):
-  _source(monkeypatch, f'http://127.0.0.1:{server.server_port}/etag', sha256=None,
-          name='timm')
+    server, monkeypatch, tmp_path
+):
+  _source(monkeypatch, f'http://127.0.0.1:{server.server_port}/etag', sha256=None, name='timm')
   cache = str(tmp_path / 'cache')
   path = weights.fetch('timm', cache)
   with open(path + '.sha256') as f:
     assert f.read().strip() == DIGEST
   assert weights.fetch('timm', cache) == path and len(server.requests) == 1
   # Without a stated digest there is nothing to check against: refused.
-  _source(monkeypatch, f'http://127.0.0.1:{server.server_port}/good', sha256=None,
-          name='timm')
+  _source(monkeypatch, f'http://127.0.0.1:{server.server_port}/good', sha256=None, name='timm')
   with pytest.raises(weights.WeightsError, match=r'not the published \(none stated\)'):
     weights.fetch('timm', str(tmp_path / 'other'))
 
@@ -162,8 +164,7 @@ def test_the_prefetch_command(server, monkeypatch, tmp_path, capsys):
   _source(monkeypatch, f'http://127.0.0.1:{server.server_port}/good')
   out = str(tmp_path / 'out')
   assert convert.main(['--fetch', 'torchvision', '--out', out]) == 0
-  assert capsys.readouterr().out.strip() == (
-      f'{out}/resnet50-test.pth (SHA-256 {DIGEST})')
+  assert capsys.readouterr().out.strip() == (f'{out}/resnet50-test.pth (SHA-256 {DIGEST})')
   _source(monkeypatch, f'http://127.0.0.1:{server.server_port}/good', sha256='1' * 64)
   assert convert.main(['--fetch', 'torchvision', '--out', str(tmp_path / 'o2')]) == 1
   assert capsys.readouterr().err.startswith('error: http://127.0.0.1:')
@@ -179,14 +180,17 @@ def test_the_cache_folder_follows_the_config_then_the_environment(monkeypatch, t
 
 
 def test_a_new_run_fetches_before_reading_the_data_and_a_resumed_one_does_not(
-    monkeypatch, tmp_path):
+    monkeypatch, tmp_path
+):
   from aligngan_jax import input_pipeline
   from aligngan_jax import train_loop
+
   with socket_closed() as port:
     _source(monkeypatch, f'http://127.0.0.1:{port}/resnet50.pth')
 
   def too_early(*args, **kwargs):
     raise AssertionError('the data was read before the weights were fetched')
+
   monkeypatch.setattr(input_pipeline, 'load_data', too_early)
   config = sysu.get_config()
   config.weights_dir = str(tmp_path / 'cache')
@@ -204,8 +208,9 @@ def test_pretrained_backbone_errors_name_the_key(ide_config, tmp_path):
   with pytest.raises(config_checks.ConfigError, match='config.model.depth=10'):
     config_checks.validate_config(bad, num_devices=2)
   bad.model.depth, bad.model.width = 50, 64
-  with pytest.raises(config_checks.ConfigError,
-                     match=r"pretrained_backbone=.*does not exist.*'torchvision'"):
+  with pytest.raises(
+      config_checks.ConfigError, match=r"pretrained_backbone=.*does not exist.*'torchvision'"
+  ):
     config_checks.validate_config(bad, num_devices=2)
   bad.mode, bad.init_from = 'eval', str(tmp_path)
   # The IDE baseline has no official release; AlignGAN's names its files.
@@ -216,27 +221,34 @@ def test_pretrained_backbone_errors_name_the_key(ide_config, tmp_path):
     config_checks.validate_config(bad, num_devices=2)
 
 
-def test_a_saved_trunk_starts_a_new_state_and_a_wrong_one_is_named(ide_config, ide_models,
-                                                                     tmp_path):
+def test_a_saved_trunk_starts_a_new_state_and_a_wrong_one_is_named(
+    ide_config, ide_models, tmp_path
+):
   from aligngan_jax import pretrained
+
   mesh = sharding.create_mesh()
   other = ide_config.copy_and_resolve_references()
   other.seed = 7
   source = jax.device_get(players.create_state(other, ide_models, mesh))
   path = str(tmp_path / 'trunk.msgpack')
-  pretrained.save_trunk(path, source.params['encoder'], source.batch_stats['encoder'],
-                        ide_config, source='test')
+  pretrained.save_trunk(
+      path, source.params['encoder'], source.batch_stats['encoder'], ide_config, source='test'
+  )
   run = ide_config.copy_and_resolve_references()
   run.pretrained_backbone = path
   assert pretrained.check_backbone_config(run) is None
   state = players.create_state(run, ide_models, mesh)
   loaded = jax.device_get(pretrained.load_backbone(state, run, mesh))
-  for got, want in zip(jax.tree.leaves((loaded.params['encoder'], loaded.batch_stats['encoder'])),
-                       jax.tree.leaves((source.params['encoder'], source.batch_stats['encoder']))):
+  for got, want in zip(
+      jax.tree.leaves((loaded.params['encoder'], loaded.batch_stats['encoder'])),
+      jax.tree.leaves((source.params['encoder'], source.batch_stats['encoder'])),
+  ):
     np.testing.assert_array_equal(got, want)
   # The heads stay as initialised.
-  for got, want in zip(jax.tree.leaves(loaded.params['embedder']),
-                       jax.tree.leaves(jax.device_get(state.params['embedder']))):
+  for got, want in zip(
+      jax.tree.leaves(loaded.params['embedder']),
+      jax.tree.leaves(jax.device_get(state.params['embedder'])),
+  ):
     np.testing.assert_array_equal(got, want)
   wider = run.copy_and_resolve_references()
   wider.model.width = 8
@@ -246,4 +258,3 @@ def test_a_saved_trunk_starts_a_new_state_and_a_wrong_one_is_named(ide_config, i
     f.write(b'not a trunk')
   with pytest.raises(config_checks.ConfigError, match=r'trunk.msgpack.*not a trunk file'):
     config_checks.validate_config(run, num_devices=2)
-

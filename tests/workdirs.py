@@ -9,8 +9,8 @@ import pytest
 
 from aligngan_jax import checkpointing
 from aligngan_jax import sharding
-from aligngan_jax import trainers
 from aligngan_jax import trained
+from aligngan_jax import trainers
 from configs import synthetic
 
 
@@ -30,8 +30,7 @@ def restore(workdir, config=None, step=None):
   config = config or trained.load_config(workdir)
   trainer = trainers.trainer_for(config, trainers.DataInfo(trained.num_classes(workdir)))
   template = trainers.create_state(trainer, sharding.create_mesh(), abstract=True)
-  manager = checkpointing.create_manager(workdir, save_every=1, max_to_keep=3,
-                                         create=False)
+  manager = checkpointing.create_manager(workdir, save_every=1, max_to_keep=3, create=False)
   try:
     return checkpointing.restore(manager, template, config, step=step)
   finally:
@@ -46,8 +45,7 @@ def copy(workdir, tmp_path):
 
 def data_files(workdir, step):
   folder = os.path.join(workdir, 'checkpoints', str(step), 'state', 'ocdbt.process_0', 'd')
-  return sorted((os.path.join(folder, n) for n in os.listdir(folder)),
-                key=os.path.getsize)
+  return sorted((os.path.join(folder, n) for n in os.listdir(folder)), key=os.path.getsize)
 
 
 def raises_one_line(error, match, call, *args, **kwargs):

@@ -48,13 +48,19 @@ MODELS = {
     'agw': ('AGW', ':agw', (0, 1, 2)),
     'caj': ('CAJ', ':caj', (0, 1, 2)),
 }
-SEED_BLOCK = ('<!-- demo-seeds:begin (written by tools/demo_table.py) -->',
-              '<!-- demo-seeds:end -->')
-MEAN_BLOCK = ('<!-- demo-table:begin (written by tools/demo_table.py) -->',
-              '<!-- demo-table:end -->')
+SEED_BLOCK = (
+    '<!-- demo-seeds:begin (written by tools/demo_table.py) -->',
+    '<!-- demo-seeds:end -->',
+)
+MEAN_BLOCK = (
+    '<!-- demo-table:begin (written by tools/demo_table.py) -->',
+    '<!-- demo-table:end -->',
+)
 # '| AlignGAN, seed 0 | `--config=configs/synthetic.py --config.seed=0` | **18.4** | 22.3 | 4.1 min |'
-_SEED_ROW = re.compile(r'^\| (\S+), seed (\d+) \| `([^`]*)` \| \*\*([\d.]+)\*\* \| ([\d.]+) \|'
-                       r'(?: ([\d.]+) min \|)?')
+_SEED_ROW = re.compile(
+    r'^\| (\S+), seed (\d+) \| `([^`]*)` \| \*\*([\d.]+)\*\* \| ([\d.]+) \|'
+    r'(?: ([\d.]+) min \|)?'
+)
 # '- AlignGAN rows: commit 1234567, 2-core x86_64 CPU, 2026-12-03': where they come from.
 _STAMP_ROW = re.compile(r'^- (\S+) rows: (.+)$')
 
@@ -82,8 +88,11 @@ def read_seed_rows(doc: str) -> tuple[dict[tuple[str, int], dict], dict[str, str
   for line in block(doc, SEED_BLOCK)[1].splitlines():
     m = _SEED_ROW.match(line)
     if m:
-      rows[m[1], int(m[2])] = {'rank1': float(m[4]), 'mAP': float(m[5]),
-                                'minutes': float(m[6]) if m[6] else None}
+      rows[m[1], int(m[2])] = {
+          'rank1': float(m[4]),
+          'mAP': float(m[5]),
+          'minutes': float(m[6]) if m[6] else None,
+      }
     m = _STAMP_ROW.match(line)
     if m:
       stamps[m[1]] = m[2]
@@ -106,8 +115,11 @@ def run_one(model: str, seed: int, runs: str, data_dir: str | None, extra: list[
     raise SystemExit(f'error: {model} seed {seed} failed (exit {code}); see {log.name}.')
   with open(os.path.join(workdir, 'eval', 'latest.json'), encoding='utf-8') as f:
     result = json.load(f)['results'][SETTING]
-  return {'rank1': 100 * result['rank1']['mean'], 'mAP': 100 * result['mAP']['mean'],
-          'minutes': (time.perf_counter() - start) / 60}
+  return {
+      'rank1': 100 * result['rank1']['mean'],
+      'mAP': 100 * result['mAP']['mean'],
+      'minutes': (time.perf_counter() - start) / 60,
+  }
 
 
 def mean_sd(values: list[float]) -> tuple[float, float]:
@@ -116,8 +128,10 @@ def mean_sd(values: list[float]) -> tuple[float, float]:
 
 def provenance() -> str:
   """The commit (and whether the tree had uncommitted changes), machine, date."""
+
   def git(*args):
     return subprocess.run(['git', *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
   commit = git('rev-parse', '--short', 'HEAD') or 'unknown commit'
   if git('status', '--porcelain', '--untracked-files=no'):
     commit += ' + uncommitted changes'
@@ -126,17 +140,19 @@ def provenance() -> str:
 
 
 def seed_rows_text(rows: dict[tuple[str, int], dict], stamps: dict[str, str]) -> str:
-  lines = ['\nAll-search single-shot, each run alone on the machine, the dataset already '
-           'built.\n',
-           '| run | flags after `python main.py --workdir=...` | Rank-1 | mAP | wall |',
-           '|---|---|---|---|---|']
+  lines = [
+      '\nAll-search single-shot, each run alone on the machine, the dataset already ' 'built.\n',
+      '| run | flags after `python main.py --workdir=...` | Rank-1 | mAP | wall |',
+      '|---|---|---|---|---|',
+  ]
   order = [MODELS[m][0] for m in MODELS]
-  for (label, seed), row in sorted(rows.items(), key=lambda kv: (order.index(kv[0][0]),
-                                                                  kv[0][1])):
+  for (label, seed), row in sorted(rows.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1])):
     model = next(m for m in MODELS if MODELS[m][0] == label)
     wall = f' {row["minutes"]:.1f} min |' if row.get('minutes') else ' - |'
-    lines.append(f'| {label}, seed {seed} | `{command(model, seed)}` | '
-                 f'**{row["rank1"]:.1f}** | {row["mAP"]:.1f} |{wall}')
+    lines.append(
+        f'| {label}, seed {seed} | `{command(model, seed)}` | '
+        f'**{row["rank1"]:.1f}** | {row["mAP"]:.1f} |{wall}'
+    )
   lines.append('\nMeasured by `python tools/demo_table.py` at:\n')
   lines += [f'- {label} rows: {stamps[label]}' for label in order if label in stamps]
   return '\n'.join(lines) + '\n'
@@ -151,13 +167,19 @@ def mean_rows_text(rows: dict[tuple[str, int], dict], stamps: dict[str, str]) ->
     r1 = mean_sd([rows[label, s]['rank1'] for s in seeds])
     mp = mean_sd([rows[label, s]['mAP'] for s in seeds])
     fmt = (lambda v: f'{v[0]:.1f} ± {v[1]:.1f}') if len(seeds) > 1 else (lambda v: f'{v[0]:.1f}')
-    lines.append(f'| {label} | `python main.py --config=configs/synthetic.py{suffix}` | '
-                 f'{",".join(map(str, seeds))} | **{fmt(r1)}** | {fmt(mp)} |')
-  where = '; '.join(f'{", ".join(l for l in stamps if stamps[l] == s)}: {s}'
-                    for s in dict.fromkeys(stamps.values()))
-  lines.append(f'\nAll-search single-shot, mean ± sd over seeds (each seed: '
-               f'[docs/demo.md](docs/demo.md)). Written by `python tools/demo_table.py` at '
-               f'{where}.\n')
+    lines.append(
+        f'| {label} | `python main.py --config=configs/synthetic.py{suffix}` | '
+        f'{",".join(map(str, seeds))} | **{fmt(r1)}** | {fmt(mp)} |'
+    )
+  where = '; '.join(
+      f'{", ".join(l for l in stamps if stamps[l] == s)}: {s}'
+      for s in dict.fromkeys(stamps.values())
+  )
+  lines.append(
+      f'\nAll-search single-shot, mean ± sd over seeds (each seed: '
+      f'[docs/demo.md](docs/demo.md)). Written by `python tools/demo_table.py` at '
+      f'{where}.\n'
+  )
   return '\n'.join(lines)
 
 
@@ -169,8 +191,11 @@ def check(measured: dict, table: dict) -> bool:
     ref = table.get(key)
     same = ref is not None and abs(m['rank1'] - ref['rank1']) <= 0.051
     exact &= same
-    ref_txt = f'{ref["rank1"]:.1f} | {m["mAP"]:.1f} | {ref["mAP"]:.1f}' if ref else \
-        f'(no row) | {m["mAP"]:.1f} | -'
+    ref_txt = (
+        f'{ref["rank1"]:.1f} | {m["mAP"]:.1f} | {ref["mAP"]:.1f}'
+        if ref
+        else f'(no row) | {m["mAP"]:.1f} | -'
+    )
     print(f'| {key[0]}, seed {key[1]} | {m["rank1"]:.1f}{"" if same else " *"} | {ref_txt} |')
   if exact:
     print('\nverdict: every run reproduces its row')
@@ -186,27 +211,43 @@ def check(measured: dict, table: dict) -> bool:
     # rounding alone should stay within.
     bound = 2 * theirs[1] / len(keys) ** 0.5
     ok = abs(ours[0] - theirs[0]) <= bound
-    print(f'{label} mean over {len(keys)} seeds: {ours[0]:.1f} ± {ours[1]:.1f} (table '
-          f'{theirs[0]:.1f} ± {theirs[1]:.1f}; allowed difference {bound:.1f}): '
-          f'{"agrees" if ok else "DIFFERS"}')
-  print('\nverdict:', 'the seed mean agrees with the table' if ok else
-        'DIFFERS from the table (a run marked * and no agreeing mean)')
+    print(
+        f'{label} mean over {len(keys)} seeds: {ours[0]:.1f} ± {ours[1]:.1f} (table '
+        f'{theirs[0]:.1f} ± {theirs[1]:.1f}; allowed difference {bound:.1f}): '
+        f'{"agrees" if ok else "DIFFERS"}'
+    )
+  print(
+      '\nverdict:',
+      'the seed mean agrees with the table'
+      if ok
+      else 'DIFFERS from the table (a run marked * and no agreeing mean)',
+  )
   return ok
 
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--models', default=','.join(MODELS),
-                      help=f'comma-separated, of {", ".join(MODELS)} (default: all)')
-  parser.add_argument('--seeds', default=None,
-                      help='comma-separated seeds (default: each model\'s own: '
-                      + '; '.join(f'{m} {",".join(map(str, s))}' for m, (_, _, s) in MODELS.items())
-                      + ')')
-  parser.add_argument('--check', action='store_true',
-                      help='compare with docs/demo.md instead of writing the tables')
-  parser.add_argument('--runs', default=os.path.join(ROOT, 'runs', 'demo_table'),
-                      help='folder for the workdirs and logs (one per run)')
-  parser.add_argument('--data_dir', default=None, help='TFDS data_dir (default: TFDS\'s)')
+  parser.add_argument(
+      '--models',
+      default=','.join(MODELS),
+      help=f'comma-separated, of {", ".join(MODELS)} (default: all)',
+  )
+  parser.add_argument(
+      '--seeds',
+      default=None,
+      help="comma-separated seeds (default: each model's own: "
+      + '; '.join(f'{m} {",".join(map(str, s))}' for m, (_, _, s) in MODELS.items())
+      + ')',
+  )
+  parser.add_argument(
+      '--check', action='store_true', help='compare with docs/demo.md instead of writing the tables'
+  )
+  parser.add_argument(
+      '--runs',
+      default=os.path.join(ROOT, 'runs', 'demo_table'),
+      help='folder for the workdirs and logs (one per run)',
+  )
+  parser.add_argument('--data_dir', default=None, help="TFDS data_dir (default: TFDS's)")
   parser.add_argument('--readme', default=os.path.join(ROOT, 'README.md'))
   parser.add_argument('--doc', default=os.path.join(ROOT, 'docs', 'demo.md'))
   parser.add_argument('extra', nargs='*', help='more main.py flags, after --')
@@ -215,7 +256,7 @@ def main(argv=None) -> int:
   unknown = [m for m in models if m not in MODELS]
   if unknown:
     parser.error(f'--models: unknown {unknown}; choose from {", ".join(MODELS)}')
-  table, stamps = read_seed_rows(args.doc)   # before any run: a missing block fails now
+  table, stamps = read_seed_rows(args.doc)  # before any run: a missing block fails now
   if not args.check:
     block(args.readme, MEAN_BLOCK)
   os.makedirs(args.runs, exist_ok=True)
@@ -223,10 +264,14 @@ def main(argv=None) -> int:
   for model in models:
     seeds = [int(s) for s in args.seeds.split(',')] if args.seeds else MODELS[model][2]
     for seed in seeds:
-      m = measured[MODELS[model][0], seed] = run_one(model, seed, args.runs, args.data_dir,
-                                                     args.extra)
-      print(f'{model} seed {seed}: Rank-1 {m["rank1"]:.2f}, mAP {m["mAP"]:.2f} '
-            f'({m["minutes"]:.1f} min)', flush=True)
+      m = measured[MODELS[model][0], seed] = run_one(
+          model, seed, args.runs, args.data_dir, args.extra
+      )
+      print(
+          f'{model} seed {seed}: Rank-1 {m["rank1"]:.2f}, mAP {m["mAP"]:.2f} '
+          f'({m["minutes"]:.1f} min)',
+          flush=True,
+      )
       with open(os.path.join(args.runs, 'measured.json'), 'w', encoding='utf-8') as f:
         json.dump({f'{k[0]}, seed {k[1]}': v for k, v in measured.items()}, f, indent=1)
   if args.check:

@@ -37,27 +37,34 @@ from aligngan_jax.models import resnet
 from configs import synthetic
 from datasets.synthetic_vireid import render
 
-_OUT = flags.DEFINE_string('out', 'weights/synthetic_trunk_r18w16.msgpack',
-                           'Where to write the trunk.')
-_WORLD = flags.DEFINE_integer('world', 1_000, 'Render seed of the pretraining '
-                              'world (the demo dataset is seed 0).')
-_FIRST_ID = flags.DEFINE_integer('first_id', 10_001, 'First person id (the demo '
-                                 'uses 1..160).')
+_OUT = flags.DEFINE_string(
+    'out', 'weights/synthetic_trunk_r18w16.msgpack', 'Where to write the trunk.'
+)
+_WORLD = flags.DEFINE_integer(
+    'world', 1_000, 'Render seed of the pretraining ' 'world (the demo dataset is seed 0).'
+)
+_FIRST_ID = flags.DEFINE_integer('first_id', 10_001, 'First person id (the demo ' 'uses 1..160).')
 _NUM_IDS = flags.DEFINE_integer('num_ids', 500, 'Identities to classify.')
 _STEPS = flags.DEFINE_integer('steps', 3_000, 'SGD steps.')
 _BATCH = flags.DEFINE_integer('batch', 64, 'Images per step.')
-_LR = flags.DEFINE_float('learning_rate', 0.05, 'Peak SGD learning rate '
-                         '(cosine decay to 0).')
+_LR = flags.DEFINE_float('learning_rate', 0.05, 'Peak SGD learning rate ' '(cosine decay to 0).')
 _SEED = flags.DEFINE_integer('seed', 0, 'Initialisation and batch seed.')
 _MODALITIES = flags.DEFINE_enum(
-    'modalities', 'visible', ['visible', 'both'], "'visible': visible images "
+    'modalities',
+    'visible',
+    ['visible', 'both'],
+    "'visible': visible images "
     "only (the ImageNet counterpart); 'both': visible and infrared images of "
     'the same people, one identity label across modalities (pretraining on '
-    'another visible-infrared dataset).')
+    'another visible-infrared dataset).',
+)
 _INIT = flags.DEFINE_string('init', '', 'A trunk (.msgpack) to start from.')
 _GREY_PROB = flags.DEFINE_float(
-    'random_grey_prob', 0.5, 'Probability of replacing an image by a random '
-    'grey projection of its colours (see `random_grey`).')
+    'random_grey_prob',
+    0.5,
+    'Probability of replacing an image by a random '
+    'grey projection of its colours (see `random_grey`).',
+)
 
 
 def render_people(world: int, person_ids, image_size: int, cameras):
@@ -65,9 +72,9 @@ def render_people(world: int, person_ids, image_size: int, cameras):
   every image of ``person_ids`` in ``world`` seen by ``cameras``."""
   images, labels, infrared = [], [], []
   label_of = {int(p): i for i, p in enumerate(person_ids)}
-  for pid, cam, _, image in render.examples(world, person_ids, image_height=96,
-                                            max_images=6, min_images=2,
-                                            cameras=cameras):
+  for pid, cam, _, image in render.examples(
+      world, person_ids, image_height=96, max_images=6, min_images=2, cameras=cameras
+  ):
     images.append(render.to_square(image, image_size))
     labels.append(label_of[pid])
     infrared.append(cam in render.IR_CAMERAS)
@@ -96,15 +103,24 @@ def train_step(state, images, labels, key, *, models, config, tx):
   def loss_fn(params):
     x = resnet.prepare_encoder_input(images, tuple(config.encoder_input_size))
     fmap, enc = models['encoder'].apply(
-        {'params': params['encoder'], 'batch_stats': stats['encoder']}, x,
-        train=True, mutable=['batch_stats'])
+        {'params': params['encoder'], 'batch_stats': stats['encoder']},
+        x,
+        train=True,
+        mutable=['batch_stats'],
+    )
     out, emb = models['embedder'].apply(
-        {'params': params['embedder'], 'batch_stats': stats['embedder']}, fmap,
-        train=True, mutable=['batch_stats'], rngs={'dropout': key})
+        {'params': params['embedder'], 'batch_stats': stats['embedder']},
+        fmap,
+        train=True,
+        mutable=['batch_stats'],
+        rngs={'dropout': key},
+    )
     ce = losses.cross_entropy(out['logits'], labels)
     accuracy = jnp.mean(jnp.argmax(out['logits'], -1) == labels)
-    return ce, ({'encoder': enc['batch_stats'], 'embedder': emb['batch_stats']},
-                {'ce': ce, 'accuracy': accuracy})
+    return ce, (
+        {'encoder': enc['batch_stats'], 'embedder': emb['batch_stats']},
+        {'ce': ce, 'accuracy': accuracy},
+    )
 
   grads, (stats, metrics) = jax.grad(loss_fn, has_aux=True)(params)
   updates, opt_state = tx.update(grads, opt_state, params)
@@ -114,17 +130,24 @@ def train_step(state, images, labels, key, *, models, config, tx):
 def main(argv):
   del argv
   config = synthetic.get_config()
-  config.model.classifier_init_std = 0.01   # a pretraining head of our own
+  config.model.classifier_init_std = 0.01  # a pretraining head of our own
   ids = np.arange(_FIRST_ID.value, _FIRST_ID.value + _NUM_IDS.value)
   start = time.time()
   cameras = render.RGB_CAMERAS if _MODALITIES.value == 'visible' else render.CAMERAS
   images, labels, infrared = render_people(_WORLD.value, ids, config.image_size, cameras)
-  logging.info('Rendered %d images (%d infrared) of %d people (world %d) in %.0f s.',
-               len(images), infrared.sum(), len(ids), _WORLD.value, time.time() - start)
+  logging.info(
+      'Rendered %d images (%d infrared) of %d people (world %d) in %.0f s.',
+      len(images),
+      infrared.sum(),
+      len(ids),
+      _WORLD.value,
+      time.time() - start,
+  )
   models = players.feature_models(config, len(ids))
   key = jax.random.key(_SEED.value)
-  x = resnet.prepare_encoder_input(jnp.zeros((2,) + images.shape[1:]),
-                                   tuple(config.encoder_input_size))
+  x = resnet.prepare_encoder_input(
+      jnp.zeros((2,) + images.shape[1:]), tuple(config.encoder_input_size)
+  )
   enc = models['encoder'].init(jax.random.fold_in(key, 0), x, train=False)
   fmap = models['encoder'].apply(enc, x, train=False)
   emb = models['embedder'].init(jax.random.fold_in(key, 1), fmap, train=False)
@@ -134,8 +157,9 @@ def main(argv):
     trunk = pretrained.read_trunk(_INIT.value)
     params['encoder'], stats['encoder'] = trunk['params'], trunk['batch_stats']
   schedule = optax.cosine_decay_schedule(_LR.value, _STEPS.value)
-  tx = optax.chain(optax.add_decayed_weights(5e-4),
-                   optax.sgd(schedule, momentum=0.9, nesterov=True))
+  tx = optax.chain(
+      optax.add_decayed_weights(5e-4), optax.sgd(schedule, momentum=0.9, nesterov=True)
+  )
   state = (params, stats, tx.init(params))
   step_fn = jax.jit(functools.partial(train_step, models=models, config=config, tx=tx))
   rng = np.random.default_rng(_SEED.value)
@@ -151,15 +175,28 @@ def main(argv):
     history.append(metrics)
     if (step + 1) % 250 == 0 or step + 1 == _STEPS.value:
       means = {k: float(np.mean([m[k] for m in history])) for k in history[0]}
-      logging.info('step %d/%d  ce %.3f  accuracy %.3f  %.0f s', step + 1,
-                   _STEPS.value, means['ce'], means['accuracy'], time.time() - start)
+      logging.info(
+          'step %d/%d  ce %.3f  accuracy %.3f  %.0f s',
+          step + 1,
+          _STEPS.value,
+          means['ce'],
+          means['accuracy'],
+          time.time() - start,
+      )
       history = []
   params, stats, _ = jax.device_get(state)
-  pretrained.save_trunk(_OUT.value, params['encoder'], stats['encoder'], config,
-                        source=(f'synthetic_vireid render world {_WORLD.value}, '
-                                f'{_MODALITIES.value} images of person ids {ids[0]}..{ids[-1]}, '
-                                f'{_STEPS.value} SGD steps of identity classification, '
-                                f'random grey projections p={_GREY_PROB.value}'))
+  pretrained.save_trunk(
+      _OUT.value,
+      params['encoder'],
+      stats['encoder'],
+      config,
+      source=(
+          f'synthetic_vireid render world {_WORLD.value}, '
+          f'{_MODALITIES.value} images of person ids {ids[0]}..{ids[-1]}, '
+          f'{_STEPS.value} SGD steps of identity classification, '
+          f'random grey projections p={_GREY_PROB.value}'
+      ),
+  )
   logging.info('Wrote %s (%.0f s).', _OUT.value, time.time() - start)
 
 

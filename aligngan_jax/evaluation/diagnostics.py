@@ -32,18 +32,24 @@ import numpy as np
 from aligngan_jax.evaluation import engine
 from aligngan_jax.evaluation import ranking
 
-RGB, IR = 0, 1           # the `modality` values of input_pipeline.Records
+RGB, IR = 0, 1  # the `modality` values of input_pipeline.Records
 _MAX_COSINE_ROWS = 2048  # per modality: the cosine statistics subsample
 
 
 def _retrieval(features, query, gallery, ids, cams) -> dict:
   dist = -(features[query] @ features[gallery].T)
-  metrics = ranking.rank_metrics(dist, ids[query], ids[gallery], cams[query],
-                                 cams[gallery], protocol='regdb', max_rank=1)
-  return {'rank1': float(metrics['cmc'][0]), 'mAP': metrics['mAP'],
-          'chance_rank1': engine.chance_rank1(ids[query], ids[gallery], cams[query],
-                                              cams[gallery], 'regdb'),
-          'num_query': len(query), 'num_gallery': len(gallery)}
+  metrics = ranking.rank_metrics(
+      dist, ids[query], ids[gallery], cams[query], cams[gallery], protocol='regdb', max_rank=1
+  )
+  return {
+      'rank1': float(metrics['cmc'][0]),
+      'mAP': metrics['mAP'],
+      'chance_rank1': engine.chance_rank1(
+          ids[query], ids[gallery], cams[query], cams[gallery], 'regdb'
+      ),
+      'num_query': len(query),
+      'num_gallery': len(gallery),
+  }
 
 
 def _skipped(why):
@@ -54,10 +60,16 @@ def cosine_statistics(features, ids, rgb, ir, seed: int = 0) -> dict:
   """Mean and std of cos(fake IR, real IR) over same-person and
   different-person pairs (at most 2,048 rows of each modality, seeded)."""
   rng = np.random.default_rng(seed)
-  rgb = rgb if len(rgb) <= _MAX_COSINE_ROWS else np.sort(
-      rng.choice(rgb, _MAX_COSINE_ROWS, replace=False))
-  ir = ir if len(ir) <= _MAX_COSINE_ROWS else np.sort(
-      rng.choice(ir, _MAX_COSINE_ROWS, replace=False))
+  rgb = (
+      rgb
+      if len(rgb) <= _MAX_COSINE_ROWS
+      else np.sort(rng.choice(rgb, _MAX_COSINE_ROWS, replace=False))
+  )
+  ir = (
+      ir
+      if len(ir) <= _MAX_COSINE_ROWS
+      else np.sort(rng.choice(ir, _MAX_COSINE_ROWS, replace=False))
+  )
   cos = np.asarray(features[rgb] @ features[ir].T, np.float64)
   same = ids[rgb][:, None] == ids[ir][None, :]
   out = {}
@@ -96,10 +108,12 @@ def diagnose(features, person_id, camera, modality) -> dict:
         weights.append(len(query))
     if rows:
       w = np.asarray(weights, np.float64) / sum(weights)
-      out['ir_to_ir'] = {k: float(np.dot(w, [r[k] for r in rows]))
-                         for k in ('rank1', 'mAP', 'chance_rank1')}
-      out['ir_to_ir'].update(num_query=int(sum(weights)),
-                             num_gallery=int(np.mean([r['num_gallery'] for r in rows])))
+      out['ir_to_ir'] = {
+          k: float(np.dot(w, [r[k] for r in rows])) for k in ('rank1', 'mAP', 'chance_rank1')
+      }
+      out['ir_to_ir'].update(
+          num_query=int(sum(weights)), num_gallery=int(np.mean([r['num_gallery'] for r in rows]))
+      )
     else:
       out['ir_to_ir'] = _skipped('no IR query has its person in another IR camera')
   if len(rgb) and len(ir):
@@ -111,9 +125,13 @@ def diagnose(features, person_id, camera, modality) -> dict:
 
 def scalars(diagnostics: dict, prefix: str = 'diagnostics') -> dict[str, float]:
   """TensorBoard scalars: diagnostics/<measure>/<value>."""
-  return {f'{prefix}/{name}/{key}': value
-          for name, row in diagnostics.items() if 'skipped' not in row
-          for key, value in row.items() if isinstance(value, float)}
+  return {
+      f'{prefix}/{name}/{key}': value
+      for name, row in diagnostics.items()
+      if 'skipped' not in row
+      for key, value in row.items()
+      if isinstance(value, float)
+  }
 
 
 def protocol_summary(result: dict) -> dict:
@@ -121,8 +139,12 @@ def protocol_summary(result: dict) -> dict:
   ``engine.evaluate_features`` result: the protocol's headline number."""
   for name, row in result['results'].items():
     if 'skipped' not in row:
-      return {'setting': engine.setting_title(name), 'rank1': row['rank1']['mean'],
-              'mAP': row['mAP']['mean'], 'chance_rank1': row['chance_rank1']['mean']}
+      return {
+          'setting': engine.setting_title(name),
+          'rank1': row['rank1']['mean'],
+          'mAP': row['mAP']['mean'],
+          'chance_rank1': row['chance_rank1']['mean'],
+      }
   return {'setting': 'none scored'}
 
 
@@ -133,34 +155,47 @@ def format_table(rows: list[dict]) -> str:
   error of the generator, the luminance and the linear map (L1 in [0, 1]
   pixel units, lower is better; SSIM, higher is better), a column that
   appears only where some row has it."""
-  head = (f'{"stage":>5} {"step":>7} | {"(a) IR->RGB R1/mAP":>19} | '
-          f'{"(b) fakeIR->IR R1/mAP":>22} | {"(c) IR->IR R1/mAP":>18} | '
-          f'{"(d) cos same/diff (gap)":>24}')
+  head = (
+      f'{"stage":>5} {"step":>7} | {"(a) IR->RGB R1/mAP":>19} | '
+      f'{"(b) fakeIR->IR R1/mAP":>22} | {"(c) IR->IR R1/mAP":>18} | '
+      f'{"(d) cos same/diff (gap)":>24}'
+  )
   with_e = any('translation' in r['diagnostics'] for r in rows)
   if with_e:
     head += f' | {"(e) L1 G/luma/lin":>20} | {"SSIM G/luma/lin":>17}'
-  lines = ['Per-stage diagnostics (test people; Rank-1 and mAP in %, chance '
-           'Rank-1 in brackets)', head]
+  lines = [
+      'Per-stage diagnostics (test people; Rank-1 and mAP in %, chance ' 'Rank-1 in brackets)',
+      head,
+  ]
 
   def pair(row):
     if not row or 'skipped' in row or 'rank1' not in row:
       return 'n/a'
-    return (f'{100 * row["rank1"]:.1f}/{100 * row["mAP"]:.1f} '
-            f'({100 * row["chance_rank1"]:.1f})')
+    return f'{100 * row["rank1"]:.1f}/{100 * row["mAP"]:.1f} ' f'({100 * row["chance_rank1"]:.1f})'
 
   for r in rows:
     d = r['diagnostics']
     cos = d['cosine']
-    cos_text = ('n/a' if 'skipped' in cos else
-                f'{cos["same_mean"]:.3f}/{cos["different_mean"]:.3f} ({cos["gap"]:+.3f})')
-    line = (f'{r["stage"]:>5} {r["step"]:>7} | {pair(r["protocol"]):>19} | '
-            f'{pair(d["fake_ir_to_ir"]):>22} | {pair(d["ir_to_ir"]):>18} | '
-            f'{cos_text:>24}')
+    cos_text = (
+        'n/a'
+        if 'skipped' in cos
+        else f'{cos["same_mean"]:.3f}/{cos["different_mean"]:.3f} ({cos["gap"]:+.3f})'
+    )
+    line = (
+        f'{r["stage"]:>5} {r["step"]:>7} | {pair(r["protocol"]):>19} | '
+        f'{pair(d["fake_ir_to_ir"]):>22} | {pair(d["ir_to_ir"]):>18} | '
+        f'{cos_text:>24}'
+    )
     if with_e:
       e = d.get('translation')
-      l1_text, ssim_text = ('n/a', 'n/a') if e is None else (
-          f'{e["l1"]:.3f}/{e["luminance_l1"]:.3f}/{e["linear_l1"]:.3f}',
-          f'{e["ssim"]:.2f}/{e["luminance_ssim"]:.2f}/{e["linear_ssim"]:.2f}')
+      l1_text, ssim_text = (
+          ('n/a', 'n/a')
+          if e is None
+          else (
+              f'{e["l1"]:.3f}/{e["luminance_l1"]:.3f}/{e["linear_l1"]:.3f}',
+              f'{e["ssim"]:.2f}/{e["luminance_ssim"]:.2f}/{e["linear_ssim"]:.2f}',
+          )
+      )
       line += f' | {l1_text:>20} | {ssim_text:>17}'
     lines.append(line)
   return '\n'.join(lines)

@@ -23,21 +23,25 @@ METRICS = tuple(f'rank{r}' for r in CMC_RANKS) + ('mAP', 'mINP')
 _TITLES = {'sysu': 'SYSU-MM01', 'regdb': 'RegDB', 'llcm': 'LLCM'}
 _SAMPLING_NAMES = {
     'seeded': "seeded: AGW's random.seed(trial) draws (multi-shot: "
-              'np.random.RandomState(trial))',
-    'official': "official: rand_perm_cam.mat of the SYSU-MM01 kit"}
-_CMC_NAMES = {'sysu': "identity-level CMC (AGW eval_sysu); cam-3 queries skip cam 2",
-              'regdb': "image-level CMC (AGW eval_regdb); nothing removed",
-              'llcm': "identity-level CMC (DEEN eval_llcm); a query's own "
-                      'identity in its own camera removed'}
+    'np.random.RandomState(trial))',
+    'official': 'official: rand_perm_cam.mat of the SYSU-MM01 kit',
+}
+_CMC_NAMES = {
+    'sysu': 'identity-level CMC (AGW eval_sysu); cam-3 queries skip cam 2',
+    'regdb': 'image-level CMC (AGW eval_regdb); nothing removed',
+    'llcm': "identity-level CMC (DEEN eval_llcm); a query's own "
+    'identity in its own camera removed',
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class EvalSettings:
   """What to evaluate (``config.eval`` holds the same fields)."""
-  protocol: str = 'sysu'                       # 'sysu' | 'regdb' | 'llcm'
+
+  protocol: str = 'sysu'  # 'sysu' | 'regdb' | 'llcm'
   sysu_modes: tuple[str, ...] = ('all', 'indoor')
   sysu_shots: tuple[str, ...] = ('single', 'multi')
-  sampling: str = 'seeded'                     # 'seeded' | 'official'
+  sampling: str = 'seeded'  # 'seeded' | 'official'
   rand_perm_path: str | None = None
   num_trials: int = protocols.NUM_TRIALS
   regdb_trial: int = 1
@@ -63,58 +67,73 @@ class EvalSettings:
 def splits(records, settings: EvalSettings) -> dict[str, list[protocols.Split]]:
   """{setting name: one Split per trial} for the configured protocol."""
   if settings.protocol == 'regdb':
-    return {f'regdb {d}': [protocols.regdb_protocol(settings.regdb_trial, d)
-                           .split(records)]
-            for d in settings.regdb_directions}
+    return {
+        f'regdb {d}': [protocols.regdb_protocol(settings.regdb_trial, d).split(records)]
+        for d in settings.regdb_directions
+    }
   if settings.protocol == 'llcm':
-    return {f'llcm {d}': [protocols.llcm_protocol(records, direction=d, trial=t)
-                          for t in range(settings.num_trials)]
-            for d in settings.llcm_directions}
+    return {
+        f'llcm {d}': [
+            protocols.llcm_protocol(records, direction=d, trial=t)
+            for t in range(settings.num_trials)
+        ]
+        for d in settings.llcm_directions
+    }
   if settings.protocol != 'sysu':
-    raise ValueError(f'config.eval.protocol={settings.protocol!r}: expected '
-                     "'sysu', 'regdb' or 'llcm'.")
+    raise ValueError(
+        f'config.eval.protocol={settings.protocol!r}: expected ' "'sysu', 'regdb' or 'llcm'."
+    )
   rand_perm = None
   if settings.sampling == 'official':
     if not settings.rand_perm_path:
-      raise ValueError("config.eval.sampling='official' needs "
-                       'config.eval.rand_perm_path (rand_perm_cam.mat of the '
-                       'official SYSU-MM01 evaluation kit).')
+      raise ValueError(
+          "config.eval.sampling='official' needs "
+          'config.eval.rand_perm_path (rand_perm_cam.mat of the '
+          'official SYSU-MM01 evaluation kit).'
+      )
     rand_perm = protocols.load_rand_perm(settings.rand_perm_path)
-  return {f'sysu {mode} {shot}': [
-      protocols.sysu_protocol(records, mode=mode, shot=shot, trial=t,
-                              sampling=settings.sampling, rand_perm=rand_perm)
-      for t in range(settings.num_trials)]
-          for mode in settings.sysu_modes for shot in settings.sysu_shots}
+  return {
+      f'sysu {mode} {shot}': [
+          protocols.sysu_protocol(
+              records,
+              mode=mode,
+              shot=shot,
+              trial=t,
+              sampling=settings.sampling,
+              rand_perm=rand_perm,
+          )
+          for t in range(settings.num_trials)
+      ]
+      for mode in settings.sysu_modes
+      for shot in settings.sysu_shots
+  }
 
 
 class _Skip(Exception):
   """A setting that cannot be scored on this data."""
 
 
-def chance_rank1(query_ids, gallery_ids, query_cams, gallery_cams,
-                 protocol: str) -> float:
+def chance_rank1(query_ids, gallery_ids, query_cams, gallery_cams, protocol: str) -> float:
   """Expected Rank-1 of a random ranking: per valid query, the fraction of
   its kept gallery that shows its identity (identity-level CMC gives the
   same expectation), averaged."""
   query_ids, gallery_ids = np.asarray(query_ids), np.asarray(gallery_ids)
   query_cams, gallery_cams = np.asarray(query_cams), np.asarray(gallery_cams)
 
-  def count(keys, of):   # how many rows of `keys` equal each row of `of`
-    table, inverse = np.unique(np.concatenate([keys, of]), axis=0,
-                               return_inverse=True)
-    counts = np.bincount(inverse.reshape(-1)[:len(keys)], minlength=len(table))
-    return counts[inverse.reshape(-1)[len(keys):]]
+  def count(keys, of):  # how many rows of `keys` equal each row of `of`
+    table, inverse = np.unique(np.concatenate([keys, of]), axis=0, return_inverse=True)
+    counts = np.bincount(inverse.reshape(-1)[: len(keys)], minlength=len(table))
+    return counts[inverse.reshape(-1)[len(keys) :]]
 
   matches = count(gallery_ids[:, None], query_ids[:, None])
-  removed = np.zeros(len(query_ids), np.int64)     # gallery items dropped
+  removed = np.zeros(len(query_ids), np.int64)  # gallery items dropped
   if protocol == 'sysu':
     skips = query_cams == 3
     skipped = gallery_cams == 2
     removed = skips * skipped.sum()
     matches = matches - skips * count(gallery_ids[skipped, None], query_ids[:, None])
   elif protocol == 'llcm':
-    removed = count(np.stack([gallery_ids, gallery_cams], 1),
-                    np.stack([query_ids, query_cams], 1))
+    removed = count(np.stack([gallery_ids, gallery_cams], 1), np.stack([query_ids, query_cams], 1))
     matches = matches - removed
   kept = len(gallery_ids) - removed
   valid = matches > 0
@@ -123,8 +142,9 @@ def chance_rank1(query_ids, gallery_ids, query_cams, gallery_cams,
 
 def _score(distmat, split, ids, cams, max_rank):
   q, g = split.query, split.gallery
-  result = ranking.rank_metrics(distmat, ids[q], ids[g], cams[q], cams[g],
-                                protocol=split.protocol, max_rank=max_rank)
+  result = ranking.rank_metrics(
+      distmat, ids[q], ids[g], cams[q], cams[g], protocol=split.protocol, max_rank=max_rank
+  )
   for r in CMC_RANKS:
     result[f'rank{r}'] = float(result['cmc'][min(r, max_rank) - 1])
   return result
@@ -154,19 +174,21 @@ def _distance_fn(features, all_splits):
   uses fits in memory, one matmul serves all trials (SYSU-MM01: 3,803 x
   about 6,800, instead of 40 matmuls) and each trial gathers its columns.
   """
+
   def direct(query, gallery):
     return _cosine_distances(features, query, gallery)
-  rows = np.unique(np.concatenate([s.query for t in all_splits for s in t] + [[]])
-                   ).astype(np.int64)
-  cols = np.unique(np.concatenate([s.gallery for t in all_splits for s in t] + [[]])
-                   ).astype(np.int64)
+
+  rows = np.unique(np.concatenate([s.query for t in all_splits for s in t] + [[]])).astype(np.int64)
+  cols = np.unique(np.concatenate([s.gallery for t in all_splits for s in t] + [[]])).astype(
+      np.int64
+  )
   if not len(rows) or not len(cols) or len(rows) * len(cols) > _MAX_SHARED_DISTANCES:
     return direct
   table = direct(rows, cols)
 
   def shared(query, gallery):
-    return _gather_block(table, np.searchsorted(rows, query),
-                         np.searchsorted(cols, gallery))
+    return _gather_block(table, np.searchsorted(rows, query), np.searchsorted(cols, gallery))
+
   return shared
 
 
@@ -181,8 +203,9 @@ def _gather_block(table, rows, cols):
   return jnp.take(jnp.take(table, rows, axis=0), cols, axis=1)
 
 
-def evaluate_features(features, records, settings: EvalSettings,
-                      all_splits: dict | None = None) -> dict:
+def evaluate_features(
+    features, records, settings: EvalSettings, all_splits: dict | None = None
+) -> dict:
   """Scores ``features`` ([len(records), D], unit rows) on every setting;
   ``all_splits`` (from :func:`splits`) when the caller already drew them."""
   features = jnp.asarray(features, jnp.float32)
@@ -197,21 +220,37 @@ def evaluate_features(features, records, settings: EvalSettings,
       for split in trial_splits:
         if not len(split.query) or not len(split.gallery):
           raise _Skip(f'empty {"query set" if not len(split.query) else "gallery"}')
-        chance = chance_rank1(ids[split.query], ids[split.gallery],
-                              cams[split.query], cams[split.gallery], split.protocol)
+        chance = chance_rank1(
+            ids[split.query],
+            ids[split.gallery],
+            cams[split.query],
+            cams[split.gallery],
+            split.protocol,
+        )
         if chance == 0.0:
           raise _Skip('no query has a true match in the gallery')
-        extra = {'chance_rank1': chance, 'num_query': len(split.query),
-                 'num_gallery': len(split.gallery)}
-        trials.append({**_score(distances(split.query, split.gallery), split,
-                                ids, cams, settings.max_rank),
-                       **extra})
+        extra = {
+            'chance_rank1': chance,
+            'num_query': len(split.query),
+            'num_gallery': len(split.gallery),
+        }
+        trials.append(
+            {
+                **_score(
+                    distances(split.query, split.gallery), split, ids, cams, settings.max_rank
+                ),
+                **extra,
+            }
+        )
         if settings.rerank:
           dist = rerank_lib.k_reciprocal_rerank(
-              features[split.query], features[split.gallery], k1=settings.rerank_k1, k2=settings.rerank_k2,
-              lambda_value=settings.rerank_lambda)
-          trials_rr.append({**_score(dist, split, ids, cams, settings.max_rank),
-                            **extra})
+              features[split.query],
+              features[split.gallery],
+              k1=settings.rerank_k1,
+              k2=settings.rerank_k2,
+              lambda_value=settings.rerank_lambda,
+          )
+          trials_rr.append({**_score(dist, split, ids, cams, settings.max_rank), **extra})
     except _Skip as skip:
       # A dataset may lack a setting's cameras (e.g. a tiny test split with
       # no indoor RGB images): report why instead of failing the run.
@@ -222,23 +261,29 @@ def evaluate_features(features, records, settings: EvalSettings,
     plain[name] = _summarise(trials)
     if settings.rerank:
       reranked[name] = _summarise(trials_rr)
-  result = {'protocol': settings.protocol,
-            'variant': {'cmc': _CMC_NAMES[settings.protocol],
-                        'ties': 'stable sort: gallery order',
-                        'similarity': 'cosine of L2-normalised features'},
-            'results': plain}
+  result = {
+      'protocol': settings.protocol,
+      'variant': {
+          'cmc': _CMC_NAMES[settings.protocol],
+          'ties': 'stable sort: gallery order',
+          'similarity': 'cosine of L2-normalised features',
+      },
+      'results': plain,
+  }
   if settings.protocol == 'sysu':
     result['variant']['sampling'] = _SAMPLING_NAMES[settings.sampling]
   elif settings.protocol == 'llcm':
-    result['variant']['sampling'] = ("DEEN's random.Random(trial) draws, one "
-                                     'image per (identity, camera)')
+    result['variant']['sampling'] = (
+        "DEEN's random.Random(trial) draws, one " 'image per (identity, camera)'
+    )
   else:
     result['variant']['trial'] = settings.regdb_trial
   if settings.rerank:
     result['reranked'] = reranked
     result['variant']['rerank'] = (
         f'k-reciprocal (Zhong et al. 2017), k1={settings.rerank_k1}, '
-        f'k2={settings.rerank_k2}, lambda={settings.rerank_lambda}')
+        f'k2={settings.rerank_k2}, lambda={settings.rerank_lambda}'
+    )
   return result
 
 
@@ -247,8 +292,12 @@ def setting_title(name: str) -> str:
   parts = name.split()
   if parts[0] == 'sysu':
     return f'{parts[1]}-search {parts[2]}-shot'
-  return {'v2t': 'visible -> thermal', 't2v': 'thermal -> visible',
-          'v2i': 'visible -> infrared', 'i2v': 'infrared -> visible'}[parts[1]]
+  return {
+      'v2t': 'visible -> thermal',
+      't2v': 'thermal -> visible',
+      'v2i': 'visible -> infrared',
+      'i2v': 'infrared -> visible',
+  }[parts[1]]
 
 
 def protocol_title(protocol: str) -> str:
@@ -263,8 +312,11 @@ def format_report(result: dict) -> str:
   blocks = [('', result['results'])]
   if 'reranked' in result:
     blocks = [('plain', result['results']), ('RE-RANKED', result['reranked'])]
-  head = (f'{"setting":<28}' + ''.join(f'{m:>14}' for m in METRICS)
-          + f'{"chance R1":>11}{"trials":>7}{"query":>7}{"gallery":>8}')
+  head = (
+      f'{"setting":<28}'
+      + ''.join(f'{m:>14}' for m in METRICS)
+      + f'{"chance R1":>11}{"trials":>7}{"query":>7}{"gallery":>8}'
+  )
   for label, table in blocks:
     if label:
       lines.append(f'-- {label} --')
@@ -273,12 +325,13 @@ def format_report(result: dict) -> str:
       if 'skipped' in row:
         lines.append(f'{setting_title(name):<28}n/a ({row["skipped"]})')
         continue
-      cells = ''.join(
-          f'{100 * row[m]["mean"]:>8.2f}±{100 * row[m]["std"]:<5.2f}' for m in METRICS)
-      lines.append(f'{setting_title(name):<28}{cells}'
-                   f'{100 * row["chance_rank1"]["mean"]:>11.2f}'
-                   f'{row["num_trials"]:>7d}{row["num_query"]:>7.0f}'
-                   f'{row["num_gallery"]:>8.0f}')
+      cells = ''.join(f'{100 * row[m]["mean"]:>8.2f}±{100 * row[m]["std"]:<5.2f}' for m in METRICS)
+      lines.append(
+          f'{setting_title(name):<28}{cells}'
+          f'{100 * row["chance_rank1"]["mean"]:>11.2f}'
+          f'{row["num_trials"]:>7d}{row["num_query"]:>7.0f}'
+          f'{row["num_gallery"]:>8.0f}'
+      )
   return '\n'.join(lines)
 
 

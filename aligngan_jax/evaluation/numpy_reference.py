@@ -10,8 +10,9 @@ as the baseline. It is deliberately a straightforward loop over queries.
 import numpy as np
 
 
-def rank_metrics_loop(distmat, query_ids, gallery_ids, query_cams, gallery_cams,
-                      *, protocol: str, max_rank: int = 20) -> dict:
+def rank_metrics_loop(
+    distmat, query_ids, gallery_ids, query_cams, gallery_cams, *, protocol: str, max_rank: int = 20
+) -> dict:
   """Per-query loop; same arguments and result as ``ranking.rank_metrics``."""
   distmat = np.asarray(distmat)
   query_ids, gallery_ids = np.asarray(query_ids), np.asarray(gallery_ids)
@@ -26,8 +27,7 @@ def rank_metrics_loop(distmat, query_ids, gallery_ids, query_cams, gallery_cams,
       keep = ~((query_cams[q] == 3) & (gallery_cams[order] == 2))
     elif protocol == 'llcm':
       # DEEN's eval_llcm: drop the query's identity seen by its own camera.
-      keep = ~((gallery_ids[order] == query_ids[q]) &
-               (gallery_cams[order] == query_cams[q]))
+      keep = ~((gallery_ids[order] == query_ids[q]) & (gallery_cams[order] == query_cams[q]))
     else:
       keep = np.ones(len(order), bool)
     ranked_ids = gallery_ids[order][keep]
@@ -51,6 +51,9 @@ def rank_metrics_loop(distmat, query_ids, gallery_ids, query_cams, gallery_cams,
     inp_sum += hits[positions[-1]] / (positions[-1] + 1.0)
   if num_valid == 0:
     raise ValueError('no query has a true match in the gallery')
-  return {'cmc': (cmc_sum / num_valid).astype(np.float32),
-          'mAP': ap_sum / num_valid, 'mINP': inp_sum / num_valid,
-          'num_valid_queries': num_valid}
+  return {
+      'cmc': (cmc_sum / num_valid).astype(np.float32),
+      'mAP': ap_sum / num_valid,
+      'mINP': inp_sum / num_valid,
+      'num_valid_queries': num_valid,
+  }

@@ -51,8 +51,9 @@ NUM_TRIALS = 10
 @dataclasses.dataclass(frozen=True)
 class Split:
   """Query and gallery positions into ``records`` for one trial."""
-  name: str          # e.g. 'sysu all single'
-  protocol: str      # the rank_metrics semantics: 'sysu', 'regdb' or 'llcm'
+
+  name: str  # e.g. 'sysu all single'
+  protocol: str  # the rank_metrics semantics: 'sysu', 'regdb' or 'llcm'
   trial: int
   query: np.ndarray
   gallery: np.ndarray
@@ -70,8 +71,7 @@ def _folders(records, cameras=None, modality=None):
   folders = {}
   for i in np.flatnonzero(keep):
     folders.setdefault((int(person_id[i]), int(camera[i])), []).append(i)
-  return {k: np.array(sorted(v, key=lambda i: path[i]), np.int64)
-          for k, v in folders.items()}
+  return {k: np.array(sorted(v, key=lambda i: path[i]), np.int64) for k, v in folders.items()}
 
 
 def _all_of(folders) -> np.ndarray:
@@ -90,15 +90,20 @@ def _one_per_folder(folders, trial: int) -> list:
 def load_rand_perm(path: str) -> dict:
   """{(camera, person id): int array [trials, n]} from ``rand_perm_cam.mat``."""
   import scipy.io  # pylint: disable=g-import-not-at-top
+
   try:
     mat = scipy.io.loadmat(path)
   except (OSError, ValueError) as e:
-    raise ValueError(f'cannot read the SYSU-MM01 gallery permutations {path!r}: '
-                     f'{e}. It is data_split/rand_perm_cam.mat of the official '
-                     'evaluation kit (github.com/wuancong/SYSU-MM01).') from e
+    raise ValueError(
+        f'cannot read the SYSU-MM01 gallery permutations {path!r}: '
+        f'{e}. It is data_split/rand_perm_cam.mat of the official '
+        'evaluation kit (github.com/wuancong/SYSU-MM01).'
+    ) from e
   if 'rand_perm_cam' not in mat:
-    raise ValueError(f'{path!r} has no variable rand_perm_cam '
-                     f'(found {sorted(k for k in mat if not k.startswith("__"))}).')
+    raise ValueError(
+        f'{path!r} has no variable rand_perm_cam '
+        f'(found {sorted(k for k in mat if not k.startswith("__"))}).'
+    )
   cams = np.asarray(mat['rand_perm_cam'], dtype=object).reshape(-1)
   perms = {}
   for cam, cell in enumerate(cams, start=1):
@@ -109,9 +114,16 @@ def load_rand_perm(path: str) -> dict:
   return perms
 
 
-def sysu_protocol(records, *, mode: str = 'all', shot: str = 'single',
-                  trial: int = 0, sampling: str = 'seeded',
-                  rand_perm_path: str | None = None, rand_perm=None) -> Split:
+def sysu_protocol(
+    records,
+    *,
+    mode: str = 'all',
+    shot: str = 'single',
+    trial: int = 0,
+    sampling: str = 'seeded',
+    rand_perm_path: str | None = None,
+    rand_perm=None,
+) -> Split:
   """SYSU-MM01 query/gallery positions for one trial (see module docstring).
 
   ``rand_perm`` (from :func:`load_rand_perm`) may be passed instead of
@@ -134,14 +146,15 @@ def sysu_protocol(records, *, mode: str = 'all', shot: str = 'single',
     multi_rng = np.random.RandomState(trial)
     for key in sorted(folders):
       files = folders[key]
-      gallery.extend(multi_rng.choice(files, min(num_shots, len(files)),
-                                      replace=False))
+      gallery.extend(multi_rng.choice(files, min(num_shots, len(files)), replace=False))
   else:
     if rand_perm is None:
       if rand_perm_path is None:
-        raise ValueError("sysu_protocol(sampling='official') needs rand_perm_path: "
-                         'data_split/rand_perm_cam.mat of the official SYSU-MM01 '
-                         'evaluation kit (config.eval.rand_perm_path).')
+        raise ValueError(
+            "sysu_protocol(sampling='official') needs rand_perm_path: "
+            'data_split/rand_perm_cam.mat of the official SYSU-MM01 '
+            'evaluation kit (config.eval.rand_perm_path).'
+        )
       rand_perm = load_rand_perm(rand_perm_path)
     for pid in person_ids:
       for cam in cameras:
@@ -150,16 +163,24 @@ def sysu_protocol(records, *, mode: str = 'all', shot: str = 'single',
           continue
         perm = rand_perm.get((cam, pid))
         if perm is None or trial >= perm.shape[0]:
-          raise ValueError(f'rand_perm_cam has no trial {trial} for camera {cam}, '
-                           f'person {pid}, which has {len(files)} images.')
+          raise ValueError(
+              f'rand_perm_cam has no trial {trial} for camera {cam}, '
+              f'person {pid}, which has {len(files)} images.'
+          )
         picks = perm[trial, :num_shots] - 1
         if picks.max() >= len(files) or picks.min() < 0:
-          raise ValueError(f'rand_perm_cam indexes image {picks.max() + 1} of camera '
-                           f'{cam}, person {pid}, which has {len(files)} images.')
+          raise ValueError(
+              f'rand_perm_cam indexes image {picks.max() + 1} of camera '
+              f'{cam}, person {pid}, which has {len(files)} images.'
+          )
         gallery.extend(files[picks])
-  return Split(name=f'sysu {mode} {shot}', protocol='sysu', trial=trial,
-               query=_all_of(_folders(records, SYSU_QUERY_CAMERAS)),
-               gallery=np.asarray(gallery, np.int64))
+  return Split(
+      name=f'sysu {mode} {shot}',
+      protocol='sysu',
+      trial=trial,
+      query=_all_of(_folders(records, SYSU_QUERY_CAMERAS)),
+      gallery=np.asarray(gallery, np.int64),
+  )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,18 +192,21 @@ class RegDBProtocol:
   image of that trial's test set as queries and every image of the other
   modality as the gallery. Nothing is removed; the CMC counts images.
   """
+
   trial: int
   direction: str
 
   def split(self, records) -> Split:
     query_modality, gallery_modality = REGDB_DIRECTIONS[self.direction]
     modality = np.asarray(records.modality)
-    order = np.lexsort((np.asarray(records.path).astype(str),
-                        np.asarray(records.person_id)))
-    return Split(name=f'regdb {self.direction}', protocol='regdb',
-                 trial=self.trial,
-                 query=order[modality[order] == query_modality],
-                 gallery=order[modality[order] == gallery_modality])
+    order = np.lexsort((np.asarray(records.path).astype(str), np.asarray(records.person_id)))
+    return Split(
+        name=f'regdb {self.direction}',
+        protocol='regdb',
+        trial=self.trial,
+        query=order[modality[order] == query_modality],
+        gallery=order[modality[order] == gallery_modality],
+    )
 
 
 def regdb_protocol(trial: int, direction: str = 'v2t') -> RegDBProtocol:
@@ -198,10 +222,16 @@ def llcm_protocol(records, *, direction: str = 'i2v', trial: int = 0) -> Split:
   """LLCM infrared->visible ('i2v') or visible->infrared ('v2i'), one trial
   (see the module docstring)."""
   if direction not in LLCM_DIRECTIONS:
-    raise ValueError(f'llcm_protocol: direction={direction!r}; expected '
-                     f'{sorted(LLCM_DIRECTIONS)}.')
+    raise ValueError(
+        f'llcm_protocol: direction={direction!r}; expected ' f'{sorted(LLCM_DIRECTIONS)}.'
+    )
   query_modality, gallery_modality = LLCM_DIRECTIONS[direction]
-  return Split(name=f'llcm {direction}', protocol='llcm', trial=trial,
-               query=_all_of(_folders(records, modality=query_modality)),
-               gallery=np.asarray(_one_per_folder(
-                   _folders(records, modality=gallery_modality), trial), np.int64))
+  return Split(
+      name=f'llcm {direction}',
+      protocol='llcm',
+      trial=trial,
+      query=_all_of(_folders(records, modality=query_modality)),
+      gallery=np.asarray(
+          _one_per_folder(_folders(records, modality=gallery_modality), trial), np.int64
+      ),
+  )

@@ -48,27 +48,30 @@ _SYSU_QUERY_CAM, _SYSU_SKIPPED_GALLERY_CAM = 3, 2
 
 class _Rules(NamedTuple):
   """What a protocol removes and how its CMC counts."""
-  identity_cmc: bool       # CMC over identities (else over images)
-  cam3_skips_cam2: bool    # SYSU: cam-3 queries drop every cam-2 item
-  own_camera: bool         # LLCM: drop the query's identity in its camera
+
+  identity_cmc: bool  # CMC over identities (else over images)
+  cam3_skips_cam2: bool  # SYSU: cam-3 queries drop every cam-2 item
+  own_camera: bool  # LLCM: drop the query's identity in its camera
 
 
-_PROTOCOL_RULES = {'sysu': _Rules(True, True, False),
-                   'regdb': _Rules(False, False, False),
-                   'llcm': _Rules(True, False, True)}
+_PROTOCOL_RULES = {
+    'sysu': _Rules(True, True, False),
+    'regdb': _Rules(False, False, False),
+    'llcm': _Rules(True, False, True),
+}
 
 
 class _Queries(NamedTuple):
-  slot: jax.Array          # [q] row of the query's identity in the layout
-  cam: jax.Array           # [q]
-  skips: jax.Array         # [q] bool: drops the gallery's `skipped` items
+  slot: jax.Array  # [q] row of the query's identity in the layout
+  cam: jax.Array  # [q]
+  skips: jax.Array  # [q] bool: drops the gallery's `skipped` items
 
 
 class _Gallery(NamedTuple):
-  slot: jax.Array          # [G] identity row of each item
-  cam: jax.Array           # [G]
-  skipped: jax.Array       # [G] bool
-  layout: jax.Array        # [U + 1, L] (see `_gallery_layout`)
+  slot: jax.Array  # [G] identity row of each item
+  cam: jax.Array  # [G]
+  skipped: jax.Array  # [G] bool
+  layout: jax.Array  # [U + 1, L] (see `_gallery_layout`)
 
 
 def _removed(queries, slot, cam, skipped, own_camera: bool):
@@ -76,9 +79,10 @@ def _removed(queries, slot, cam, skipped, own_camera: bool):
   `skipped` describe the items, [n] (shared) or [q, n] (per query)."""
   removed = queries.skips[:, None] & skipped
   if own_camera:
-    removed = removed | ((slot == queries.slot[:, None]) &
-                         (cam == queries.cam[:, None]))
+    removed = removed | ((slot == queries.slot[:, None]) & (cam == queries.cam[:, None]))
   return removed
+
+
 # Elements of one chunk's [queries, matches, gallery] comparison (exact path).
 _CHUNK_ELEMENTS = 1 << 23
 # Gallery columns per step of the counting sweep (fastest on CPU, 2026-11:
@@ -95,8 +99,7 @@ def _gallery_layout(gallery_ids: np.ndarray):
   the extra last row is all padding, for queries whose id is absent.
   """
   num_gallery = len(gallery_ids)
-  ids, inverse, counts = np.unique(gallery_ids, return_inverse=True,
-                                   return_counts=True)
+  ids, inverse, counts = np.unique(gallery_ids, return_inverse=True, return_counts=True)
   order = np.argsort(inverse, kind='stable')
   slot = np.arange(num_gallery) - np.repeat(np.cumsum(counts) - counts, counts)
   layout = np.full((len(ids) + 1, counts.max()), num_gallery, np.int32)
@@ -123,7 +126,7 @@ def _order_keys(x):
   """int32 keys in the order of the float32 distances (IEEE order on every
   finite value; -0 and +0 are one key). Integer comparisons stay exact where
   XLA's float ones flush denormals to zero, and "<=" is "< key + 1"."""
-  bits = jax.lax.bitcast_convert_type(x + 0.0, jnp.int32)   # + 0.0: -0 -> +0
+  bits = jax.lax.bitcast_convert_type(x + 0.0, jnp.int32)  # + 0.0: -0 -> +0
   return bits ^ ((bits >> 31) & 0x7FFFFFFF)
 
 
@@ -144,8 +147,19 @@ def _match_slots(dist, queries, gallery, own_camera):
   return cols, jnp.where(is_match, match_dist, jnp.inf), is_match
 
 
-def _sweep(dist, match_dist, match_cols, first_dist, first_col, queries,
-           gallery, *, own_camera: bool, num_words: int, block: int):
+def _sweep(
+    dist,
+    match_dist,
+    match_cols,
+    first_dist,
+    first_col,
+    queries,
+    gallery,
+    *,
+    own_camera: bool,
+    num_words: int,
+    block: int,
+):
   """One pass over the gallery columns, counting for every query.
 
   Returns `ahead` ([q, L]: kept items before each true match in the stable
@@ -167,9 +181,11 @@ def _sweep(dist, match_dist, match_cols, first_dist, first_col, queries,
   num_query, num_gallery = dist.shape
   # Each column's identity as a bitmask: [G, num_words] uint32.
   word, bit = gallery.slot // 32, (gallery.slot % 32).astype(jnp.uint32)
-  id_masks = jnp.where(jnp.arange(num_words) == word[:, None],
-                       jnp.left_shift(jnp.uint32(1), bit)[:, None],
-                       jnp.uint32(0))
+  id_masks = jnp.where(
+      jnp.arange(num_words) == word[:, None],
+      jnp.left_shift(jnp.uint32(1), bit)[:, None],
+      jnp.uint32(0),
+  )
   match_key, first_key = _order_keys(match_dist), _order_keys(first_dist)[:, None]
   first_col = first_col[:, None]
 
@@ -182,23 +198,23 @@ def _sweep(dist, match_dist, match_cols, first_dist, first_col, queries,
     blk = jax.lax.dynamic_slice_in_dim(dist, start, block, 1)
     masks = jax.lax.dynamic_slice_in_dim(id_masks, start, block)
     items = [jax.lax.dynamic_slice_in_dim(x, start, block) for x in gallery[:3]]
-    removed = (_removed(queries, *items, own_camera) |
-               (start + jnp.arange(block) < i * block))
+    removed = _removed(queries, *items, own_camera) | (start + jnp.arange(block) < i * block)
     finite = finite & (jnp.abs(blk) < jnp.inf)
     blk = jnp.where(removed, _REMOVED_KEY, _order_keys(blk))
     threshold = match_key + (match_cols >= end)
     first_threshold = first_key + (first_col >= end)
     for b in range(block):
-      column = blk[:, b:b + 1]
+      column = blk[:, b : b + 1]
       ahead = ahead + (column < threshold).astype(jnp.int32)
       if num_words:
-        seen = seen | jnp.where(column < first_threshold, masks[b],
-                                jnp.uint32(0))
+        seen = seen | jnp.where(column < first_threshold, masks[b], jnp.uint32(0))
     return ahead, seen, finite
 
-  carry = (jnp.zeros(match_dist.shape, jnp.int32),
-           jnp.zeros((num_query, num_words), jnp.uint32),
-           jnp.ones((num_query, block), bool))
+  carry = (
+      jnp.zeros(match_dist.shape, jnp.int32),
+      jnp.zeros((num_query, num_words), jnp.uint32),
+      jnp.ones((num_query, block), bool),
+  )
   return jax.lax.fori_loop(0, -(-num_gallery // block), body, carry)
 
 
@@ -216,29 +232,36 @@ def _own_block_ties(dist, match_cols, match_dist, is_match, block):
   # dynamic_slice clamps a window that would run past the end; positions
   # follow the clamped start.
   start = jnp.minimum(block_start, num_gallery - width)
-  window = jax.vmap(jax.vmap(
-      lambda row, s: jax.lax.dynamic_slice_in_dim(row, s, width),
-      in_axes=(None, 0)))(dist, start)                        # [q, L, width]
+  window = jax.vmap(
+      jax.vmap(lambda row, s: jax.lax.dynamic_slice_in_dim(row, s, width), in_axes=(None, 0))
+  )(
+      dist, start
+  )  # [q, L, width]
   position = start[:, :, None] + jnp.arange(width)
-  before = ((position >= block_start[:, :, None]) &
-            (position < match_cols[:, :, None]))
-  return jnp.any(is_match[:, :, None] & before &
-                 (window == match_dist[:, :, None]), axis=(1, 2))
+  before = (position >= block_start[:, :, None]) & (position < match_cols[:, :, None])
+  return jnp.any(is_match[:, :, None] & before & (window == match_dist[:, :, None]), axis=(1, 2))
 
 
 @functools.partial(jax.jit, static_argnames=('rules', 'num_words', 'block'))
 def _fast_kernel(dist, queries, gallery, *, rules, num_words, block):
   """Per-query scores by counting, each query's tie flag, and whether every
   distance is finite."""
-  cols, match_dist, is_match = _match_slots(dist, queries, gallery,
-                                            rules.own_camera)
+  cols, match_dist, is_match = _match_slots(dist, queries, gallery, rules.own_camera)
   first = jnp.argmin(match_dist, axis=1)[:, None]
   first_dist = jnp.take_along_axis(match_dist, first, 1)[:, 0]
   first_col = jnp.take_along_axis(cols, first, 1)[:, 0]
   ahead, seen, finite = _sweep(
-      dist, match_dist, cols, first_dist, first_col, queries, gallery,
+      dist,
+      match_dist,
+      cols,
+      first_dist,
+      first_col,
+      queries,
+      gallery,
       own_camera=rules.own_camera,
-      num_words=num_words if rules.identity_cmc else 0, block=block)
+      num_words=num_words if rules.identity_cmc else 0,
+      block=block,
+  )
   tie = _own_block_ties(dist, cols, match_dist, is_match, block)
   if rules.identity_cmc:
     position_of_hit = jax.lax.population_count(seen).sum(1).astype(jnp.int32)
@@ -252,17 +275,15 @@ def _exact_chunk(dist, queries, gallery, *, rules):
   """Exact scores for one chunk of queries, ties broken by gallery index:
   O(matches x gallery) comparisons per query, materialised per chunk."""
   num_gallery = dist.shape[1]
-  dist = jnp.where(_removed(queries, *gallery[:3], rules.own_camera), jnp.inf,
-                   dist)
-  cols, match_dist, is_match = _match_slots(dist, queries, gallery,
-                                            rules.own_camera)
+  dist = jnp.where(_removed(queries, *gallery[:3], rules.own_camera), jnp.inf, dist)
+  cols, match_dist, is_match = _match_slots(dist, queries, gallery, rules.own_camera)
   # Removed items hold +inf and distances are finite: never ahead of a match.
   # Compared as order keys, like the sweep (exact on denormals too).
   dist, match_dist = _order_keys(dist), _order_keys(match_dist)
   position = jnp.arange(num_gallery)
   d, m = dist[:, None, :], match_dist[:, :, None]
   ahead = (d < m) | ((d == m) & (position < cols[:, :, None]))
-  rank = ahead.sum(axis=2) + 1                                # [c, L]
+  rank = ahead.sum(axis=2) + 1  # [c, L]
   first = jnp.argmin(jnp.where(is_match, rank, num_gallery + 1), axis=1)
   if rules.identity_cmc:
     # Identities (other than the query's) with a kept item ahead of its
@@ -271,7 +292,7 @@ def _exact_chunk(dist, queries, gallery, *, rules):
     best_pos = jnp.take_along_axis(cols, first[:, None], 1)
     item_ahead = (dist < best_d) | ((dist == best_d) & (position < best_pos))
     item_ahead = jnp.pad(item_ahead, ((0, 0), (0, 1)))
-    id_ahead = item_ahead[:, gallery.layout].any(axis=2)      # [c, U + 1]
+    id_ahead = item_ahead[:, gallery.layout].any(axis=2)  # [c, U + 1]
     own = jnp.arange(gallery.layout.shape[0])[None, :] == queries.slot[:, None]
     position_of_hit = (id_ahead & ~own).sum(1)
   else:
@@ -282,8 +303,10 @@ def _exact_chunk(dist, queries, gallery, *, rules):
 @functools.partial(jax.jit, static_argnames=('rules',))
 def _exact_kernel(dist, queries, gallery, *, rules):
   """`_exact_chunk` over [n, c, ...] chunks under ``lax.map``; [n * c] out."""
+
   def one(args):
     return _exact_chunk(*args, gallery, rules=rules)
+
   out = jax.lax.map(one, (dist, queries))
   return tuple(x.reshape(-1) for x in out)
 
@@ -295,19 +318,27 @@ def _exact_rows(rows, dist, queries, gallery, *, rules, chunk):
   padded = max(8, 1 << (num_rows - 1).bit_length())
   chunk = min(chunk, padded)
   padded = -(-padded // chunk) * chunk
-  take = jnp.asarray(np.pad(rows, (0, padded - num_rows)))   # pads repeat row 0
+  take = jnp.asarray(np.pad(rows, (0, padded - num_rows)))  # pads repeat row 0
 
   def chunked(x):
     x = x[take]
     return x.reshape((padded // chunk, chunk) + x.shape[1:])
-  out = _exact_kernel(chunked(dist), _Queries(*map(chunked, queries)), gallery,
-                      rules=rules)
+
+  out = _exact_kernel(chunked(dist), _Queries(*map(chunked, queries)), gallery, rules=rules)
   return tuple(np.asarray(x)[:num_rows] for x in out)
 
 
-def rank_metrics(distmat, query_ids, gallery_ids, query_cams, gallery_cams, *,
-                 protocol: str = 'sysu', max_rank: int = 20,
-                 chunk_size: int | None = None) -> dict:
+def rank_metrics(
+    distmat,
+    query_ids,
+    gallery_ids,
+    query_cams,
+    gallery_cams,
+    *,
+    protocol: str = 'sysu',
+    max_rank: int = 20,
+    chunk_size: int | None = None,
+) -> dict:
   """Ranks every query's gallery and scores it (see the module docstring).
 
   Args:
@@ -329,18 +360,19 @@ def rank_metrics(distmat, query_ids, gallery_ids, query_cams, gallery_cams, *,
       or no query with a true match in the (kept) gallery.
   """
   if protocol not in PROTOCOLS:
-    raise ValueError(f'rank_metrics: protocol={protocol!r}; expected one of '
-                     f'{PROTOCOLS}.')
+    raise ValueError(f'rank_metrics: protocol={protocol!r}; expected one of ' f'{PROTOCOLS}.')
   distmat = jnp.asarray(distmat, jnp.float32)
   query_ids, gallery_ids = np.asarray(query_ids), np.asarray(gallery_ids)
   query_cams, gallery_cams = np.asarray(query_cams), np.asarray(gallery_cams)
   num_query, num_gallery = distmat.shape
   if (len(query_ids), len(query_cams)) != (num_query,) * 2 or (
-      (len(gallery_ids), len(gallery_cams)) != (num_gallery,) * 2):
+      (len(gallery_ids), len(gallery_cams)) != (num_gallery,) * 2
+  ):
     raise ValueError(
         f'rank_metrics: distmat is {num_query}x{num_gallery} but got '
         f'{len(query_ids)} query ids, {len(query_cams)} query cams, '
-        f'{len(gallery_ids)} gallery ids, {len(gallery_cams)} gallery cams.')
+        f'{len(gallery_ids)} gallery ids, {len(gallery_cams)} gallery cams.'
+    )
   if num_query == 0 or num_gallery == 0:
     raise ValueError('rank_metrics: empty query set or gallery.')
   ids, gallery_slot, layout = _gallery_layout(gallery_ids)
@@ -349,24 +381,33 @@ def rank_metrics(distmat, query_ids, gallery_ids, query_cams, gallery_cams, *,
   slot = np.where(present, slot, len(ids)).astype(np.int32)
   rules = _PROTOCOL_RULES[protocol]
   cam3_skips_cam2 = rules.cam3_skips_cam2
-  queries = _Queries(jnp.asarray(slot), jnp.asarray(query_cams, jnp.int32),
-                     jnp.asarray(cam3_skips_cam2 & (query_cams == _SYSU_QUERY_CAM)))
+  queries = _Queries(
+      jnp.asarray(slot),
+      jnp.asarray(query_cams, jnp.int32),
+      jnp.asarray(cam3_skips_cam2 & (query_cams == _SYSU_QUERY_CAM)),
+  )
   gallery = _Gallery(
-      jnp.asarray(gallery_slot, jnp.int32), jnp.asarray(gallery_cams, jnp.int32),
+      jnp.asarray(gallery_slot, jnp.int32),
+      jnp.asarray(gallery_cams, jnp.int32),
       jnp.asarray(cam3_skips_cam2 & (gallery_cams == _SYSU_SKIPPED_GALLERY_CAM)),
-      jnp.asarray(layout))
+      jnp.asarray(layout),
+  )
   if chunk_size is None:
     chunk_size = max(1, _CHUNK_ELEMENTS // (layout.shape[1] * num_gallery))
-  out = _fast_kernel(distmat, queries, gallery, rules=rules,
-                     num_words=-(-len(ids) // 32),
-                     block=min(_SWEEP_BLOCK, num_gallery))
+  out = _fast_kernel(
+      distmat,
+      queries,
+      gallery,
+      rules=rules,
+      num_words=-(-len(ids) // 32),
+      block=min(_SWEEP_BLOCK, num_gallery),
+  )
   position_of_hit, ap, inp, valid, tie, finite = (np.array(x) for x in out)
   if not finite:
     raise ValueError('rank_metrics: distmat holds NaN or infinite values.')
   tied = np.flatnonzero(tie & valid)
   if len(tied):
-    exact = _exact_rows(tied, distmat, queries, gallery, rules=rules,
-                        chunk=chunk_size)
+    exact = _exact_rows(tied, distmat, queries, gallery, rules=rules, chunk=chunk_size)
     for full, part in zip((position_of_hit, ap, inp), exact):
       full[tied] = part
   num_valid = int(valid.sum())
@@ -374,7 +415,12 @@ def rank_metrics(distmat, query_ids, gallery_ids, query_cams, gallery_cams, *,
     raise ValueError(
         'rank_metrics: no query has a true match in the gallery (after the '
         f'{protocol!r} protocol removals); check that query and gallery share '
-        'identities.')
+        'identities.'
+    )
   cmc = (position_of_hit[valid, None] <= np.arange(max_rank)).mean(0)
-  return {'cmc': cmc.astype(np.float32), 'mAP': float(ap[valid].mean()),
-          'mINP': float(inp[valid].mean()), 'num_valid_queries': num_valid}
+  return {
+      'cmc': cmc.astype(np.float32),
+      'mAP': float(ap[valid].mean()),
+      'mINP': float(inp[valid].mean()),
+      'num_valid_queries': num_valid,
+  }

@@ -26,15 +26,17 @@ def kept(query_ids, gallery_ids, query_cams, gallery_cams, protocol: str) -> np.
 @dataclasses.dataclass(frozen=True)
 class Ranked:
   """Per query: its top k kept gallery positions and its first true match."""
-  top: np.ndarray            # [q, k] gallery positions (-1 past the kept ones)
-  top_distance: np.ndarray   # [q, k]
-  top_correct: np.ndarray    # [q, k] same identity as the query
-  first_rank: np.ndarray     # [q] 1-based image rank of the first true match (0: none)
+
+  top: np.ndarray  # [q, k] gallery positions (-1 past the kept ones)
+  top_distance: np.ndarray  # [q, k]
+  top_correct: np.ndarray  # [q, k] same identity as the query
+  first_rank: np.ndarray  # [q] 1-based image rank of the first true match (0: none)
   first_position: np.ndarray  # [q] its gallery position (-1: none)
 
 
-def rank(distmat, query_ids, gallery_ids, query_cams, gallery_cams, *,
-         protocol: str, top_k: int) -> Ranked:
+def rank(
+    distmat, query_ids, gallery_ids, query_cams, gallery_cams, *, protocol: str, top_k: int
+) -> Ranked:
   distmat = np.asarray(distmat, np.float64)
   keep = kept(query_ids, gallery_ids, query_cams, gallery_cams, protocol)
   order = np.argsort(np.where(keep, distmat, np.inf), axis=1, kind='stable')
@@ -50,4 +52,5 @@ def rank(distmat, query_ids, gallery_ids, query_cams, gallery_cams, *,
       top_distance=np.take_along_axis(distmat, order[:, :k], 1),
       top_correct=correct[:, :k],
       first_rank=np.where(has_match, first + 1, 0),
-      first_position=np.where(has_match, order[rows, first], -1))
+      first_position=np.where(has_match, order[rows, first], -1),
+  )

@@ -45,7 +45,7 @@ def l1(images, truth) -> jax.Array:
 
 def _gaussian_window() -> np.ndarray:
   x = np.arange(SSIM_WINDOW) - (SSIM_WINDOW - 1) / 2
-  g = np.exp(-x ** 2 / (2 * SSIM_SIGMA ** 2))
+  g = np.exp(-(x**2) / (2 * SSIM_SIGMA**2))
   g /= g.sum()
   return np.outer(g, g)
 
@@ -54,25 +54,30 @@ def _filter(x):
   """The window's weighted mean at every valid position of [n, H, W]."""
   kernel = jnp.asarray(_gaussian_window(), jnp.float32)[:, :, None, None]
   return jax.lax.conv_general_dilated(
-      x[..., None], kernel, (1, 1), 'VALID',
+      x[..., None],
+      kernel,
+      (1, 1),
+      'VALID',
       dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-      precision=jax.lax.Precision.HIGHEST)[..., 0]
+      precision=jax.lax.Precision.HIGHEST,
+  )[..., 0]
 
 
 def ssim(images, truth) -> jax.Array:
   """Per image: the mean SSIM of the channel-mean grey images (module
   docstring); [n, H, W, C] in [-1, 1], H and W at least the window."""
   if min(images.shape[1:3]) < SSIM_WINDOW:
-    raise ValueError(f'ssim: images of {images.shape[1:3]} pixels are smaller '
-                     f'than the {SSIM_WINDOW}-pixel window.')
+    raise ValueError(
+        f'ssim: images of {images.shape[1:3]} pixels are smaller '
+        f'than the {SSIM_WINDOW}-pixel window.'
+    )
   x, y = _unit(images).mean(-1), _unit(truth).mean(-1)
   mx, my = _filter(x), _filter(y)
   vx = _filter(x * x) - mx * mx
   vy = _filter(y * y) - my * my
   cov = _filter(x * y) - mx * my
-  c1, c2 = SSIM_K1 ** 2, SSIM_K2 ** 2
-  value = ((2 * mx * my + c1) * (2 * cov + c2)
-           / ((mx * mx + my * my + c1) * (vx + vy + c2)))
+  c1, c2 = SSIM_K1**2, SSIM_K2**2
+  value = (2 * mx * my + c1) * (2 * cov + c2) / ((mx * mx + my * my + c1) * (vx + vy + c2))
   return value.mean(axis=(1, 2))
 
 
@@ -103,37 +108,43 @@ def apply_linear_map(rgb, weights) -> np.ndarray:
 
 def scores(images, truth) -> dict[str, float]:
   """{'l1', 'ssim'}: the means over the images."""
-  return {'l1': float(l1(images, truth).mean()),
-          'ssim': float(ssim(images, truth).mean())}
+  return {'l1': float(l1(images, truth).mean()), 'ssim': float(ssim(images, truth).mean())}
 
 
 @dataclasses.dataclass(frozen=True)
 class Truth:
   """The test RGB images, their infrared twins, and the references' scores."""
-  rgb: np.ndarray          # [n, S, S, 3] in [-1, 1]
-  true_ir: np.ndarray      # [n, S, S, 3] in [-1, 1]
-  references: dict         # {'luminance': scores, 'linear': scores}
+
+  rgb: np.ndarray  # [n, S, S, 3] in [-1, 1]
+  true_ir: np.ndarray  # [n, S, S, 3] in [-1, 1]
+  references: dict  # {'luminance': scores, 'linear': scores}
 
   @classmethod
   def from_pairs(cls, train_rgb, train_ir, test_rgb, test_ir) -> 'Truth':
     weights = fit_linear_map(train_rgb, train_ir)
-    return cls(np.asarray(test_rgb), np.asarray(test_ir), {
-        'luminance': scores(luminance(test_rgb), test_ir),
-        'linear': scores(apply_linear_map(test_rgb, weights), test_ir)})
+    return cls(
+        np.asarray(test_rgb),
+        np.asarray(test_ir),
+        {
+            'luminance': scores(luminance(test_rgb), test_ir),
+            'linear': scores(apply_linear_map(test_rgb, weights), test_ir),
+        },
+    )
 
-  def measure(self, translate: Callable[[np.ndarray], np.ndarray],
-              batch_size: int) -> dict[str, float]:
+  def measure(
+      self, translate: Callable[[np.ndarray], np.ndarray], batch_size: int
+  ) -> dict[str, float]:
     """Diagnostic (e) of ``translate`` (RGB batch -> fake IR, eval mode):
     its L1 and SSIM and the references', over every test RGB image. Every
     batch has ``batch_size`` images (the last one padded), so a jitted
     ``translate`` compiles once."""
     fakes = []
     for start in range(0, len(self.rgb), batch_size):
-      batch = self.rgb[start:start + batch_size]
+      batch = self.rgb[start : start + batch_size]
       pad = batch_size - len(batch)
       if pad:
         batch = np.concatenate([batch, np.zeros((pad, *batch.shape[1:]), batch.dtype)])
-      fakes.append(np.asarray(translate(batch))[:batch_size - pad])
+      fakes.append(np.asarray(translate(batch))[: batch_size - pad])
     out = scores(np.concatenate(fakes), self.true_ir)
     for name, reference in self.references.items():
       out.update({f'{name}_{k}': v for k, v in reference.items()})

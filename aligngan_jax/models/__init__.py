@@ -22,5 +22,11 @@ from aligngan_jax.models.gan import PatchDiscriminator
 from aligngan_jax.models.resnet import ResNetEncoder
 from aligngan_jax.models.resnet import prepare_encoder_input
 
-__all__ = ['Embedder', 'Generator', 'JointDiscriminator', 'PatchDiscriminator',
-           'ResNetEncoder', 'prepare_encoder_input']
+__all__ = [
+    'Embedder',
+    'Generator',
+    'JointDiscriminator',
+    'PatchDiscriminator',
+    'ResNetEncoder',
+    'prepare_encoder_input',
+]

@@ -26,6 +26,7 @@ class Embedder(nn.Module):
   ``bottle_bn`` = classifier0.bottle.1, ``classifier`` =
   classifier0.classifier.0, ``embedder`` = embedder0.
   """
+
   num_classes: int
   bottle_dim: int = 256
   embed_dim: int = 256
@@ -43,18 +44,26 @@ class Embedder(nn.Module):
     pooled = jnp.mean(feature_map, axis=(1, 2))
     fan_in = pooled.shape[-1]
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(pooled)
-    x = nn.Dense(self.bottle_dim, kernel_init=_bottle_init,
-                 bias_init=nn.initializers.zeros, name='bottle')(x)
-    x = layers.BatchNorm(scale_init=layers.normal_around_one(0.02),
-                         name='bottle_bn')(x, train=train)
+    x = nn.Dense(
+        self.bottle_dim, kernel_init=_bottle_init, bias_init=nn.initializers.zeros, name='bottle'
+    )(x)
+    x = layers.BatchNorm(scale_init=layers.normal_around_one(0.02), name='bottle_bn')(
+        x, train=train
+    )
     x = nn.leaky_relu(x, negative_slope=0.1)
-    logits = nn.Dense(self.num_classes,
-                      kernel_init=nn.initializers.normal(self.classifier_init_std),
-                      bias_init=nn.initializers.zeros, name='classifier')(x)
+    logits = nn.Dense(
+        self.num_classes,
+        kernel_init=nn.initializers.normal(self.classifier_init_std),
+        bias_init=nn.initializers.zeros,
+        name='classifier',
+    )(x)
     embed_input = pooled
     if self.embed_bn:
       embed_input = layers.BatchNorm(name='embed_bn')(embed_input, train=train)
-    embedding = nn.Dense(self.embed_dim, kernel_init=_torch_linear_init,
-                         bias_init=layers.torch_bias_init(fan_in),
-                         name='embedder')(embed_input)
+    embedding = nn.Dense(
+        self.embed_dim,
+        kernel_init=_torch_linear_init,
+        bias_init=layers.torch_bias_init(fan_in),
+        name='embedder',
+    )(embed_input)
     return {'pooled': pooled, 'logits': logits, 'embedding': embedding}

@@ -26,10 +26,11 @@ import jax.numpy as jnp
 
 from aligngan_jax.models import layers
 
-
 # config.model.gan_norm_scale_init -> the generators' InstanceNorm scale init.
-NORM_SCALE_INITS = {'uniform': layers.uniform_unit,   # PyTorch 1.1 (official)
-                    'ones': nn.initializers.ones}       # PyTorch >= 1.2
+NORM_SCALE_INITS = {
+    'uniform': layers.uniform_unit,  # PyTorch 1.1 (official)
+    'ones': nn.initializers.ones,
+}  # PyTorch >= 1.2
 
 
 def _lrelu(x):
@@ -46,13 +47,32 @@ class _ResidualBlock(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool):
     norm = lambda name: layers.InstanceNorm(
-        scale_init=self.norm_scale_init, stat_groups=self.stat_groups,
-        test_instance_norm=self.test_instance_norm, name=name)
-    y = layers.conv(self.features, 3, 1, 1, use_bias=False,
-                    in_features=self.features, dtype=self.dtype, name='model_0')(x)
+        scale_init=self.norm_scale_init,
+        stat_groups=self.stat_groups,
+        test_instance_norm=self.test_instance_norm,
+        name=name,
+    )
+    y = layers.conv(
+        self.features,
+        3,
+        1,
+        1,
+        use_bias=False,
+        in_features=self.features,
+        dtype=self.dtype,
+        name='model_0',
+    )(x)
     y = nn.relu(norm('model_1')(y, train=train))
-    y = layers.conv(self.features, 3, 1, 1, use_bias=False,
-                    in_features=self.features, dtype=self.dtype, name='model_3')(y)
+    y = layers.conv(
+        self.features,
+        3,
+        1,
+        1,
+        use_bias=False,
+        in_features=self.features,
+        dtype=self.dtype,
+        name='model_3',
+    )(y)
     return norm('model_4')(y, train=train) + x
 
 
@@ -72,6 +92,7 @@ class Generator(nn.Module):
   modalities; 'instance' (not official) with each image's own statistics,
   as in training.
   """
+
   conv_dim: int = 64
   num_residual: int = 4
   norm_scale_init: layers.Initializer = layers.uniform_unit
@@ -82,8 +103,11 @@ class Generator(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool):
     norm = lambda name: layers.InstanceNorm(
-        scale_init=self.norm_scale_init, stat_groups=self.stat_groups,
-        test_instance_norm=self.test_instance_norm, name=name)
+        scale_init=self.norm_scale_init,
+        stat_groups=self.stat_groups,
+        test_instance_norm=self.test_instance_norm,
+        name=name,
+    )
     conv = functools.partial(layers.conv, use_bias=False, dtype=self.dtype)
     dim = self.conv_dim
     x = conv(dim, 7, 1, 3, in_features=x.shape[-1], name='model_0')(x)
@@ -94,8 +118,14 @@ class Generator(nn.Module):
       x = nn.relu(norm(f'model_{index + 1}')(x, train=train))
       dim, index = dim * 2, index + 3
     for _ in range(self.num_residual):
-      x = _ResidualBlock(dim, self.norm_scale_init, self.dtype, self.stat_groups,
-                         self.test_instance_norm, name=f'model_{index}')(x, train=train)
+      x = _ResidualBlock(
+          dim,
+          self.norm_scale_init,
+          self.dtype,
+          self.stat_groups,
+          self.test_instance_norm,
+          name=f'model_{index}',
+      )(x, train=train)
       index += 1
     for _ in range(2):
       x = layers.ConvTranspose(dim // 2, dtype=self.dtype, name=f'model_{index}')(x)
@@ -106,8 +136,9 @@ class Generator(nn.Module):
 
 
 def _down(features, in_features, name, dtype):
-  return layers.conv(features, 4, 2, 1, use_bias=True, in_features=in_features,
-                     dtype=dtype, name=name)
+  return layers.conv(
+      features, 4, 2, 1, use_bias=True, in_features=in_features, dtype=dtype, name=name
+  )
 
 
 def _norm(x):
@@ -121,6 +152,7 @@ class PatchDiscriminator(nn.Module):
   (its InstanceNorms keep no statistics). ``dtype``: computation dtype of
   the convolutions; the output is float32.
   """
+
   conv_dim: int = 64
   num_layers: int = 4
   dtype: Any = jnp.float32
@@ -134,8 +166,9 @@ class PatchDiscriminator(nn.Module):
     for _ in range(self.num_layers):
       x = _lrelu(_norm(_down(dim * 2, dim, f'model_{index}', self.dtype)(x)))
       dim, index = dim * 2, index + 3
-    return layers.conv(1, 3, 1, 1, use_bias=False, in_features=dim,
-                       dtype=self.dtype, name='conv_src')(x).astype(jnp.float32)
+    return layers.conv(
+        1, 3, 1, 1, use_bias=False, in_features=dim, dtype=self.dtype, name='conv_src'
+    )(x).astype(jnp.float32)
 
 
 class JointDiscriminator(nn.Module):
@@ -145,6 +178,7 @@ class JointDiscriminator(nn.Module):
   [-1, 1], feature_map the encoder's layer-4 output [N, h, w, 2048]
   (24x12 for the official 384x192 input). Returns [N, 4, 4, 1] float32.
   """
+
   conv_dim: int = 64
   feature_grid: int = 16
   dtype: Any = jnp.float32
@@ -156,14 +190,22 @@ class JointDiscriminator(nn.Module):
     x = _lrelu(down(dim, image.shape[-1], 'image_convs_0')(image))
     x = _lrelu(_norm(down(dim * 2, dim, 'image_convs_2')(x)))
     x = _lrelu(_norm(down(dim * 4, dim * 2, 'image_convs_5')(x)))
-    f = layers.conv(dim, 1, use_bias=True, in_features=feature_map.shape[-1],
-                    dtype=self.dtype, name='feature_convs_0')(feature_map)
+    f = layers.conv(
+        dim,
+        1,
+        use_bias=True,
+        in_features=feature_map.shape[-1],
+        dtype=self.dtype,
+        name='feature_convs_0',
+    )(feature_map)
     f = _lrelu(f)
     n, _, _, c = f.shape
-    f = jax.image.resize(f, (n, self.feature_grid, self.feature_grid, c),
-                         'bilinear', antialias=False)
+    f = jax.image.resize(
+        f, (n, self.feature_grid, self.feature_grid, c), 'bilinear', antialias=False
+    )
     x = jnp.concatenate([x, f.astype(x.dtype)], axis=-1)
     x = _lrelu(_norm(down(dim * 8, dim * 4 + dim, 'dis_convs_0')(x)))
     x = _lrelu(_norm(down(dim * 16, dim * 8, 'dis_convs_3')(x)))
-    return layers.conv(1, 3, 1, 1, use_bias=False, in_features=dim * 16,
-                       dtype=self.dtype, name='conv_src')(x).astype(jnp.float32)
+    return layers.conv(
+        1, 3, 1, 1, use_bias=False, in_features=dim * 16, dtype=self.dtype, name='conv_src'
+    )(x).astype(jnp.float32)

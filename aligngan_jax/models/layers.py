@@ -22,16 +22,18 @@ gan_conv_init = nn.initializers.normal(0.02)
 
 def torch_bias_init(fan_in: int) -> Initializer:
   """PyTorch's default Conv/Linear bias init: U(+-1/sqrt(fan_in))."""
-  bound = 1.0 / fan_in ** 0.5
+  bound = 1.0 / fan_in**0.5
 
   def init(key, shape, dtype=jnp.float32):
     return jax.random.uniform(key, shape, dtype, -bound, bound)
+
   return init
 
 
 def normal_around_one(stddev: float) -> Initializer:
   def init(key, shape, dtype=jnp.float32):
     return 1.0 + stddev * jax.random.normal(key, shape, dtype)
+
   return init
 
 
@@ -78,6 +80,7 @@ class BatchNorm(nn.Module):
   normalises each with its own statistics and updates the running ones
   once per group, group 0 first: exactly G separate calls, in one.
   """
+
   momentum: float = 0.1
   epsilon: float = 1e-5
   scale_init: Initializer = nn.initializers.ones
@@ -92,8 +95,11 @@ class BatchNorm(nn.Module):
   def __call__(self, x, *, train: bool):
     features = x.shape[-1]
     scale = self.param('scale', self.scale_init, (features,))
-    bias = (self.param('bias', self.bias_init, (features,)) if self.use_bias
-            else jnp.zeros((features,), jnp.float32))
+    bias = (
+        self.param('bias', self.bias_init, (features,))
+        if self.use_bias
+        else jnp.zeros((features,), jnp.float32)
+    )
     ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, (features,))
     ra_var = self.variable('batch_stats', 'var', jnp.ones, (features,))
     groups = self.stat_groups if train else 1
@@ -101,8 +107,9 @@ class BatchNorm(nn.Module):
       y = self._normalise(x, train, scale, bias, ra_mean, ra_var)
     else:
       # [N / G, G, ..., C]: statistics over every axis but the group's and C's.
-      y = self._normalise(x.reshape((-1, groups) + x.shape[1:]), train, scale, bias,
-                          ra_mean, ra_var, groups=groups).reshape(x.shape)
+      y = self._normalise(
+          x.reshape((-1, groups) + x.shape[1:]), train, scale, bias, ra_mean, ra_var, groups=groups
+      ).reshape(x.shape)
     return y.astype(self.dtype or x.dtype)
 
   def _normalise(self, x, train, scale, bias, ra_mean, ra_var, *, groups=None):
@@ -113,8 +120,7 @@ class BatchNorm(nn.Module):
     differences into a 7-point drop of the demo's Rank-1 (issue 25,
     docs/decisions.md). ``groups=G``: x is ``[N / G, G, ..., C]``."""
     features = x.shape[-1]
-    axes = (tuple(range(x.ndim - 1)) if groups is None
-            else (0,) + tuple(range(2, x.ndim - 1)))
+    axes = tuple(range(x.ndim - 1)) if groups is None else (0,) + tuple(range(2, x.ndim - 1))
     if train:
       x32 = x.astype(jnp.float32)
       mean = x32.mean(axes, keepdims=groups is not None)
@@ -152,6 +158,7 @@ class InstanceNorm(nn.Module):
   with its own statistics, as training does, and leaves the running ones
   unread (they are still updated in training).
   """
+
   affine: bool = True
   track_running_stats: bool = True
   momentum: float = 0.1
@@ -163,12 +170,11 @@ class InstanceNorm(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool):
     features = x.shape[-1]
-    use_running = (self.track_running_stats and not train
-                   and self.test_instance_norm == 'running')
+    use_running = self.track_running_stats and not train and self.test_instance_norm == 'running'
     if self.track_running_stats:
       ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, (features,))
       ra_var = self.variable('batch_stats', 'var', jnp.ones, (features,))
-    out_dtype, x = x.dtype, x.astype(jnp.float32)   # statistics in float32
+    out_dtype, x = x.dtype, x.astype(jnp.float32)  # statistics in float32
     if use_running:
       mean, var = ra_mean.value, ra_var.value
     else:
@@ -187,21 +193,37 @@ class InstanceNorm(nn.Module):
           _update_in_order(ra_var, per_group(unbiased), self.momentum)
     y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
     if self.affine:
-      y = (y * self.param('scale', self.scale_init, (features,))
-           + self.param('bias', nn.initializers.zeros, (features,)))
+      y = y * self.param('scale', self.scale_init, (features,)) + self.param(
+          'bias', nn.initializers.zeros, (features,)
+      )
     return y.astype(out_dtype)
 
 
-def conv(features: int, kernel: int, stride: int = 1, padding: int = 0, *,
-         use_bias: bool, in_features: int, name: str,
-         kernel_init: Initializer = gan_conv_init, dtype: Any = None) -> nn.Conv:
+def conv(
+    features: int,
+    kernel: int,
+    stride: int = 1,
+    padding: int = 0,
+    *,
+    use_bias: bool,
+    in_features: int,
+    name: str,
+    kernel_init: Initializer = gan_conv_init,
+    dtype: Any = None,
+) -> nn.Conv:
   """``torch.nn.Conv2d`` with zero padding and PyTorch's default bias init;
   ``dtype`` is the computation dtype (parameters stay float32)."""
-  return nn.Conv(features, (kernel, kernel), (stride, stride),
-                 padding=((padding, padding), (padding, padding)),
-                 use_bias=use_bias, kernel_init=kernel_init,
-                 bias_init=torch_bias_init(in_features * kernel * kernel),
-                 dtype=dtype, name=name)
+  return nn.Conv(
+      features,
+      (kernel, kernel),
+      (stride, stride),
+      padding=((padding, padding), (padding, padding)),
+      use_bias=use_bias,
+      kernel_init=kernel_init,
+      bias_init=torch_bias_init(in_features * kernel * kernel),
+      dtype=dtype,
+      name=name,
+  )
 
 
 class ConvTranspose(nn.Module):
@@ -215,27 +237,31 @@ class ConvTranspose(nn.Module):
   fewer FLOPs, and much faster to differentiate on CPU than the
   input-dilated convolution used otherwise.
   """
+
   features: int
   kernel_size: int = 4
   strides: int = 2
   padding: int = 1
   kernel_init: Initializer = gan_conv_init
-  dtype: Any = None          # computation dtype; the kernel stays float32
+  dtype: Any = None  # computation dtype; the kernel stays float32
 
   @nn.compact
   def __call__(self, x):
     k, s, p = self.kernel_size, self.strides, self.padding
-    kernel = self.param('kernel', self.kernel_init,
-                        (k, k, x.shape[-1], self.features))
+    kernel = self.param('kernel', self.kernel_init, (k, k, x.shape[-1], self.features))
     if self.dtype is not None:
       x = x.astype(self.dtype)
     if k - 2 * p == s:
       return _sub_pixel_conv_transpose(x, kernel.astype(x.dtype), s, p)
     pad = k - 1 - p
     return jax.lax.conv_general_dilated(
-        x, kernel[::-1, ::-1].astype(x.dtype), window_strides=(1, 1),
-        padding=((pad, pad), (pad, pad)), lhs_dilation=(s, s),
-        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+        x,
+        kernel[::-1, ::-1].astype(x.dtype),
+        window_strides=(1, 1),
+        padding=((pad, pad), (pad, pad)),
+        lhs_dilation=(s, s),
+        dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+    )
 
 
 def _phase_taps(k: int, s: int, p: int):
@@ -264,13 +290,21 @@ def _sub_pixel_conv_transpose(x, kernel, s: int, p: int):
   valid = (taps >= 0).astype(np.float32)
   index = np.maximum(taps, 0)
   # [window, window, c_in, s, s, c_out]: tap (jh, jw) of phase (ah, aw).
-  w = kernel[index[:, None, :, None], index[None, :, None, :]]   # [j,j,a,a,in,out]
-  w = w * jnp.asarray(valid[:, None, :, None] * valid[None, :, None, :],
-                      kernel.dtype)[..., None, None]
+  w = kernel[index[:, None, :, None], index[None, :, None, :]]  # [j,j,a,a,in,out]
+  w = (
+      w
+      * jnp.asarray(valid[:, None, :, None] * valid[None, :, None, :], kernel.dtype)[
+          ..., None, None
+      ]
+  )
   w = jnp.transpose(w, (0, 1, 4, 2, 3, 5)).reshape(window, window, c_in, s * s * c_out)
   y = jax.lax.conv_general_dilated(
-      x, w, window_strides=(1, 1), padding=(padding, padding),
-      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+      x,
+      w,
+      window_strides=(1, 1),
+      padding=(padding, padding),
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+  )
   n, h, wd, _ = y.shape
   y = y.reshape(n, h, wd, s, s, c_out).transpose(0, 1, 3, 2, 4, 5)
   return y.reshape(n, h * s, wd * s, c_out)

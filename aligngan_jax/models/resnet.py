@@ -21,11 +21,12 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-ENCODER_INPUT_SIZE = (384, 192)   # official (height, width); config.encoder_input_size
+ENCODER_INPUT_SIZE = (384, 192)  # official (height, width); config.encoder_input_size
 
 
-def prepare_encoder_input(images: jax.Array,
-                          size: tuple[int, int] = ENCODER_INPUT_SIZE) -> jax.Array:
+def prepare_encoder_input(
+    images: jax.Array, size: tuple[int, int] = ENCODER_INPUT_SIZE
+) -> jax.Array:
   """Maps generator-space images to the encoder's input (§1.4).
 
   Args:
@@ -47,6 +48,7 @@ def prepare_encoder_input(images: jax.Array,
 
 class Block(nn.Module):
   """Basic (ResNet-18/34) or bottleneck (ResNet-50+) residual block."""
+
   features: int
   strides: int
   bottleneck: bool
@@ -58,42 +60,48 @@ class Block(nn.Module):
   def __call__(self, x):
     def norm(name):
       return functools.partial(self.batch_norm(name=name), train=self.train)
+
     residual = x
     if self.bottleneck:
       y = nn.relu(norm(name='bn1')(self.conv(self.features, (1, 1), name='conv1')(x)))
       # v1.5: the stride sits in the 3x3 conv.
-      y = self.conv(self.features, (3, 3), self.strides, padding=((1, 1), (1, 1)),
-                    name='conv2')(y)
+      y = self.conv(self.features, (3, 3), self.strides, padding=((1, 1), (1, 1)), name='conv2')(y)
       y = nn.relu(norm(name='bn2')(y))
       y = self.conv(self.features * 4, (1, 1), name='conv3')(y)
       y = norm(name='bn3')(y)
       out_features = self.features * 4
     else:
-      y = self.conv(self.features, (3, 3), self.strides, padding=((1, 1), (1, 1)),
-                    name='conv1')(x)
+      y = self.conv(self.features, (3, 3), self.strides, padding=((1, 1), (1, 1)), name='conv1')(x)
       y = nn.relu(norm(name='bn1')(y))
       y = self.conv(self.features, (3, 3), padding=((1, 1), (1, 1)), name='conv2')(y)
       y = norm(name='bn2')(y)
       out_features = self.features
     if self.strides != 1 or x.shape[-1] != out_features:
-      residual = self.conv(out_features, (1, 1), self.strides,
-                           name='downsample_conv')(x)
+      residual = self.conv(out_features, (1, 1), self.strides, name='downsample_conv')(x)
       residual = norm(name='downsample_bn')(residual)
     return nn.relu(y + residual)
 
 
 # 10: one block per stage, the tiny test models' trunk (configs/default.py
 # 'tiny'): every path of ResNet-18 at about 20 % less compile time.
-STAGES = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3),
-           101: (3, 4, 23, 3)}
+STAGES = {
+    10: (1, 1, 1, 1),
+    18: (2, 2, 2, 2),
+    34: (3, 4, 6, 3),
+    50: (3, 4, 6, 3),
+    101: (3, 4, 23, 3),
+}
 DEPTHS = tuple(STAGES)
 
 # ResNetEncoder.remat -> what a residual block keeps for its backward pass:
 # 'none' everything; 'convs' the convolution outputs (BatchNorm and ReLU are
 # recomputed from them: elementwise work, no extra convolution); 'blocks'
 # only the block input (the block's forward runs twice).
-REMAT_POLICIES = {'none': None, 'convs': jax.checkpoint_policies.dots_saveable,
-                  'blocks': jax.checkpoint_policies.nothing_saveable}
+REMAT_POLICIES = {
+    'none': None,
+    'convs': jax.checkpoint_policies.dots_saveable,
+    'blocks': jax.checkpoint_policies.nothing_saveable,
+}
 
 
 class ResNetEncoder(nn.Module):
@@ -113,6 +121,7 @@ class ResNetEncoder(nn.Module):
     remat: a key of `REMAT_POLICIES`: what the blocks keep for the backward
       pass (memory against recomputation; the results are the same).
   """
+
   depth: int = 50
   width: int = 64
   last_stride: int = 1
@@ -127,14 +136,13 @@ class ResNetEncoder(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool):
     if self.depth not in STAGES:
-      raise ValueError(f'ResNetEncoder.depth must be one of {DEPTHS}, '
-                       f'got {self.depth}.')
-    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype,
-                             kernel_init=CONV_INIT, padding='VALID')
+      raise ValueError(f'ResNetEncoder.depth must be one of {DEPTHS}, ' f'got {self.depth}.')
+    conv = functools.partial(
+        nn.Conv, use_bias=False, dtype=self.dtype, kernel_init=CONV_INIT, padding='VALID'
+    )
     # PyTorch BN: momentum 0.1, eps 1e-5, batch statistics in training and
     # the unbiased variance in the running average.
-    batch_norm = functools.partial(layers.BatchNorm, dtype=self.dtype,
-                                   stat_groups=self.stat_groups)
+    batch_norm = functools.partial(layers.BatchNorm, dtype=self.dtype, stat_groups=self.stat_groups)
     x = x.astype(self.dtype)
     x = conv(self.width, (7, 7), (2, 2), padding=((3, 3), (3, 3)), name='conv1')(x)
     x = nn.relu(batch_norm(name='bn1')(x, train=train))
@@ -146,9 +154,13 @@ class ResNetEncoder(nn.Module):
     for stage, num_blocks in enumerate(STAGES[self.depth]):
       stage_stride = 1 if stage == 0 else (self.last_stride if stage == 3 else 2)
       for block in range(num_blocks):
-        x = block_class(features=self.width * 2 ** stage,
-                   strides=stage_stride if block == 0 else 1,
-                   bottleneck=bottleneck, conv=conv, batch_norm=batch_norm,
-                   train=train,
-                   name=f'layer{stage + 1}_{block}')(x)
+        x = block_class(
+            features=self.width * 2**stage,
+            strides=stage_stride if block == 0 else 1,
+            bottleneck=bottleneck,
+            conv=conv,
+            batch_norm=batch_norm,
+            train=train,
+            name=f'layer{stage + 1}_{block}',
+        )(x)
     return x

@@ -43,8 +43,7 @@ HEAD = ('bottleneck', 'classifier')
 METHODS = ('agw', 'base')
 
 
-def learning_rate(epoch, base_lr: float, warmup_epochs: int = 10,
-                  milestones=(20, 50)):
+def learning_rate(epoch, base_lr: float, warmup_epochs: int = 10, milestones=(20, 50)):
   """The official ``adjust_learning_rate`` (traceable): base_lr (e + 1) /
   warmup during the warm-up, then base_lr x 0.1 per milestone passed."""
   epoch = jnp.asarray(epoch)
@@ -54,8 +53,10 @@ def learning_rate(epoch, base_lr: float, warmup_epochs: int = 10,
 
 
 def _split(tree):
-  return ({k: v for k, v in tree.items() if k in BACKBONE},
-          {k: v for k, v in tree.items() if k in HEAD})
+  return (
+      {k: v for k, v in tree.items() if k in BACKBONE},
+      {k: v for k, v in tree.items() if k in HEAD},
+  )
 
 
 def unit(x):
@@ -72,17 +73,17 @@ class AGWTrainer(base.Trainer):
   @classmethod
   def default_config(cls):
     g = ml_collections.ConfigDict()
-    g.method = 'agw'                 # 'agw' | 'base' (no non-local, mean pooling)
-    g.epochs = 81                    # official range(0, 81)
+    g.method = 'agw'  # 'agw' | 'base' (no non-local, mean pooling)
+    g.epochs = 81  # official range(0, 81)
     g.learning_rate = 0.1
     g.warmup_epochs = 10
-    g.lr_milestones = (20, 50)       # epochs
+    g.lr_milestones = (20, 50)  # epochs
     # 0: the official epoch, int(max(N_rgb, N_ir) / (P K)) + 1 steps. A
     # number fixes it (the demo: the same budget on any tree).
     g.steps_per_epoch = 0
     g.ids_per_batch = 8
     g.instances_per_id = 4
-    g.input_size = (288, 144)        # (height, width) images are loaded at
+    g.input_size = (288, 144)  # (height, width) images are loaded at
     g.pad = 10
     g.momentum = 0.9
     g.weight_decay = 5e-4
@@ -99,8 +100,12 @@ class AGWTrainer(base.Trainer):
     g = config[name]
     if g.method not in METHODS:
       raise config_checks.ConfigError(f'config.{name}.method={g.method!r} is not one of {METHODS}.')
-    config_checks.check_ints(config, tuple(f'{name}.{k}' for k in (
-        'epochs', 'warmup_epochs', 'ids_per_batch', 'instances_per_id')))
+    config_checks.check_ints(
+        config,
+        tuple(
+            f'{name}.{k}' for k in ('epochs', 'warmup_epochs', 'ids_per_batch', 'instances_per_id')
+        ),
+    )
     config_checks.check_milestones(config, f'{name}.lr_milestones')
     config_checks.check_ints(config, (f'{name}.pad', f'{name}.steps_per_epoch'), minimum=0)
     size = tuple(g.input_size)
@@ -108,11 +113,13 @@ class AGWTrainer(base.Trainer):
     if len(size) != 2 or not all(config_checks.is_count(v, 16) for v in size):
       raise config_checks.ConfigError(
           f'config.{name}.input_size={size} must be (height, width), each an integer '
-          '>= 16 (official (288, 144)).')
+          '>= 16 (official (288, 144)).'
+      )
     if (g.ids_per_batch * g.instances_per_id) % num_devices:
       raise config_checks.ConfigError(
           f'config.{name}.ids_per_batch * config.{name}.instances_per_id = '
-          f'{g.ids_per_batch * g.instances_per_id} is not divisible by the {num_devices} devices.')
+          f'{g.ids_per_batch * g.instances_per_id} is not divisible by the {num_devices} devices.'
+      )
 
   @classmethod
   def load_size(cls, config):
@@ -125,7 +132,8 @@ class AGWTrainer(base.Trainer):
     if not os.path.isfile(config.init_from):
       raise config_checks.ConfigError(
           f'config.init_from={config.init_from!r} is not a file: it must be an official '
-          f'{cls.name.upper()} checkpoint (e.g. sysu_agw_p4_n8_lr_0.1_seed_0_best.t).')
+          f'{cls.name.upper()} checkpoint (e.g. sysu_agw_p4_n8_lr_0.1_seed_0_best.t).'
+      )
 
   @classmethod
   def release_extractors(cls, config, mesh):
@@ -139,10 +147,17 @@ class AGWTrainer(base.Trainer):
     release.model.last_stride = 1
     trainer = cls(release, base.DataInfo(shape['num_classes']))
     (bp, hp), (bs, hs) = _split(variables['params']), _split(variables['batch_stats'])
-    state = jax.device_put(train_state_lib.TrainState(
-        step=jnp.zeros((), jnp.int32), params={'backbone': bp, 'head': hp},
-        batch_stats={'backbone': bs, 'head': hs}, opt_state={}, rng=jax.random.key(0),
-        tx={}), sharding.replicated(mesh))
+    state = jax.device_put(
+        train_state_lib.TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params={'backbone': bp, 'head': hp},
+            batch_stats={'backbone': bs, 'head': hs},
+            opt_state={},
+            rng=jax.random.key(0),
+            tx={},
+        ),
+        sharding.replicated(mesh),
+    )
     return {m: (lambda images, f=f: f(state, images)) for m, f in trainer.extractors(mesh).items()}
 
   @classmethod
@@ -167,11 +182,15 @@ class AGWTrainer(base.Trainer):
     stats['trunk'] = {**stats['trunk'], **layers(resnet['batch_stats'])}
     want = jax.tree.map(jnp.shape, (state.params['backbone'], state.batch_stats['backbone']))
     if jax.tree.map(jnp.shape, (params, stats)) != want:
-      raise ValueError(f'config.pretrained_backbone={self.config.pretrained_backbone!r}: its '
-                       'trunk does not fit config.model (names or shapes differ).')
+      raise ValueError(
+          f'config.pretrained_backbone={self.config.pretrained_backbone!r}: its '
+          'trunk does not fit config.model (names or shapes differ).'
+      )
     placed = jax.device_put((params, stats), sharding.replicated(mesh))
-    return state.replace(params={**state.params, 'backbone': placed[0]},
-                         batch_stats={**state.batch_stats, 'backbone': placed[1]})
+    return state.replace(
+        params={**state.params, 'backbone': placed[0]},
+        batch_stats={**state.batch_stats, 'backbone': placed[1]},
+    )
 
   @property
   def steps_per_epoch(self) -> int:
@@ -181,32 +200,46 @@ class AGWTrainer(base.Trainer):
     g = self.group
     if g.steps_per_epoch:
       return int(g.steps_per_epoch)
-    return int(max(self.info.rgb_images, self.info.ir_images)
-               / (g.ids_per_batch * g.instances_per_id)) + 1
+    return (
+        int(max(self.info.rgb_images, self.info.ir_images) / (g.ids_per_batch * g.instances_per_id))
+        + 1
+    )
 
   # --- networks and optimisation --------------------------------------------
   def build_networks(self):
     m, agw = self.config.model, self.group.method == 'agw'
-    return {'agw': agw_lib.AGWNet(num_classes=self.info.num_classes, non_local=agw, gem=agw,
-                                  depth=m.depth, width=m.width, last_stride=m.last_stride)}
+    return {
+        'agw': agw_lib.AGWNet(
+            num_classes=self.info.num_classes,
+            non_local=agw,
+            gem=agw,
+            depth=m.depth,
+            width=m.width,
+            last_stride=m.last_stride,
+        )
+    }
 
   def init_variables(self, key):
     x = jnp.zeros((1, *self.group.input_size, 3))
     variables = self.networks['agw'].init(key, rgb=x, ir=x, train=False)
     (bp, hp), (bs, hs) = _split(variables['params']), _split(variables['batch_stats'])
-    return {'backbone': {'params': bp, 'batch_stats': bs},
-            'head': {'params': hp, 'batch_stats': hs}}
+    return {
+        'backbone': {'params': bp, 'batch_stats': bs},
+        'head': {'params': hp, 'batch_stats': hs},
+    }
 
   def optimizers(self):
     g = self.group
-    sgd = optax.chain(optax.add_decayed_weights(g.weight_decay),
-                      optax.trace(decay=g.momentum, nesterov=True))
+    sgd = optax.chain(
+        optax.add_decayed_weights(g.weight_decay), optax.trace(decay=g.momentum, nesterov=True)
+    )
     return {'backbone': sgd, 'head': sgd}
 
   def learning_rates(self, step):
     g = self.group
-    lr = learning_rate(step // self.steps_per_epoch, g.learning_rate, g.warmup_epochs,
-                       tuple(g.lr_milestones))
+    lr = learning_rate(
+        step // self.steps_per_epoch, g.learning_rate, g.warmup_epochs, tuple(g.lr_milestones)
+    )
     return {'backbone': 0.1 * lr, 'head': lr}
 
   # --- data and stages ---------------------------------------------------------
@@ -218,10 +251,17 @@ class AGWTrainer(base.Trainer):
       raise errors.UserError(
           f'{self.config.dataset}: {len(missing)} training identities (labels '
           f'{missing[:5]}) have RGB but no IR images; the official identity sampler '
-          f'(config.trainer={self.name!r}) draws both modalities for every identity.')
-    return {'identity': sampler_lib.IdentitySampler(
-        rgb_labels, ir_labels, ids_per_batch=g.ids_per_batch,
-        instances_per_id=g.instances_per_id, seed=self.config.seed)}
+          f'(config.trainer={self.name!r}) draws both modalities for every identity.'
+      )
+    return {
+        'identity': sampler_lib.IdentitySampler(
+            rgb_labels,
+            ir_labels,
+            ids_per_batch=g.ids_per_batch,
+            instances_per_id=g.instances_per_id,
+            seed=self.config.seed,
+        )
+    }
 
   def _augmented(self, images, key):
     """Pad-crop-flip, ImageNet normalisation."""
@@ -244,49 +284,76 @@ class AGWTrainer(base.Trainer):
       triplet = losses.weighted_regularized_triplet(out['pool'], labels)
     accuracy = jnp.mean(jnp.argmax(out['logits'], -1) == labels)
     prefix = self.name
-    return ce + triplet, {f'{prefix}/loss': ce + triplet, f'{prefix}/ce': ce,
-                          f'{prefix}/triplet': triplet, f'{prefix}/accuracy': accuracy}
+    return ce + triplet, {
+        f'{prefix}/loss': ce + triplet,
+        f'{prefix}/ce': ce,
+        f'{prefix}/triplet': triplet,
+        f'{prefix}/accuracy': accuracy,
+    }
 
   def _step(self, state, batches):
     model = self.networks['agw']
-    rgb, ir, labels = self.train_inputs(batches['identity'],
-                                        jax.random.fold_in(state.rng, state.step))
+    rgb, ir, labels = self.train_inputs(
+        batches['identity'], jax.random.fold_in(state.rng, state.step)
+    )
     stats = {**state.batch_stats['backbone'], **state.batch_stats['head']}
 
     def loss_fn(params):
-      out, new = model.apply({'params': {**params['backbone'], **params['head']},
-                              'batch_stats': stats}, rgb=rgb, ir=ir, train=True,
-                             mutable=['batch_stats'])
+      out, new = model.apply(
+          {'params': {**params['backbone'], **params['head']}, 'batch_stats': stats},
+          rgb=rgb,
+          ir=ir,
+          train=True,
+          mutable=['batch_stats'],
+      )
       loss, metrics = self.loss(out, labels)
       return loss, (new['batch_stats'], metrics)
+
     grads, (new_stats, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
     rates = self.learning_rates(state.step)
     params, opt_state = {}, {}
     for name in ('backbone', 'head'):
-      updates, opt_state[name] = state.tx[name].update(grads[name], state.opt_state[name],
-                                                       state.params[name])
-      params[name] = jax.tree.map(lambda p, u, r=rates[name]: p - r * u,
-                                  state.params[name], updates)
+      updates, opt_state[name] = state.tx[name].update(
+          grads[name], state.opt_state[name], state.params[name]
+      )
+      params[name] = jax.tree.map(
+          lambda p, u, r=rates[name]: p - r * u, state.params[name], updates
+      )
     backbone_stats, head_stats = _split(new_stats)
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                         batch_stats={'backbone': backbone_stats, 'head': head_stats}), metrics
+    return (
+        state.replace(
+            step=state.step + 1,
+            params=params,
+            opt_state=opt_state,
+            batch_stats={'backbone': backbone_stats, 'head': head_stats},
+        ),
+        metrics,
+    )
 
   def stages(self):
     g = self.group
-    views = 3 if self.name == 'caj' else 2   # CAJ: two RGB views and IR
-    return (base.Stage(1, self.name, self._step, ('identity',),
-                       int(g.epochs) * self.steps_per_epoch,
-                       views * g.ids_per_batch * g.instances_per_id),)
+    views = 3 if self.name == 'caj' else 2  # CAJ: two RGB views and IR
+    return (
+        base.Stage(
+            1,
+            self.name,
+            self._step,
+            ('identity',),
+            int(g.epochs) * self.steps_per_epoch,
+            views * g.ids_per_batch * g.instances_per_id,
+        ),
+    )
 
   # --- test time --------------------------------------------------------------------
   def _eval_outputs(self, state, images, modality):
     x = augment.imagenet_normalise(images)
-    variables = {'params': {**state.params['backbone'], **state.params['head']},
-                 'batch_stats': {**state.batch_stats['backbone'], **state.batch_stats['head']}}
+    variables = {
+        'params': {**state.params['backbone'], **state.params['head']},
+        'batch_stats': {**state.batch_stats['backbone'], **state.batch_stats['head']},
+    }
     out = self.networks['agw'].apply(variables, **{modality: x}, train=False)
     return {'bn': unit(out['bn']), 'pool': unit(out['pool'])}
 
   def test_features(self, state, images, *, modality):
     """The official test.py: eval mode, no flip, L2-normalised outputs."""
     return self._eval_outputs(state, images, modality)
-

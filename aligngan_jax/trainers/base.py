@@ -60,20 +60,21 @@ def get(name: str) -> type['Trainer']:
 @dataclasses.dataclass(frozen=True)
 class DataInfo:
   """What a trainer may know of its training split."""
+
   num_classes: int
-  rgb_images: int = 0     # 0 where unknown (a workdir reopened for eval)
+  rgb_images: int = 0  # 0 where unknown (a workdir reopened for eval)
   ir_images: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
-  number: int               # 1, 2, ... in training order
-  name: str                 # what the console and logs call it
+  number: int  # 1, 2, ... in training order
+  name: str  # what the console and logs call it
   # (state, {sampler name: batch}) -> (state, metrics): pure, jitted once.
   step: Callable
   samplers: tuple[str, ...]  # the batches one iteration takes
   iterations: int
-  images: int               # images one iteration consumes (for images/s)
+  images: int  # images one iteration consumes (for images/s)
 
 
 class Trainer:
@@ -84,6 +85,7 @@ class Trainer:
   (``info.num_classes`` classes); tools that reopen a workdir build it
   with the class count read from the checkpoint.
   """
+
   name: ClassVar[str] = ''
   # The config group (``config.<group>``) holding this trainer's own keys.
   config_group: ClassVar[str] = ''
@@ -166,7 +168,8 @@ class Trainer:
     jit = lambda modality: jax.jit(
         functools.partial(self.test_features, modality=modality),
         in_shardings=(sharding.replicated(mesh), sharding.data_sharded(mesh)),
-        out_shardings=sharding.replicated(mesh))
+        out_shardings=sharding.replicated(mesh),
+    )
     return {'rgb': jit('rgb'), 'ir': jit('ir')}
 
   # --- hooks --------------------------------------------------------------------
@@ -179,15 +182,17 @@ class Trainer:
   def check_release(cls, config) -> None:
     """``config.mode='eval'`` with ``config.init_from``: raise a
     `config_checks.ConfigError` naming what the official release lacks."""
-    raise NotImplementedError(f'config.init_from: trainer {cls.name!r} cannot evaluate '
-                              'an official release.')
+    raise NotImplementedError(
+        f'config.init_from: trainer {cls.name!r} cannot evaluate ' 'an official release.'
+    )
 
   @classmethod
   def release_extractors(cls, config, mesh) -> dict:
     """{'rgb', 'ir'}: images -> {feature name: unit-norm features} of the
     official release in ``config.init_from`` (its converted weights)."""
-    raise NotImplementedError(f'config.init_from: trainer {cls.name!r} cannot evaluate '
-                              'an official release.')
+    raise NotImplementedError(
+        f'config.init_from: trainer {cls.name!r} cannot evaluate ' 'an official release.'
+    )
 
   def check_data(self, rgb_labels, ir_labels, keys: tuple[str, ...]) -> None:
     """Each identities-per-batch key of ``keys`` (e.g. 'agw.ids_per_batch')
@@ -199,7 +204,8 @@ class Trainer:
       if value > both:
         raise errors.ConfigError(
             f'config.{key}={value} is more than the {both} training identities '
-            f'with both RGB and IR images in {self.config.dataset}; lower config.{key}.')
+            f'with both RGB and IR images in {self.config.dataset}; lower config.{key}.'
+        )
 
   def before_training(self) -> None:
     """Called once when training starts (warnings about the config)."""
@@ -227,19 +233,29 @@ def trainer_for(config, info: DataInfo) -> Trainer:
   return get(config.trainer)(config, info)
 
 
-def create_state(trainer: Trainer, mesh, *, abstract: bool = False
-                 ) -> train_state_lib.TrainState:
+def create_state(trainer: Trainer, mesh, *, abstract: bool = False) -> train_state_lib.TrainState:
   """A fresh state of ``trainer``'s networks, replicated over ``mesh``
   (``abstract``: `jax.ShapeDtypeStruct` leaves, nothing run: the template
   a checkpoint is restored into)."""
-  return train_state_lib.create(trainer.init_variables, trainer.optimizers(),
-                                seed=trainer.config.seed, mesh=mesh, abstract=abstract)
+  return train_state_lib.create(
+      trainer.init_variables,
+      trainer.optimizers(),
+      seed=trainer.config.seed,
+      mesh=mesh,
+      abstract=abstract,
+  )
 
 
 def make_steps(trainer: Trainer, mesh) -> dict[int, Callable]:
   """stage number -> the jitted step: state replicated and donated, every
   batch sharded on ``data``, metrics replicated."""
   repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
-  return {stage.number: jax.jit(
-      stage.step, in_shardings=(repl, {name: data for name in stage.samplers}),
-      out_shardings=(repl, repl), donate_argnums=0) for stage in trainer.schedule}
+  return {
+      stage.number: jax.jit(
+          stage.step,
+          in_shardings=(repl, {name: data for name in stage.samplers}),
+          out_shardings=(repl, repl),
+          donate_argnums=0,
+      )
+      for stage in trainer.schedule
+  }

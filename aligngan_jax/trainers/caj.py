@@ -55,6 +55,7 @@ class CAJTrainer(agw.AGWTrainer):
 
     def erased(images, k):
       return augment.erase_rectangles(images, *augment.draw_erasing(k, n, size, p=g.erase_p))
+
     view0 = erased(self._augmented(batch['rgb'], keys[0]), keys[1])
     view1 = erased(self._augmented(batch['rgb'], keys[2]), keys[3])
     view1 = augment.channel_exchange(view1, augment.draw_channel_exchange(keys[4], n))
@@ -66,16 +67,23 @@ class CAJTrainer(agw.AGWTrainer):
   def loss(self, out, labels):
     g = self.group
     ce = losses.cross_entropy(out['logits'], labels)
-    triplet = losses.adaptive_triplet(out['pool'], labels, alpha=g.alpha, gamma=g.gamma,
-                                      square=bool(g.square))
+    triplet = losses.adaptive_triplet(
+        out['pool'], labels, alpha=g.alpha, gamma=g.gamma, square=bool(g.square)
+    )
     accuracy = jnp.mean(jnp.argmax(out['logits'], -1) == labels)
-    return ce + triplet, {'caj/loss': ce + triplet, 'caj/ce': ce, 'caj/triplet': triplet,
-                          'caj/accuracy': accuracy}
+    return ce + triplet, {
+        'caj/loss': ce + triplet,
+        'caj/ce': ce,
+        'caj/triplet': triplet,
+        'caj/accuracy': accuracy,
+    }
 
   def test_features(self, state, images, *, modality):
     """testa.py: normalised outputs of the image and its mirror, averaged,
     normalised again."""
     plain = self._eval_outputs(state, images, modality)
     mirrored = self._eval_outputs(state, images[:, :, ::-1], modality)
-    return {**{k: agw.unit(plain[k] + mirrored[k]) for k in plain},
-            **{f'{k}_noflip': v for k, v in plain.items()}}
+    return {
+        **{k: agw.unit(plain[k] + mirrored[k]) for k in plain},
+        **{f'{k}_noflip': v for k, v in plain.items()},
+    }

@@ -18,6 +18,7 @@ from aligngan_jax.trainers import base
 
 class FeatureModuleTrainer(base.Trainer):
   """Base of `ide.IDETrainer` and `aligngan.AlignGANTrainer`."""
+
   feature_names = ('pool',)
   # The networks it trains, in `players.ALL` order.
   network_names: tuple[str, ...] = players.FEATURE
@@ -54,9 +55,14 @@ class FeatureModuleTrainer(base.Trainer):
   def feature_sampler(self, rgb_labels, ir_labels) -> sampler_lib.PKSampler:
     c = self.config
     return sampler_lib.PKSampler(
-        rgb_labels, ir_labels, ids_per_batch=c.ids_per_batch,
-        instances_per_id=c.instances_per_id, seed=c.seed,
-        rgb_grey_prob=c.rgb_grey_prob, rgb_channel_prob=c.rgb_channel_prob)
+        rgb_labels,
+        ir_labels,
+        ids_per_batch=c.ids_per_batch,
+        instances_per_id=c.instances_per_id,
+        seed=c.seed,
+        rgb_grey_prob=c.rgb_grey_prob,
+        rgb_channel_prob=c.rgb_channel_prob,
+    )
 
   def samplers(self, rgb_labels, ir_labels) -> dict:
     self.check_data(rgb_labels, ir_labels, ('ids_per_batch',))
@@ -69,22 +75,31 @@ class FeatureModuleTrainer(base.Trainer):
     return False
 
   def _features(self, state, images, *, translate: bool) -> dict:
-    variables = lambda name: {'params': state.params[name],
-                              'batch_stats': state.batch_stats[name]}
-    return {'pool': features_lib.translated_test_features(
-        self.networks.get('G_rgb2ir'), variables('G_rgb2ir') if translate else None,
-        self.networks['encoder'], variables('encoder'), images, translate=translate,
-        encoder_input_size=tuple(self.config.encoder_input_size))}
+    variables = lambda name: {'params': state.params[name], 'batch_stats': state.batch_stats[name]}
+    return {
+        'pool': features_lib.translated_test_features(
+            self.networks.get('G_rgb2ir'),
+            variables('G_rgb2ir') if translate else None,
+            self.networks['encoder'],
+            variables('encoder'),
+            images,
+            translate=translate,
+            encoder_input_size=tuple(self.config.encoder_input_size),
+        )
+    }
 
   def test_features(self, state, images, *, modality):
-    return self._features(state, images,
-                          translate=modality == 'rgb' and self.translates_rgb)
+    return self._features(state, images, translate=modality == 'rgb' and self.translates_rgb)
 
   def extractors(self, mesh) -> dict:
     # Without translation both modalities share one function (one compile).
     repl = sharding.replicated(mesh)
-    jitted = {translate: jax.jit(functools.partial(self._features, translate=translate),
-                                 in_shardings=(repl, sharding.data_sharded(mesh)),
-                                 out_shardings=repl)
-              for translate in {False, self.translates_rgb}}
+    jitted = {
+        translate: jax.jit(
+            functools.partial(self._features, translate=translate),
+            in_shardings=(repl, sharding.data_sharded(mesh)),
+            out_shardings=repl,
+        )
+        for translate in {False, self.translates_rgb}
+    }
     return {'rgb': jitted[self.translates_rgb], 'ir': jitted[False]}

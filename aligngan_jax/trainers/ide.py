@@ -25,7 +25,7 @@ class IDETrainer(feature_module.FeatureModuleTrainer):
     group = ml_collections.ConfigDict()
     group.num_train_steps = 15_100
     group.lr_milestones = (10_000,)
-    group.optimizer = 'sgd'         # 'sgd' (official) | 'adam'
+    group.optimizer = 'sgd'  # 'sgd' (official) | 'adam'
     return group
 
   @classmethod
@@ -35,7 +35,8 @@ class IDETrainer(feature_module.FeatureModuleTrainer):
     config_checks.check_milestones(config, 'ide.lr_milestones')
     if config.ide.optimizer not in OPTIMIZERS:
       raise config_checks.ConfigError(
-          f'config.ide.optimizer={config.ide.optimizer!r} is not one of {OPTIMIZERS}.')
+          f'config.ide.optimizer={config.ide.optimizer!r} is not one of {OPTIMIZERS}.'
+      )
 
   def optimizers(self):
     tx = players.feature_optimizer(self.config, self.config.ide.optimizer)
@@ -44,8 +45,15 @@ class IDETrainer(feature_module.FeatureModuleTrainer):
   def stages(self):
     c = self.config
     models, config = self.networks, c
-    return (base.Stage(
-        1, 'ide', lambda state, batches: stages.ide_step(
-            state, batches['feature'], models=models, config=config),
-        ('feature',), int(c.ide.num_train_steps),
-        2 * c.ids_per_batch * c.instances_per_id),)
+    return (
+        base.Stage(
+            1,
+            'ide',
+            lambda state, batches: stages.ide_step(
+                state, batches['feature'], models=models, config=config
+            ),
+            ('feature',),
+            int(c.ide.num_train_steps),
+            2 * c.ids_per_batch * c.instances_per_id,
+        ),
+    )

@@ -54,8 +54,10 @@ def parse_name(path: str, list_path: str) -> tuple[int, int]:
   """(person id, camera) from an LLCM file name such as 0001_c03_s..._vis.jpg."""
   match = _FILE_NAME.match(os.path.basename(path))
   if not match:
-    raise LlcmError(f'LLCM: {list_path} names {path}, whose file name does not '
-                    'start with <person id>_c<camera>_ as LLCM file names do.')
+    raise LlcmError(
+        f'LLCM: {list_path} names {path}, whose file name does not '
+        'start with <person id>_c<camera>_ as LLCM file names do.'
+    )
   return int(match.group(1)), int(match.group(2))
 
 
@@ -78,8 +80,11 @@ class Llcm(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return common.reid_info(
-        self, description='LLCM: low-light visible-infrared re-id, 9 cameras, 1,064 identities.',
-        homepage='https://github.com/ZYK100/LLCM', encoding_format='jpeg')
+        self,
+        description='LLCM: low-light visible-infrared re-id, 9 cameras, 1,064 identities.',
+        homepage='https://github.com/ZYK100/LLCM',
+        encoding_format='jpeg',
+    )
 
   def _split_generators(self, dl_manager):
     root = common.checked_manual_dir(dl_manager, LlcmError, 'LLCM', HOW_TO_GET)
@@ -87,8 +92,13 @@ class Llcm(tfds.core.GeneratorBasedBuilder):
     for split in SPLITS:
       items = read_split(root, split)
       for modality, rows in items.items():
-        logging.info('LLCM %s split: %d %s images of %d identities listed.', split,
-                     len(rows), modality.upper(), len({pid for _, pid, _ in rows}))
+        logging.info(
+            'LLCM %s split: %d %s images of %d identities listed.',
+            split,
+            len(rows),
+            modality.upper(),
+            len({pid for _, pid, _ in rows}),
+        )
       splits[split] = self._generate_examples(root, items, labelled=split == 'train')
     return splits
 
@@ -99,8 +109,11 @@ class Llcm(tfds.core.GeneratorBasedBuilder):
       folders = collections.defaultdict(list)
       for path, pid, cam in rows:
         folders[(pid, cam)].append(path)
-      index_of = {p: i for paths in folders.values()
-                  for i, p in enumerate(sorted(paths, key=os.path.basename))}
+      index_of = {
+          p: i
+          for paths in folders.values()
+          for i, p in enumerate(sorted(paths, key=os.path.basename))
+      }
       for path, pid, cam in rows:
         yield f'{modality}/{path}', {
             'image': common.read_encoded(os.path.join(root, path), LlcmError, 'LLCM'),

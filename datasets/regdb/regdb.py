@@ -55,14 +55,16 @@ def read_list(path: str) -> list[tuple[str, int]]:
 
 def _read_png(path: str) -> np.ndarray:
   from PIL import Image
+
   if not os.path.isfile(path):
     raise RegdbError(f'RegDB: image {path} (named in the index lists) is missing.')
   try:
     with Image.open(path) as im:
       return np.asarray(im.convert('RGB'))
   except Exception as e:  # PIL raises several types for bad files
-    raise RegdbError(f'RegDB: image {path} cannot be decoded ({e}); re-extract '
-                     'it from the archive.') from e
+    raise RegdbError(
+        f'RegDB: image {path} cannot be decoded ({e}); re-extract ' 'it from the archive.'
+    ) from e
 
 
 @dataclasses.dataclass
@@ -76,26 +78,36 @@ class Regdb(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'First release.'}
   MANUAL_DOWNLOAD_INSTRUCTIONS = HOW_TO_GET
-  BUILDER_CONFIGS = [RegdbConfig(name=f'trial{t}', description=f'Trial {t} split.',
-                                 trial=t) for t in range(1, 11)]
+  BUILDER_CONFIGS = [
+      RegdbConfig(name=f'trial{t}', description=f'Trial {t} split.', trial=t) for t in range(1, 11)
+  ]
 
   def _info(self) -> tfds.core.DatasetInfo:
     return common.reid_info(
-        self, description='RegDB: 412 identities, 10 visible + 10 thermal images each.',
-        homepage='http://dm.dongguk.edu/link.html', encoding_format='png')
+        self,
+        description='RegDB: 412 identities, 10 visible + 10 thermal images each.',
+        homepage='http://dm.dongguk.edu/link.html',
+        encoding_format='png',
+    )
 
   def _split_generators(self, dl_manager):
     root = common.checked_manual_dir(dl_manager, RegdbError, 'RegDB', HOW_TO_GET)
     trial = self.builder_config.trial
     splits = {}
     for split in ('train', 'test'):
-      lists = {m: read_list(os.path.join(root, 'idx', f'{split}_{m}_{trial}.txt'))
-               for m in MODALITIES}
+      lists = {
+          m: read_list(os.path.join(root, 'idx', f'{split}_{m}_{trial}.txt')) for m in MODALITIES
+      }
       for modality, pairs in lists.items():
         if len(pairs) != EXPECTED_PER_MODALITY:
-          logging.warning('RegDB trial %d %s split: %d %s images listed, the '
-                          'official lists have %d.', trial, split, len(pairs),
-                          modality, EXPECTED_PER_MODALITY)
+          logging.warning(
+              'RegDB trial %d %s split: %d %s images listed, the ' 'official lists have %d.',
+              trial,
+              split,
+              len(pairs),
+              modality,
+              EXPECTED_PER_MODALITY,
+          )
       splits[split] = self._generate_examples(root, lists, labelled=split == 'train')
     return splits
 

@@ -46,18 +46,19 @@ _LOWER_PATTERNS = ('solid', 'side_stripe', 'hstripes')
 @dataclasses.dataclass(frozen=True)
 class Identity:
   """Everything about one person that does not change between images."""
-  height: float          # fraction of the frame the person fills (x camera)
-  shoulder: float        # half-widths in units of body height
+
+  height: float  # fraction of the frame the person fills (x camera)
+  shoulder: float  # half-widths in units of body height
   hip: float
-  head: float            # head radius
-  torso_end: float       # where the upper garment ends (fraction of height)
+  head: float  # head radius
+  torso_end: float  # where the upper garment ends (fraction of height)
   leg_width: float
   upper_pattern: int
   lower_pattern: int
   pattern_period: float  # stripe / check period in units of body height
   long_sleeves: bool
   shorts: bool
-  bag: int               # 0 none, 1 backpack, 2 side bag
+  bag: int  # 0 none, 1 backpack, 2 side bag
   # RGB appearance (0..1 per channel).
   skin_rgb: np.ndarray
   upper_rgb: np.ndarray
@@ -78,25 +79,36 @@ class Identity:
 @dataclasses.dataclass(frozen=True)
 class Camera:
   """Everything about one camera."""
+
   camera: int
   infrared: bool
-  base_height: int       # typical image height in pixels
-  scale: float           # person height / image height
+  base_height: int  # typical image height in pixels
+  scale: float  # person height / image height
   views: tuple[float, float, float]  # P(front), P(back), P(side)
-  gain: float            # brightness (RGB) or IR gain
-  cast: np.ndarray       # RGB colour cast (ones for IR)
-  offset: float          # IR offset / RGB ambient
-  background: np.ndarray # two background colours (2, 3)
-  blur: int              # box-blur radius in pixels
+  gain: float  # brightness (RGB) or IR gain
+  cast: np.ndarray  # RGB colour cast (ones for IR)
+  offset: float  # IR offset / RGB ambient
+  background: np.ndarray  # two background colours (2, 3)
+  blur: int  # box-blur radius in pixels
 
 
 # Garment colours and emissivities come from small palettes, so neither
 # alone identifies a person: identity lives in the combination with body shape
 # and garment pattern, the cues that also survive the change of modality.
-_PALETTE = np.array([
-    [0.85, 0.15, 0.15], [0.15, 0.55, 0.2], [0.15, 0.25, 0.8], [0.9, 0.8, 0.15],
-    [0.55, 0.2, 0.65], [0.9, 0.5, 0.1], [0.1, 0.1, 0.1], [0.85, 0.85, 0.85],
-    [0.45, 0.3, 0.2], [0.2, 0.7, 0.75]])
+_PALETTE = np.array(
+    [
+        [0.85, 0.15, 0.15],
+        [0.15, 0.55, 0.2],
+        [0.15, 0.25, 0.8],
+        [0.9, 0.8, 0.15],
+        [0.55, 0.2, 0.65],
+        [0.9, 0.5, 0.1],
+        [0.1, 0.1, 0.1],
+        [0.85, 0.85, 0.85],
+        [0.45, 0.3, 0.2],
+        [0.2, 0.7, 0.75],
+    ]
+)
 _EMISSIVITY = np.array([0.15, 0.4, 0.65, 0.9])
 
 
@@ -126,8 +138,7 @@ def _follow_colour(emissivity: float, colour, ir_from_colour: float) -> float:
   """``emissivity`` moved ``ir_from_colour`` of the way to the law's value."""
   if ir_from_colour == 0:
     return emissivity  # bit for bit the independent world
-  return float((1 - ir_from_colour) * emissivity
-               + ir_from_colour * emissivity_of_colour(colour))
+  return float((1 - ir_from_colour) * emissivity + ir_from_colour * emissivity_of_colour(colour))
 
 
 def make_identity(seed: int, person_id: int, ir_from_colour: float = 0.0) -> Identity:
@@ -145,8 +156,10 @@ def make_identity(seed: int, person_id: int, ir_from_colour: float = 0.0) -> Ide
   def two_emissivities():
     # Distinct levels, so patterns show in infrared as they do in colour.
     a, b = rng.choice(len(_EMISSIVITY), size=2, replace=False)
-    return (float(_EMISSIVITY[a] + rng.uniform(-0.04, 0.04)),
-            float(_EMISSIVITY[b] + rng.uniform(-0.04, 0.04)))
+    return (
+        float(_EMISSIVITY[a] + rng.uniform(-0.04, 0.04)),
+        float(_EMISSIVITY[b] + rng.uniform(-0.04, 0.04)),
+    )
 
   upper_rgb, upper_rgb2 = two_colours()
   lower_rgb, lower_rgb2 = two_colours()
@@ -166,21 +179,36 @@ def make_identity(seed: int, person_id: int, ir_from_colour: float = 0.0) -> Ide
       shorts=bool(rng.random() < 0.3),
       bag=int(rng.choice(3, p=[0.5, 0.3, 0.2])),
       skin_rgb=np.array([0.9, 0.7, 0.55]) * rng.uniform(0.45, 1.05),
-      upper_rgb=upper_rgb, upper_rgb2=upper_rgb2,
-      lower_rgb=lower_rgb, lower_rgb2=lower_rgb2,
+      upper_rgb=upper_rgb,
+      upper_rgb2=upper_rgb2,
+      lower_rgb=lower_rgb,
+      lower_rgb2=lower_rgb2,
       bag_rgb=_PALETTE[rng.integers(len(_PALETTE))],
       skin_ir=rng.uniform(0.8, 0.95),
-      upper_ir=upper_ir, upper_ir2=upper_ir2,
-      lower_ir=lower_ir, lower_ir2=lower_ir2,
+      upper_ir=upper_ir,
+      upper_ir2=upper_ir2,
+      lower_ir=lower_ir,
+      lower_ir2=lower_ir2,
       bag_ir=rng.uniform(0.05, 0.3),
   )
   # Skin stays as drawn: its warmth does not follow its colour.
-  return dataclasses.replace(drawn, **{
-      f'{part}_ir{second}': _follow_colour(getattr(drawn, f'{part}_ir{second}'),
-                                           getattr(drawn, f'{part}_rgb{second}'),
-                                           ir_from_colour)
-      for part, second in (('upper', ''), ('upper', '2'), ('lower', ''),
-                           ('lower', '2'), ('bag', ''))})
+  return dataclasses.replace(
+      drawn,
+      **{
+          f'{part}_ir{second}': _follow_colour(
+              getattr(drawn, f'{part}_ir{second}'),
+              getattr(drawn, f'{part}_rgb{second}'),
+              ir_from_colour,
+          )
+          for part, second in (
+              ('upper', ''),
+              ('upper', '2'),
+              ('lower', ''),
+              ('lower', '2'),
+              ('bag', ''),
+          )
+      },
+  )
 
 
 def make_camera(seed: int, camera: int, *, base_height: int) -> Camera:
@@ -221,18 +249,20 @@ def twin_camera(seed: int, camera: Camera) -> Camera:
   ir = [make_camera(seed, c, base_height=camera.base_height) for c in IR_CAMERAS]
   grey = 0.35 * camera.background.mean(axis=1, keepdims=True)
   return dataclasses.replace(
-      camera, infrared=True, cast=np.ones(3),
+      camera,
+      infrared=True,
+      cast=np.ones(3),
       gain=float(np.mean([c.gain for c in ir])),
       offset=float(np.mean([c.offset for c in ir])),
-      background=np.repeat(grey, 3, axis=1))
+      background=np.repeat(grey, 3, axis=1),
+  )
 
 
 def _box_blur(image: np.ndarray, radius: int) -> np.ndarray:
   if radius <= 0:
     return image
   k = 2 * radius + 1
-  padded = np.pad(image, ((radius, radius), (radius, radius), (0, 0)),
-                  mode='edge')
+  padded = np.pad(image, ((radius, radius), (radius, radius), (0, 0)), mode='edge')
   # Separable box filter via cumulative sums.
   c = np.cumsum(padded, axis=0)
   c = np.concatenate([np.zeros_like(c[:1]), c], axis=0)
@@ -242,9 +272,16 @@ def _box_blur(image: np.ndarray, radius: int) -> np.ndarray:
   return (c[:, k:] - c[:, :-k]) / k
 
 
-def render(identity: Identity, camera: Camera, *, seed: int, person_id: int,
-           index: int, imaging: Camera | None = None,
-           noise: bool = True) -> np.ndarray:
+def render(
+    identity: Identity,
+    camera: Camera,
+    *,
+    seed: int,
+    person_id: int,
+    index: int,
+    imaging: Camera | None = None,
+    noise: bool = True,
+) -> np.ndarray:
   """Renders image ``index`` of ``identity`` in ``camera`` as uint8 HxWx3.
 
   Infrared images are grey (three equal channels), as SYSU-MM01's are.
@@ -267,25 +304,23 @@ def render(identity: Identity, camera: Camera, *, seed: int, person_id: int,
   swing = rng.uniform(-0.04, 0.04)
 
   yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
-  v = (yy - top) / ph                          # 0 at the crown, 1 at the feet
-  u = (xx - cx) / ph                           # horizontal, body-height units
-  width_scale = 0.6 if view == 2 else 1.0      # side views are narrower
+  v = (yy - top) / ph  # 0 at the crown, 1 at the feet
+  u = (xx - cx) / ph  # horizontal, body-height units
+  width_scale = 0.6 if view == 2 else 1.0  # side views are narrower
   au = np.abs(u) / width_scale
 
-  region = np.zeros((h, w), np.int8)           # 0 background
+  region = np.zeros((h, w), np.int8)  # 0 background
   hd = identity.head
   legs_top = identity.torso_end
   # Legs, with a stride that separates the feet.
   for side in (-1.0, 1.0):
     leg_cx = side * (identity.hip * 0.5 + stride * (v - legs_top) / (1 - legs_top))
-    leg = ((v >= legs_top) & (v < 0.96)
-           & (np.abs(u / width_scale - leg_cx) < identity.leg_width))
+    leg = (v >= legs_top) & (v < 0.96) & (np.abs(u / width_scale - leg_cx) < identity.leg_width)
     shorts_end = legs_top + 0.15
     lower_here = (v < shorts_end) | (not identity.shorts)
     region[leg & lower_here] = 3
     region[leg & ~lower_here] = 1
-    feet = ((v >= 0.96) & (v < 1.0)
-            & (np.abs(u / width_scale - leg_cx) < identity.leg_width * 1.2))
+    feet = (v >= 0.96) & (v < 1.0) & (np.abs(u / width_scale - leg_cx) < identity.leg_width * 1.2)
     region[feet] = 5
   # Hips (top of the lower garment).
   hips = (v >= legs_top - 0.02) & (v < legs_top + 0.06) & (au < identity.hip)
@@ -299,22 +334,24 @@ def render(identity: Identity, camera: Camera, *, seed: int, person_id: int,
   arm_w = 0.03
   for side in (-1.0, 1.0):
     arm_cx = side * (identity.shoulder + arm_w) + swing * side * (v - 2 * hd)
-    arm = ((v >= 2 * hd + 0.02) & (v < legs_top + 0.05)
-           & (np.abs(u / width_scale - arm_cx) < arm_w))
+    arm = (v >= 2 * hd + 0.02) & (v < legs_top + 0.05) & (np.abs(u / width_scale - arm_cx) < arm_w)
     if view == 2:
       arm &= side > 0  # the far arm hides behind the body
     sleeve = identity.long_sleeves | (v < 2 * hd + 0.12)
     region[arm & sleeve & (region == 0)] = 2
     region[arm & ~sleeve & (region == 0)] = 1
   # Head and neck.
-  head = (u / width_scale) ** 2 + (v - hd) ** 2 < hd ** 2
+  head = (u / width_scale) ** 2 + (v - hd) ** 2 < hd**2
   neck = (v >= 2 * hd - 0.01) & (v < 2 * hd + 0.02) & (au < hd * 0.45)
   region[head | neck] = 1
   # Bag: a backpack shows from the back and side, a side bag from every view.
   if identity.bag == 1 and view != 0:
     off = 0.0 if view == 1 else -identity.shoulder * 1.1
-    bag = ((v >= 2 * hd + 0.05) & (v < legs_top - 0.05)
-           & (np.abs(u / width_scale - off) < identity.shoulder * 0.7))
+    bag = (
+        (v >= 2 * hd + 0.05)
+        & (v < legs_top - 0.05)
+        & (np.abs(u / width_scale - off) < identity.shoulder * 0.7)
+    )
     region[bag] = 4
   elif identity.bag == 2:
     bx = identity.hip + 0.07
@@ -333,13 +370,13 @@ def render(identity: Identity, camera: Camera, *, seed: int, person_id: int,
   elif _UPPER_PATTERNS[up] == 'checks':
     upper_mask = (np.floor(v / (p / 2)) + np.floor(u / width_scale / (p / 2))) % 2 == 1
   elif _UPPER_PATTERNS[up] == 'emblem' and view != 1:
-    upper_mask = ((np.abs(v - (2 * hd + legs_top) / 2) < 0.06)
-                  & (au < identity.shoulder * 0.5))
+    upper_mask = (np.abs(v - (2 * hd + legs_top) / 2) < 0.06) & (au < identity.shoulder * 0.5)
   lower_mask = np.zeros((h, w), bool)
   lp = _LOWER_PATTERNS[identity.lower_pattern]
   if lp == 'side_stripe':
-    lower_mask = np.abs(np.abs(u / width_scale) - identity.hip * 0.5
-                        - identity.leg_width * 0.6) < 0.012
+    lower_mask = (
+        np.abs(np.abs(u / width_scale) - identity.hip * 0.5 - identity.leg_width * 0.6) < 0.012
+    )
   elif lp == 'hstripes':
     lower_mask = np.floor(v / p) % 2 == 1
 
@@ -349,10 +386,8 @@ def render(identity: Identity, camera: Camera, *, seed: int, person_id: int,
   if imaging.infrared:
     values = np.zeros((h, w), np.float32)
     values[region == 1] = identity.skin_ir
-    values[region == 2] = np.where(upper_mask, identity.upper_ir2,
-                                   identity.upper_ir)[region == 2]
-    values[region == 3] = np.where(lower_mask, identity.lower_ir2,
-                                   identity.lower_ir)[region == 3]
+    values[region == 2] = np.where(upper_mask, identity.upper_ir2, identity.upper_ir)[region == 2]
+    values[region == 3] = np.where(lower_mask, identity.lower_ir2, identity.lower_ir)[region == 3]
     values[region == 4] = identity.bag_ir
     values[region == 5] = 0.15
     person = values[..., None] * np.ones(3)
@@ -360,10 +395,12 @@ def render(identity: Identity, camera: Camera, *, seed: int, person_id: int,
   else:
     person = np.zeros((h, w, 3), np.float32)
     person[region == 1] = identity.skin_rgb
-    person[region == 2] = np.where(upper_mask[..., None], identity.upper_rgb2,
-                                   identity.upper_rgb)[region == 2]
-    person[region == 3] = np.where(lower_mask[..., None], identity.lower_rgb2,
-                                   identity.lower_rgb)[region == 3]
+    person[region == 2] = np.where(upper_mask[..., None], identity.upper_rgb2, identity.upper_rgb)[
+        region == 2
+    ]
+    person[region == 3] = np.where(lower_mask[..., None], identity.lower_rgb2, identity.lower_rgb)[
+        region == 3
+    ]
     person[region == 4] = identity.bag_rgb
     person[region == 5] = 0.1
     person = (imaging.gain * exposure) * imaging.cast * person * shade
@@ -378,7 +415,7 @@ def render(identity: Identity, camera: Camera, *, seed: int, person_id: int,
   for _ in range(3):
     by, bx = rng.uniform(0, h), rng.uniform(0, w)
     r = rng.uniform(0.05, 0.25) * h
-    blob = (yy - by) ** 2 + (xx - bx) ** 2 < r ** 2
+    blob = (yy - by) ** 2 + (xx - bx) ** 2 < r**2
     level = rng.uniform(-0.15, 0.15)
     tint = np.ones(3) if camera.infrared else rng.uniform(0.5, 1.5, 3)
     bg = bg + blob[..., None] * (level * (np.ones(3) if imaging.infrared else tint))
@@ -396,8 +433,9 @@ def split_identities(seed: int, num_train: int, num_test: int):
   return np.sort(ids[:num_train]), np.sort(ids[num_train:])
 
 
-def camera_counts(seed: int, person_id: int, *, max_images: int,
-                  min_images: int = 1) -> dict[int, int]:
+def camera_counts(
+    seed: int, person_id: int, *, max_images: int, min_images: int = 1
+) -> dict[int, int]:
   """How many images ``person_id`` has in each camera (0 when absent).
 
   Not every identity is seen by every camera, but each has at least one RGB
@@ -408,21 +446,27 @@ def camera_counts(seed: int, person_id: int, *, max_images: int,
   for group in (RGB_CAMERAS, IR_CAMERAS):
     if not any(present[c] for c in group):
       present[group[int(rng.integers(len(group)))]] = True
-  return {c: int(rng.integers(min_images, max_images + 1)) if present[c] else 0
-          for c in CAMERAS}
+  return {c: int(rng.integers(min_images, max_images + 1)) if present[c] else 0 for c in CAMERAS}
 
 
-def examples(seed: int, person_ids, *, image_height: int, max_images: int,
-             min_images: int = 1, cameras=CAMERAS, ir_from_colour: float = 0.0,
-             infrared_twins: bool = False):
+def examples(
+    seed: int,
+    person_ids,
+    *,
+    image_height: int,
+    max_images: int,
+    min_images: int = 1,
+    cameras=CAMERAS,
+    ir_from_colour: float = 0.0,
+    infrared_twins: bool = False,
+):
   """Yields ``(person_id, camera, index, image)`` for every image of
   ``person_ids`` in ``cameras``, in (person, camera, index) order: the
   images of the TFDS builder, or of an in-memory copy (no TensorFlow).
   ``infrared_twins``: each image's infrared twin instead (`twin_camera`;
   for infrared cameras, the image without its noise)."""
   cams = {c: make_camera(seed, c, base_height=image_height) for c in CAMERAS}
-  twins = {c: twin_camera(seed, cam) if not cam.infrared else cam
-           for c, cam in cams.items()}
+  twins = {c: twin_camera(seed, cam) if not cam.infrared else cam for c, cam in cams.items()}
   for pid in person_ids:
     pid = int(pid)
     identity = make_identity(seed, pid, ir_from_colour)
@@ -430,8 +474,15 @@ def examples(seed: int, person_ids, *, image_height: int, max_images: int,
     for cam in cameras:
       for index in range(counts[cam]):
         if infrared_twins:
-          image = render(identity, cams[cam], seed=seed, person_id=pid, index=index,
-                         imaging=twins[cam], noise=False)
+          image = render(
+              identity,
+              cams[cam],
+              seed=seed,
+              person_id=pid,
+              index=index,
+              imaging=twins[cam],
+              noise=False,
+          )
         else:
           image = render(identity, cams[cam], seed=seed, person_id=pid, index=index)
         yield pid, cam, index, image
@@ -441,4 +492,5 @@ def to_square(image: np.ndarray, size: int) -> np.ndarray:
   """``image`` resized to ``size`` x ``size`` with PIL's antialiased bicubic,
   as the training pipeline loads images (spec §3)."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   return np.asarray(Image.fromarray(image).resize((size, size), Image.BICUBIC))

@@ -42,11 +42,12 @@ every RGB image, for measuring translation error only.
 @dataclasses.dataclass
 class SyntheticVireidConfig(tfds.core.BuilderConfig):
   """Size of the generated dataset."""
+
   seed: int = 0
   num_train_ids: int = 8
   num_test_ids: int = 4
-  image_height: int = 40     # typical image height; each camera varies it
-  max_images: int = 3        # per (camera, identity), at least one
+  image_height: int = 40  # typical image height; each camera varies it
+  max_images: int = 3  # per (camera, identity), at least one
   min_images: int = 1
   # 0: emissivity independent of colour; 1: render.emissivity_of_colour.
   ir_from_colour: float = 0.0
@@ -56,26 +57,50 @@ class SyntheticVireid(tfds.core.GeneratorBasedBuilder):
   """Procedural SYSU-MM01-like visible-infrared re-id dataset."""
 
   VERSION = tfds.core.Version('1.3.0')
-  RELEASE_NOTES = {'1.0.0': 'First release.', '1.1.0': 'Palette colours and emissivities.',
-                   '1.2.0': 'Coarser patterns, less IR blur.',
-                   '1.3.0': 'Infrared twins of the RGB images (*_paired_ir splits); '
-                            'learnable worlds. train and test unchanged.'}
+  RELEASE_NOTES = {
+      '1.0.0': 'First release.',
+      '1.1.0': 'Palette colours and emissivities.',
+      '1.2.0': 'Coarser patterns, less IR blur.',
+      '1.3.0': 'Infrared twins of the RGB images (*_paired_ir splits); '
+      'learnable worlds. train and test unchanged.',
+  }
   BUILDER_CONFIGS = [
       SyntheticVireidConfig(
-          name='tiny', description='For tests: 8 train / 4 test ids, ~40 px.',
-          num_train_ids=8, num_test_ids=4, image_height=40, max_images=3),
+          name='tiny',
+          description='For tests: 8 train / 4 test ids, ~40 px.',
+          num_train_ids=8,
+          num_test_ids=4,
+          image_height=40,
+          max_images=3,
+      ),
       SyntheticVireidConfig(
-          name='demo', description='For the demo: 120 train / 40 test ids.',
-          num_train_ids=120, num_test_ids=40, image_height=96, max_images=6,
-          min_images=2),
+          name='demo',
+          description='For the demo: 120 train / 40 test ids.',
+          num_train_ids=120,
+          num_test_ids=40,
+          image_height=96,
+          max_images=6,
+          min_images=2,
+      ),
       SyntheticVireidConfig(
-          name='tiny_learnable', description='tiny, infrared following colour.',
-          num_train_ids=8, num_test_ids=4, image_height=40, max_images=3,
-          ir_from_colour=1.0),
+          name='tiny_learnable',
+          description='tiny, infrared following colour.',
+          num_train_ids=8,
+          num_test_ids=4,
+          image_height=40,
+          max_images=3,
+          ir_from_colour=1.0,
+      ),
       SyntheticVireidConfig(
-          name='demo_learnable', description='demo, infrared following colour.',
-          num_train_ids=120, num_test_ids=40, image_height=96, max_images=6,
-          min_images=2, ir_from_colour=1.0),
+          name='demo_learnable',
+          description='demo, infrared following colour.',
+          num_train_ids=120,
+          num_test_ids=40,
+          image_height=96,
+          max_images=6,
+          min_images=2,
+          ir_from_colour=1.0,
+      ),
   ]
 
   def _info(self) -> tfds.core.DatasetInfo:
@@ -90,25 +115,27 @@ class SyntheticVireid(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager):
     del dl_manager  # Nothing to download.
     cfg = self.builder_config
-    train_ids, test_ids = render.split_identities(
-        cfg.seed, cfg.num_train_ids, cfg.num_test_ids)
+    train_ids, test_ids = render.split_identities(cfg.seed, cfg.num_train_ids, cfg.num_test_ids)
     return {
         'train': self._generate_examples(train_ids, labelled=True),
         'test': self._generate_examples(test_ids, labelled=False),
-        'train_paired_ir': self._generate_examples(train_ids, labelled=True,
-                                                   twins=True),
-        'test_paired_ir': self._generate_examples(test_ids, labelled=False,
-                                                  twins=True),
+        'train_paired_ir': self._generate_examples(train_ids, labelled=True, twins=True),
+        'test_paired_ir': self._generate_examples(test_ids, labelled=False, twins=True),
     }
 
   def _generate_examples(self, person_ids, *, labelled, twins=False):
     cfg = self.builder_config
     labels = {int(pid): label for label, pid in enumerate(person_ids)}
     for pid, cam, index, image in render.examples(
-        cfg.seed, person_ids, image_height=cfg.image_height,
-        max_images=cfg.max_images, min_images=cfg.min_images,
+        cfg.seed,
+        person_ids,
+        image_height=cfg.image_height,
+        max_images=cfg.max_images,
+        min_images=cfg.min_images,
         cameras=render.RGB_CAMERAS if twins else render.CAMERAS,
-        ir_from_colour=cfg.ir_from_colour, infrared_twins=twins):
+        ir_from_colour=cfg.ir_from_colour,
+        infrared_twins=twins,
+    ):
       path = f'cam{cam}/{pid:04d}/{index + 1:04d}.jpg'
       yield path, {
           'image': image,

@@ -59,15 +59,18 @@ def read_ids(path: str) -> list[int]:
   try:
     return sorted(int(x) for x in text.replace('\n', ',').split(',') if x.strip())
   except ValueError as e:
-    raise SysuMm01Error(f'SYSU-MM01: {path} should hold comma-separated person '
-                        f'ids; could not read it ({e}).') from e
+    raise SysuMm01Error(
+        f'SYSU-MM01: {path} should hold comma-separated person ' f'ids; could not read it ({e}).'
+    ) from e
 
 
 def check_camera_folders(root: str) -> str:
   for cam in CAMERAS:
     if not os.path.isdir(os.path.join(root, f'cam{cam}')):
-      raise SysuMm01Error(f'SYSU-MM01: camera folder {os.path.join(root, f"cam{cam}")} '
-                          f'is missing.\n{HOW_TO_GET}')
+      raise SysuMm01Error(
+          f'SYSU-MM01: camera folder {os.path.join(root, f"cam{cam}")} '
+          f'is missing.\n{HOW_TO_GET}'
+      )
   return root
 
 
@@ -107,16 +110,25 @@ def read_split(root: str, split: str) -> tuple[list[int], dict]:
   if not ids:
     raise SysuMm01Error(
         f'SYSU-MM01 {split} split: no images under {root}/cam1..cam6/<id>/ for '
-        f'the {len(listed)} ids listed in {", ".join(files)}; re-extract the archive.')
+        f'the {len(listed)} ids listed in {", ".join(files)}; re-extract the archive.'
+    )
   missing = sorted(set(listed) - set(ids))
   if missing:
-    labels = (f', and the labels 0..{len(ids) - 1} run over the {len(ids)} ids '
-              'that have images' if split == 'train' else '')
+    labels = (
+        f', and the labels 0..{len(ids) - 1} run over the {len(ids)} ids ' 'that have images'
+        if split == 'train'
+        else ''
+    )
     logging.warning(
         'SYSU-MM01 %s split: %d listed %s no images: %s (no folder '
-        '%s/cam<1..6>/<id>/ holds a .jpg); left out of the split%s.', split,
-        len(missing), 'ids have' if len(missing) > 1 else 'id has',
-        _ids_text(missing), root, labels)
+        '%s/cam<1..6>/<id>/ holds a .jpg); left out of the split%s.',
+        split,
+        len(missing),
+        'ids have' if len(missing) > 1 else 'id has',
+        _ids_text(missing),
+        root,
+        labels,
+    )
   return ids, images
 
 
@@ -129,18 +141,21 @@ class SysuMm01(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return common.reid_info(
-        self, description='SYSU-MM01: 491 identities, 4 RGB and 2 IR cameras.',
-        homepage='https://github.com/wuancong/SYSU-MM01', encoding_format='jpeg')
+        self,
+        description='SYSU-MM01: 491 identities, 4 RGB and 2 IR cameras.',
+        homepage='https://github.com/wuancong/SYSU-MM01',
+        encoding_format='jpeg',
+    )
 
   def _split_generators(self, dl_manager):
-    root = check_camera_folders(common.checked_manual_dir(
-        dl_manager, SysuMm01Error, 'SYSU-MM01', HOW_TO_GET))
+    root = check_camera_folders(
+        common.checked_manual_dir(dl_manager, SysuMm01Error, 'SYSU-MM01', HOW_TO_GET)
+    )
     splits = {}
     for split in SPLIT_FILES:
       ids, images = read_split(root, split)
       self._check_counts(root, split, images)
-      splits[split] = self._generate_examples(root, ids, images,
-                                              labelled=split == 'train')
+      splits[split] = self._generate_examples(root, ids, images, labelled=split == 'train')
     return splits
 
   def _check_counts(self, root, split, images):
@@ -150,9 +165,15 @@ class SysuMm01(tfds.core.GeneratorBasedBuilder):
         continue
       found = sum(len(names) for (c, _), names in images.items() if c in cams)
       if found != expected:
-        logging.warning('SYSU-MM01 %s split: %d %s images found, the official '
-                        'dataset has %d. Check %s against the original archive.',
-                        split, found, modality.upper(), expected, root)
+        logging.warning(
+            'SYSU-MM01 %s split: %d %s images found, the official '
+            'dataset has %d. Check %s against the original archive.',
+            split,
+            found,
+            modality.upper(),
+            expected,
+            root,
+        )
 
   def _generate_examples(self, root, ids, images, *, labelled):
     for label, pid in enumerate(ids):
@@ -160,8 +181,7 @@ class SysuMm01(tfds.core.GeneratorBasedBuilder):
         for index, name in enumerate(images.get((cam, pid), ())):
           path = f'cam{cam}/{pid:04d}/{name}'
           yield path, {
-              'image': common.read_encoded(os.path.join(root, path), SysuMm01Error,
-                                           'SYSU-MM01'),
+              'image': common.read_encoded(os.path.join(root, path), SysuMm01Error, 'SYSU-MM01'),
               'person_id': pid,
               'label': label if labelled else -1,
               'camera': cam,
