@@ -26,7 +26,7 @@ flags.DEFINE_bool(
 flags.DEFINE_string(
     'coordinator_address',
     None,
-    'host:port of process 0 (explicit multi-process runs; implies ' '--jax_distributed).',
+    'host:port of process 0 (explicit multi-process runs; implies --jax_distributed).',
 )
 flags.DEFINE_integer('num_processes', None, 'Processes in an explicit multi-process run.')
 flags.DEFINE_integer('process_id', None, 'This process (0..num_processes-1).')
@@ -59,7 +59,7 @@ flags.DEFINE_bool(
 config_flags.DEFINE_config_file(
     'config',
     None,
-    'Config file, optionally with an argument: ' 'configs/sysu.py or configs/sysu.py:tiny.',
+    'Config file, optionally with an argument: configs/sysu.py or configs/sysu.py:tiny.',
     lock_config=True,
 )
 flags.mark_flags_as_required(['config', 'workdir'])
@@ -147,16 +147,14 @@ def _load_config():
     name = config_flags.get_config_filename(FLAGS['config'])
     # ml_collections nests the cause in the message's last line.
     lines = [l.strip() for l in str(e).splitlines() if l.strip()]
-    sys.exit(
-        f'error: --config={name} cannot be loaded: ' f'{lines[-1] if lines else type(e).__name__}'
-    )
+    sys.exit(f'error: --config={name} cannot be loaded: {lines[-1] if lines else type(e).__name__}')
 
 
 def _log_to_workdir(config, workdir, process_index):
   """The log, from here on, also in ``<workdir>/log.txt`` (appended, so a
   resumed run continues it), headed by the full config; the console gets
   one line pointing there instead of the dump."""
-  from aligngan_jax import config_checks  # pylint: disable=g-import-not-at-top
+  from aligngan_jax import config_checks
 
   config_checks.ensure_workdir(workdir)
   if process_index > 0:
@@ -179,11 +177,11 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.get_absl_logger().addFilter(_quiet_orbax)
   config = _load_config()
-  import jax  # pylint: disable=g-import-not-at-top
+  import jax
 
   _enable_compilation_cache(jax)
   if FLAGS.jax_distributed or FLAGS.coordinator_address:
-    from aligngan_jax import distributed  # pylint: disable=g-import-not-at-top
+    from aligngan_jax import distributed
 
     distributed.initialize(
         coordinator_address=FLAGS.coordinator_address,
@@ -191,10 +189,10 @@ def main(argv):
         process_id=FLAGS.process_id,
         heartbeat_timeout_seconds=FLAGS.heartbeat_timeout_seconds,
     )
-  from aligngan_jax import config_checks  # pylint: disable=g-import-not-at-top
-  from aligngan_jax import errors  # pylint: disable=g-import-not-at-top
-  from aligngan_jax import train_lib  # pylint: disable=g-import-not-at-top
-  from aligngan_jax import trained  # pylint: disable=g-import-not-at-top
+  from aligngan_jax import config_checks
+  from aligngan_jax import errors
+  from aligngan_jax import train_lib
+  from aligngan_jax import trained
 
   logging.info(
       'JAX process %d / %d; local devices: %s; global device count %d.',
@@ -219,14 +217,14 @@ def main(argv):
     # Hide GPUs from TensorFlow before any TF op: otherwise TF may reserve
     # accelerator memory that JAX needs (tf.data only needs the CPU).
     trained.hide_gpus_from_tensorflow()
-    import datasets  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+    import datasets  # noqa: F401
 
     if config.mode == 'train':
       train_lib.train_and_evaluate(config, FLAGS.workdir)
     elif config.mode == 'eval':
       train_lib.evaluate_checkpoint(config, FLAGS.workdir)
     else:
-      from aligngan_jax import sheets  # pylint: disable=g-import-not-at-top
+      from aligngan_jax import sheets
 
       for name, path in sheets.write_sheets(config, FLAGS.workdir).items():
         logging.info('Wrote the %s sheet: %s', name, path)
@@ -248,7 +246,7 @@ def main(argv):
         f'{FLAGS.workdir}/checkpoints.\n'
     )
     sys.stderr.flush()
-    os._exit(1)  # pylint: disable=protected-access
+    os._exit(1)
 
 
 if __name__ == '__main__':

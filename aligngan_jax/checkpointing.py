@@ -181,7 +181,7 @@ def save(
         force=force,
         custom_metadata={**(metadata or {}), 'fingerprint': sums, 'largest': size},
     )
-  except Exception as e:  # pylint: disable=broad-except
+  except Exception as e:
     raise _save_error(manager, step, tree, e) from e
 
 
@@ -190,7 +190,7 @@ def wait(manager: ocp.CheckpointManager, state) -> None:
   disk) is raised here as a one-line `CheckpointError`."""
   try:
     manager.wait_until_finished()
-  except Exception as e:  # pylint: disable=broad-except
+  except Exception as e:
     raise _save_error(manager, int(state.step), _saved_tree(state), e) from e
 
 
@@ -219,7 +219,7 @@ def custom_metadata(manager, step) -> dict:
   """What `save` recorded beside checkpoint ``step`` ({} when unreadable)."""
   try:
     return dict(manager.metadata(step).custom_metadata or {})
-  except Exception:  # pylint: disable=broad-except
+  except Exception:
     return {}
 
 
@@ -255,7 +255,7 @@ def saved_config(manager, step) -> dict | None:
     return manager.restore(step, args=ocp.args.Composite(**{CONFIG: ocp.args.JsonRestore()}))[
         CONFIG
     ]
-  except Exception:  # pylint: disable=broad-except
+  except Exception:
     return None
 
 
@@ -290,7 +290,7 @@ def _check_structure(manager, step, template, config):
     return
   differences = _config_differences(manager, step, config) if config is not None else []
   hint = (
-      f' The config differs from the one that wrote it in ' f'{"; ".join(differences)}.'
+      f' The config differs from the one that wrote it in {"; ".join(differences)}.'
       if differences
       else ''
   )
@@ -397,7 +397,7 @@ def restore(
       return _restore_step(manager, step, template, config)
     except CheckpointError:
       raise
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       damage = _first_line(e)
     intact = None
     for older in sorted((s for s in steps if s < step), reverse=True):
@@ -405,7 +405,7 @@ def restore(
         _restore_step(manager, older, template, config)
         intact = older
         break
-      except Exception:  # pylint: disable=broad-except
+      except Exception:
         continue
   where = os.path.join(str(manager.directory), str(step))
   if intact is None:
@@ -414,7 +414,7 @@ def restore(
         f'move {manager.directory} away to start fresh.'
     )
   then = (
-      f' to go on from it (newer checkpoints are then moved to {SET_ASIDE}/, ' 'not deleted)'
+      f' to go on from it (newer checkpoints are then moved to {SET_ASIDE}/, not deleted)'
       if training
       else ' to use it'
   )
@@ -473,7 +473,7 @@ def resume_or_start(config, workdir, create_state):
   if not steps:
     if config.resume_step >= 0:
       raise CheckpointError(
-          f'config.resume_step={config.resume_step}: ' f'{manager.directory} holds no checkpoint.'
+          f'config.resume_step={config.resume_step}: {manager.directory} holds no checkpoint.'
       )
     return manager, create_state(), False
   newest = manager.latest_step()

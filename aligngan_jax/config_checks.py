@@ -30,7 +30,7 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int):
   """Checks the values a run depends on before any work is done."""
   if config.mode not in _MODES:
     raise ConfigError(f'config.mode={config.mode!r} is not one of {_MODES}.')
-  from aligngan_jax import trainers  # pylint: disable=g-import-not-at-top
+  from aligngan_jax import trainers
 
   known = tuple(trainers.registered())
   if config.trainer not in known:
@@ -38,7 +38,7 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int):
   trainer = trainers.get(config.trainer)
   if config.compute_dtype not in players.COMPUTE_DTYPES:
     raise ConfigError(
-        f'config.compute_dtype={config.compute_dtype!r} is not one ' f'of {players.COMPUTE_DTYPES}.'
+        f'config.compute_dtype={config.compute_dtype!r} is not one of {players.COMPUTE_DTYPES}.'
     )
   check_ints(
       config,
@@ -188,7 +188,7 @@ def check_milestones(config, key):
   value = tuple(get_key(config, key))
   if not all(map(is_count, value)) or list(value) != sorted(value):
     raise ConfigError(
-        f'config.{key}={value} must be ascending non-negative ' 'integers (global iterations).'
+        f'config.{key}={value} must be ascending non-negative integers (global iterations).'
     )
 
 

@@ -186,7 +186,7 @@ def _fill(
         value = value.T
     if value.shape != tuple(flat[target].shape):
       mismatched.append(
-          f'{key} {tuple(tensor.shape)} -> {"/".join(target)} ' f'{tuple(flat[target].shape)}'
+          f'{key} {tuple(tensor.shape)} -> {"/".join(target)} {tuple(flat[target].shape)}'
       )
       continue
     filled[target] = jnp.asarray(value)
@@ -209,7 +209,7 @@ def _fill(
 
 def _torch():
   try:
-    import torch  # pylint: disable=g-import-not-at-top
+    import torch
   except ImportError as e:
     raise ImportError(
         'Reading PyTorch .pth/.pkl files needs torch: '
@@ -223,7 +223,7 @@ def _load_torch_state_dict(path: str) -> dict:
   torch = _torch()
   try:
     state = torch.load(path, map_location='cpu', weights_only=True)
-  except Exception as e:  # pylint: disable=broad-except
+  except Exception as e:
     raise ValueError(f'{path}: not a readable PyTorch state dict ({e}).') from e
   if isinstance(state, dict) and 'state_dict' in state and isinstance(state['state_dict'], dict):
     state = state['state_dict']
@@ -257,7 +257,7 @@ def read_safetensors(path: str) -> dict:
       continue
     dtype = info['dtype']
     if dtype == 'BF16':
-      import ml_dtypes  # pylint: disable=g-import-not-at-top
+      import ml_dtypes
 
       np_dtype = ml_dtypes.bfloat16
     elif dtype in _SAFETENSORS_DTYPES:
@@ -331,10 +331,10 @@ def load_official_checkpoint(
 
 def main(argv=None) -> int:
   """``python -m aligngan_jax.convert --fetch NAME --out DIR`` (FETCH_USAGE)."""
-  import argparse  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
+  import argparse
+  import sys
 
-  from aligngan_jax import weights  # pylint: disable=g-import-not-at-top
+  from aligngan_jax import weights
 
   parser = argparse.ArgumentParser(
       prog='python -m aligngan_jax.convert',
@@ -349,7 +349,7 @@ def main(argv=None) -> int:
   )
   parser.add_argument('--out', required=True, help='Folder to put the file in.')
   args = parser.parse_args(argv)
-  from absl import logging  # pylint: disable=g-import-not-at-top
+  from absl import logging
 
   logging.set_verbosity(logging.INFO)  # the download's progress lines
   try:
@@ -393,7 +393,7 @@ def _agw_path(key: str) -> tuple[tuple[str, ...], str]:
 def _numpy_globals() -> list:
   """What unpickling an official checkpoint's NumPy values needs: array
   reconstruction, scalars and their dtypes, also under NumPy 1's module names."""
-  core = np._core.multiarray  # pylint: disable=protected-access
+  core = np._core.multiarray
   dtypes = [
       type(np.dtype(t)) for t in (np.float16, np.float32, np.float64, np.int32, np.int64, np.bool_)
   ]
@@ -402,8 +402,8 @@ def _numpy_globals() -> list:
       core.scalar,
       np.ndarray,
       np.dtype,
-      *dtypes,  # pylint: disable=protected-access
-      (core._reconstruct, 'numpy.core.multiarray._reconstruct'),  # pylint: disable=protected-access
+      *dtypes,
+      (core._reconstruct, 'numpy.core.multiarray._reconstruct'),
       (core.scalar, 'numpy.core.multiarray.scalar'),
   ]
 
@@ -456,7 +456,7 @@ def load_official_agw(path: str) -> dict:
   them the official ``base`` variant (``non_local=False, gem=False``); the
   class count is the classifier's rows, depth and width the trunk's
   (`agw_architecture`). The frozen BNNeck bias must be 0."""
-  from aligngan_jax.models import agw  # pylint: disable=g-import-not-at-top
+  from aligngan_jax.models import agw
 
   torch = _torch()
   if not os.path.isfile(path):
@@ -466,13 +466,13 @@ def load_official_agw(path: str) -> dict:
     # (cmc, mAP, mINP): allow exactly those globals, never weights_only=False.
     with torch.serialization.safe_globals(_numpy_globals()):
       saved = torch.load(path, map_location='cpu', weights_only=True)
-  except Exception as e:  # pylint: disable=broad-except
+  except Exception as e:
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     raise ValueError(f'{path}: not an official AGW/CAJ checkpoint ({first}).') from e
   state = saved.get('net', saved) if isinstance(saved, dict) else None
   if not isinstance(state, dict) or 'classifier.weight' not in state:
     raise ValueError(
-        f"{path}: holds no AGW network (no 'net' state dict with a " 'classifier.weight).'
+        f"{path}: holds no AGW network (no 'net' state dict with a classifier.weight)."
     )
   state = {
       k[len('module.') :] if k.startswith('module.') else k: v.detach().cpu().float().numpy()

@@ -168,7 +168,7 @@ class Data:
     count = jax.process_count()
     if batch_size % count:
       raise ValueError(
-          f'config.eval_batch_size={batch_size} is not divisible by ' f'{count} processes.'
+          f'config.eval_batch_size={batch_size} is not divisible by {count} processes.'
       )
     local = batch_size // count
     cols = slice(jax.process_index() * local, (jax.process_index() + 1) * local)

@@ -112,7 +112,7 @@ def refuse_diverged(manager, *, max_abs: float, probe: Probe | None = None):
     if not problem and probe is not None and state is not None:
       found = probe.problem(state, stage)
       problem = found and (
-          'cannot be trained on: from it, one forward pass of the ' f'probe batch gives {found}'
+          f'cannot be trained on: from it, one forward pass of the probe batch gives {found}'
       )
     if problem:
       raise DivergenceError(
@@ -137,7 +137,7 @@ def resume_advice(manager, failed_step: int | None = None, *, max_abs: float = 0
     # The save in flight (the previous checkpoint) finishes first: its
     # metadata, read below, is written last.
     manager.wait_until_finished()
-  except Exception:  # pylint: disable=broad-except
+  except Exception:
     pass  # a failed save: its step is not among all_steps()
   steps = sorted(s for s in manager.all_steps() if s != failed_step)
   if not steps:
@@ -156,10 +156,13 @@ def resume_advice(manager, failed_step: int | None = None, *, max_abs: float = 0
         'your own risk).'
     )
   chosen = calm[-1]
-  return f'Go on from step {chosen} in {manager.directory}' + (
-      f' (largest value {sizes[chosen]:.3g})' if max_abs else ''
-  ) + f': rerun with --config.resume_step={chosen} and a lower learning rate ' '(config.learning_rate, config.gan.learning_rate)' + (
-      f'; also kept: steps {", ".join(str(s) for s in steps if s != chosen)}.'
-      if len(steps) > 1
-      else '.'
+  return (
+      f'Go on from step {chosen} in {manager.directory}'
+      + (f' (largest value {sizes[chosen]:.3g})' if max_abs else '')
+      + f': rerun with --config.resume_step={chosen} and a lower learning rate (config.learning_rate, config.gan.learning_rate)'
+      + (
+          f'; also kept: steps {", ".join(str(s) for s in steps if s != chosen)}.'
+          if len(steps) > 1
+          else '.'
+      )
   )

@@ -37,9 +37,9 @@ def export(
   """Writes the features of ``split`` by checkpoint ``step`` (-1: the
   newest) to ``out`` (.npz); returns the path. Features holding NaN or inf
   are a one-line error naming the checkpoint: nothing is written."""
-  from aligngan_jax import config_checks  # pylint: disable=g-import-not-at-top
-  from aligngan_jax import search  # pylint: disable=g-import-not-at-top
-  from aligngan_jax import trained  # pylint: disable=g-import-not-at-top
+  from aligngan_jax import config_checks
+  from aligngan_jax import search
+  from aligngan_jax import trained
   # The checks: seconds, before anything is read, built or compiled.
   trained.require_trained_workdir(workdir, step, '--step')
   config = trained.load_config(workdir)
@@ -59,8 +59,8 @@ def export(
     raise config_checks.ConfigError(f'--out={out}: {problem}.')
   # TensorFlow (5 s to import) only now, with the GPUs hidden from it.
   trained.hide_gpus_from_tensorflow()
-  from aligngan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-  import datasets  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  from aligngan_jax import input_pipeline
+  import datasets  # noqa: F401
 
   records = dict(zip(('train', 'test'), input_pipeline.load_data(config)))[split]
   opened = trained.open_workdir(workdir, config, step=step)
@@ -85,7 +85,7 @@ def export(
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  from aligngan_jax import errors  # pylint: disable=g-import-not-at-top
+  from aligngan_jax import errors
 
   try:
     path = export(

@@ -35,7 +35,7 @@ def get_builder(dataset: str, *, data_dir=None, manual_dir=None):
   The project's builders must be registered first (``import datasets`` from
   the repository root, as main.py and the tests do).
   """
-  from datasets import common  # pylint: disable=g-import-not-at-top
+  from datasets import common
 
   try:
     builder = tfds.builder(dataset, data_dir=data_dir)
@@ -63,10 +63,10 @@ def load_split(builder, split: str) -> Records:
   arrays = {k: np.asarray(v, dtype=object if k == 'images' else None) for k, v in columns.items()}
   arrays['path'] = np.asarray([p.decode() if isinstance(p, bytes) else p for p in arrays['path']])
   if not len(arrays['person_id']):
-    from datasets import common  # pylint: disable=g-import-not-at-top
+    from datasets import common
 
     raise common.DatasetError(
-        f'Split {split!r} of {builder.info.full_name} is empty ' f'(in {builder.data_dir}).'
+        f'Split {split!r} of {builder.info.full_name} is empty (in {builder.data_dir}).'
     )
   # Modality last: LLCM's cameras record both (elsewhere it follows camera).
   order = np.lexsort((arrays['modality'], arrays['index'], arrays['person_id'], arrays['camera']))
@@ -120,7 +120,7 @@ def load_paired_ir(config, train: Records, test: Records) -> dict | None:
     where = {path: i for i, path in enumerate(twins.path)}
     missing = [path for path in rgb.path if path not in where]
     if missing:
-      from datasets import common  # pylint: disable=g-import-not-at-top
+      from datasets import common
 
       raise common.DatasetError(
           f'{builder.info.full_name}: split {PAIRED_IR_SPLITS[name]} has no infrared '
@@ -320,7 +320,7 @@ def create_eval_iterator(
   process_count = jax.process_count() if process_count is None else process_count
   if batch_size % process_count:
     raise ValueError(
-        f'config.eval_batch_size={batch_size} is not divisible by ' f'{process_count} processes.'
+        f'config.eval_batch_size={batch_size} is not divisible by {process_count} processes.'
     )
   local = batch_size // process_count
   indices, mask = eval_layout(len(records), batch_size)

@@ -157,8 +157,8 @@ def official_extractors(variables: dict, config, mesh):
   replicated argument (not baked-in constants). ``config.gan`` still
   chooses the test-time InstanceNorm (official 'running', the default of
   the dataset configs) and whether RGB is translated (pixel_alignment)."""
-  from aligngan_jax import train_state as train_state_lib  # pylint: disable=g-import-not-at-top
-  from aligngan_jax import trainers  # pylint: disable=g-import-not-at-top
+  from aligngan_jax import train_state as train_state_lib
+  from aligngan_jax import trainers
 
   official = config.copy_and_resolve_references()
   official.trainer = 'aligngan'

@@ -33,7 +33,7 @@ class PKBatch:
     """The rows this JAX process feeds (contiguous, equal-sized)."""
     n = len(self.labels)
     if n % process_count:
-      raise ValueError(f'Global batch of {n} is not divisible by ' f'{process_count} processes.')
+      raise ValueError(f'Global batch of {n} is not divisible by {process_count} processes.')
     s = slice(process_index * n // process_count, (process_index + 1) * n // process_count)
     return PKBatch(*(getattr(self, f.name)[s] for f in dataclasses.fields(self)))
 

@@ -125,7 +125,7 @@ def prepare_output(path: str) -> str | None:
     above = os.path.dirname(above)
   if not os.path.isdir(above):
     return f'{above} is a file, not a folder'
-  from aligngan_jax import config_checks  # pylint: disable=g-import-not-at-top
+  from aligngan_jax import config_checks
 
   if problem := config_checks.writable_problem(folder):
     return f'its folder {folder} cannot be created or written ({problem})'
@@ -148,9 +148,9 @@ def write_whole(path: str, write) -> None:
 
 def read_images(paths: list[str]) -> tuple[list[str], list[bytes]]:
   """(readable paths, their bytes); unreadable files are logged and skipped."""
-  import io  # pylint: disable=g-import-not-at-top
+  import io
 
-  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from PIL import Image
 
   kept, blobs, skipped = [], [], []
   for path in paths:
@@ -173,7 +173,7 @@ def read_images(paths: list[str]) -> tuple[list[str], list[bytes]]:
 def features(opened, blobs: list[bytes], modality: str) -> np.ndarray:
   """Unit-norm test features of encoded images of one modality (finite, or
   a one-line error naming the checkpoint: `trained.Opened.features`)."""
-  from aligngan_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  from aligngan_jax import data as data_lib
 
   n = len(blobs)
   code = data_lib.IR if modality == 'ir' else data_lib.RGB
@@ -225,9 +225,7 @@ def gallery_features(
   """
   paths = list_images(folder, '--gallery') if paths is None else paths
   if not paths:
-    raise SearchError(
-        f'--gallery={folder} holds no image files ' f'({", ".join(IMAGE_EXTENSIONS)}).'
-    )
+    raise SearchError(f'--gallery={folder} holds no image files ({", ".join(IMAGE_EXTENSIONS)}).')
   cache = os.path.join(
       workdir, 'search_cache', f'gallery_{_cache_key(opened, workdir, folder, paths, modality)}.npz'
   )
@@ -238,9 +236,9 @@ def gallery_features(
       if np.isfinite(cached[1]).all():
         return *cached, True
       logging.warning(
-          'Ignoring the gallery cache %s: it holds non-finite features; ' 'extracting again.', cache
+          'Ignoring the gallery cache %s: it holds non-finite features; extracting again.', cache
       )
-    except Exception as e:  # pylint: disable=broad-except  (zip, pickle, OS errors)
+    except Exception as e:  #  (zip, pickle, OS errors)
       logging.warning('Ignoring the unreadable gallery cache %s (%s); extracting again.', cache, e)
   paths, blobs = read_images(paths)
   if not paths:
@@ -251,7 +249,7 @@ def gallery_features(
     write_whole(cache, lambda f: np.savez(f, paths=np.array(paths), features=feats))
   except OSError as e:
     logging.warning(
-        'Could not cache the gallery features in %s (%s); the next ' 'search extracts them again.',
+        'Could not cache the gallery features in %s (%s); the next search extracts them again.',
         cache,
         e.strerror or e,
     )
@@ -276,11 +274,11 @@ def check_arguments(
   query images: seconds, where restoring and compiling the model takes
   tens of them. Creates the sheet's folder (`prepare_output`).
   """
-  from aligngan_jax import trained  # pylint: disable=g-import-not-at-top
+  from aligngan_jax import trained
 
   if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
     raise SearchError(
-        f'--top_k={top_k!r} must be a positive integer (the gallery ' 'images listed per query).'
+        f'--top_k={top_k!r} must be a positive integer (the gallery images listed per query).'
     )
   for flag, value in (('query_modality', query_modality), ('gallery_modality', gallery_modality)):
     if value not in ('ir', 'rgb'):
@@ -289,12 +287,10 @@ def check_arguments(
   config = trained.load_config(workdir)
   g_paths = list_images(gallery, '--gallery')
   if not g_paths:
-    raise SearchError(
-        f'--gallery={gallery} holds no image files ' f'({", ".join(IMAGE_EXTENSIONS)}).'
-    )
+    raise SearchError(f'--gallery={gallery} holds no image files ({", ".join(IMAGE_EXTENSIONS)}).')
   q_paths = list_images(query, '--query')
   if not q_paths:
-    raise SearchError(f'--query={query} holds no image files ' f'({", ".join(IMAGE_EXTENSIONS)}).')
+    raise SearchError(f'--query={query} holds no image files ({", ".join(IMAGE_EXTENSIONS)}).')
   q_paths, q_blobs = read_images(q_paths)
   if not q_paths:
     raise SearchError(f'--query={query}: no readable image (see the warnings above).')
@@ -330,8 +326,8 @@ def search(
   Every argument is checked (`check_arguments`) before the model is
   restored. Features holding NaN or inf are a one-line error naming the
   checkpoint and the newest one to use instead: nothing is ranked."""
-  from aligngan_jax import trained  # pylint: disable=g-import-not-at-top
-  from aligngan_jax import visualize  # pylint: disable=g-import-not-at-top
+  from aligngan_jax import trained
+  from aligngan_jax import visualize
 
   gallery_modality = gallery_modality or ('rgb' if query_modality == 'ir' else 'ir')
   config, q_paths, q_blobs, g_listed, out = check_arguments(

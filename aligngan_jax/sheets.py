@@ -101,7 +101,7 @@ def write_sheets(config, workdir: str) -> dict[str, str]:
   scored = [n for n, row in result['results'].items() if 'skipped' not in row]
   if not scored:
     raise config_checks.ConfigError(
-        'config.mode=visualize: no evaluation setting can ' 'be scored on this test split.'
+        'config.mode=visualize: no evaluation setting can be scored on this test split.'
     )
   pictures = {}
   curves = {engine.setting_title(n): np.asarray(result['results'][n]['cmc']) for n in scored}

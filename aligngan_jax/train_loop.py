@@ -246,7 +246,7 @@ def train_and_evaluate(config, workdir: str, *, data=None, writer=None) -> dict:
   if start == 0:
     reporting.write_run_config(config, workdir, writer)
   logging.info(
-      'Training %s (%s): %d classes, %d RGB + %d IR train images, ' 'iterations %d..%d.',
+      'Training %s (%s): %d classes, %d RGB + %d IR train images, iterations %d..%d.',
       config.dataset,
       trainer.name,
       num_classes,
@@ -371,7 +371,7 @@ def train_and_evaluate(config, workdir: str, *, data=None, writer=None) -> dict:
     try:
       manager.wait_until_finished()
       manager.close()
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       # Raised above already when the loop ended normally: do not hide
       # the error that ended it.
       logging.warning('Checkpoint manager: %s', str(e).splitlines()[0] if str(e) else e)

@@ -120,7 +120,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
         'main.py (train first, or pass the folder given to --workdir).'
     )
   # main.py writes it only when a run starts; resuming does not repair it.
-  fix = "copy it from a backup, or save the run's --config there as JSON " '(ConfigDict.to_json)'
+  fix = "copy it from a backup, or save the run's --config there as JSON (ConfigDict.to_json)"
   try:
     with open(path, encoding='utf-8') as f:
       raw = json.load(f)
@@ -189,7 +189,7 @@ def num_classes(workdir: str) -> int:
     try:  # an older checkpoint: the classifier's shape tells
       tree = manager.item_metadata(step)[checkpointing.STATE]
       params = getattr(tree, 'tree', tree)['params']
-    except Exception:  # pylint: disable=broad-except
+    except Exception:
       continue
     manager.close()
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
@@ -277,7 +277,7 @@ def hide_gpus_from_tensorflow():
   """tf.data needs only the CPU; a TensorFlow that sees a GPU may reserve
   memory JAX needs. Call before any TensorFlow op (a second call, once
   TensorFlow has started, changes nothing and is not an error)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
 
   try:
     tf.config.set_visible_devices([], 'GPU')

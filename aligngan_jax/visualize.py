@@ -41,7 +41,7 @@ def grid(rows: list[list[np.ndarray]], *, gap: int = 2, background: int = 255) -
   for i, row in enumerate(rows):
     for j, image in enumerate(row):
       if image.shape != (h, w, c):
-        raise ValueError(f'grid: image ({i}, {j}) is {image.shape}, expected ' f'{(h, w, c)}.')
+        raise ValueError(f'grid: image ({i}, {j}) is {image.shape}, expected {(h, w, c)}.')
       out[i * (h + gap) : i * (h + gap) + h, j * (w + gap) : j * (w + gap) + w] = image
   return out
 
@@ -59,7 +59,7 @@ def translation_grid(real_rgb, fake_ir, real_ir, reconstructed_rgb, true_ir=None
   columns = [to_uint8(x) for x in images]
   n = len(columns[0])
   if any(len(c) != n for c in columns):
-    raise ValueError(f'translation_grid: column lengths {[len(c) for c in columns]} ' 'differ.')
+    raise ValueError(f'translation_grid: column lengths {[len(c) for c in columns]} differ.')
   return grid([[c[i] for c in columns] for i in range(n)])
 
 
@@ -70,7 +70,7 @@ BORDER, GAP, CAPTION = 4, 6, 26  # pixels
 
 def tile_from_encoded(data: bytes, size=TILE) -> np.ndarray:
   """An encoded image (JPEG/PNG/BMP bytes) as a uint8 [h, w, 3] tile."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from PIL import Image
 
   with Image.open(io.BytesIO(data)) as im:
     return np.asarray(im.convert('RGB').resize((size[1], size[0]), Image.BICUBIC))
@@ -108,9 +108,9 @@ def retrieval_sheet(rows: list[RetrievalRow]):
   """Draws the rows; returns (uint8 [H, W, 3] image, boxes) where
   boxes[(row, column)] is the (x0, y0, x1, y1) of that tile's bordered frame
   (column 0 the query, 1..k the hits, k + 1 the appended first match)."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  from PIL import ImageDraw  # pylint: disable=g-import-not-at-top
-  from PIL import ImageFont  # pylint: disable=g-import-not-at-top
+  from PIL import Image
+  from PIL import ImageDraw
+  from PIL import ImageFont
 
   if not rows:
     raise ValueError('retrieval_sheet: no rows to draw.')
@@ -174,9 +174,9 @@ def cmc_plot(curves: dict[str, np.ndarray], *, title: str = 'CMC', size=(360, 56
   """CMC curves (name -> [max_rank] fractions in [0, 1]) on one plot.
   Returns (uint8 image, to_pixel): to_pixel(rank, value) gives the (x, y) of
   a curve point, rank 1-based."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  from PIL import ImageDraw  # pylint: disable=g-import-not-at-top
-  from PIL import ImageFont  # pylint: disable=g-import-not-at-top
+  from PIL import Image
+  from PIL import ImageDraw
+  from PIL import ImageFont
 
   if not curves:
     raise ValueError('cmc_plot: no curves.')

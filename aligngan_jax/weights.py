@@ -58,13 +58,13 @@ SOURCES = {
         url='https://download.pytorch.org/models/resnet50-0676ba61.pth',
         filename='resnet50-0676ba61.pth',
         sha256='0676ba61',
-        about="torchvision's ImageNet ResNet-50 v1 (IMAGENET1K_V1), the official " 'starting point',
+        about="torchvision's ImageNet ResNet-50 v1 (IMAGENET1K_V1), the official starting point",
     ),
     'timm': Source(
         url='https://huggingface.co/timm/resnet50.tv_in1k/resolve/main/model.safetensors',
         filename='resnet50.tv_in1k.safetensors',
         sha256=None,
-        about="timm's resnet50.tv_in1k: torchvision's weights as safetensors " '(no torch needed)',
+        about="timm's resnet50.tv_in1k: torchvision's weights as safetensors (no torch needed)",
     ),
 }
 _HASH_IN_NAME = re.compile(r'-([0-9a-f]{8,64})\.(pth|pt|safetensors)$')
@@ -126,7 +126,7 @@ def fetch(name: str, directory: str) -> str:
     if expected and _matches(sha256_of(path), expected):
       return path
     logging.warning(
-        '%s does not match its SHA-256 (%s): deleted, downloading it ' 'again.',
+        '%s does not match its SHA-256 (%s): deleted, downloading it again.',
         path,
         expected or 'unknown',
     )
@@ -183,7 +183,7 @@ def _download(name, source, path) -> tuple[str, str | None]:
   digest = hashlib.sha256()
   try:
     try:
-      response = urllib.request.urlopen(source.url, timeout=60)  # pylint: disable=consider-using-with
+      response = urllib.request.urlopen(source.url, timeout=60)
     except (urllib.error.URLError, OSError) as e:
       raise _offline_error(name, source, path, getattr(e, 'reason', e)) from e
     with response, open(partial, 'wb') as out:

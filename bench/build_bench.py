@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 
-import common  # noqa: E402  (bench/common.py: puts the repository root on sys.path)
+import common  # bench/common.py: puts the repository root on sys.path
 
 ROOT = common.ROOT
 sys.path.insert(0, os.path.join(ROOT, 'tests'))

@@ -15,14 +15,14 @@ check of a restore. Prints one table; no TensorFlow needed.
 import argparse
 import shutil
 
-import common  # noqa: E402  (bench/common.py: puts the repository root on sys.path)
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
+import common  # bench/common.py: puts the repository root on sys.path
+import jax
+import numpy as np
 
-from aligngan_jax import checkpointing  # noqa: E402
-from aligngan_jax import players  # noqa: E402
-from aligngan_jax import sharding  # noqa: E402
-from configs import sysu  # noqa: E402
+from aligngan_jax import checkpointing
+from aligngan_jax import players
+from aligngan_jax import sharding
+from configs import sysu
 
 
 def _filled(abstract, mesh):
@@ -55,7 +55,7 @@ def main():
   mesh = sharding.create_mesh()
   models = players.create_models(config, 395)
   state = _filled(players.create_state(config, models, mesh, abstract=True), mesh)
-  tree = checkpointing._saved_tree(state)  # pylint: disable=protected-access
+  tree = checkpointing._saved_tree(state)
   leaves = jax.tree.leaves(tree)
   nbytes = sum(
       x.size * x.dtype.itemsize
@@ -63,7 +63,7 @@ def main():
       if not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
   )
 
-  audit = _median_seconds(lambda: checkpointing._audit_host(tree), args.repeats)  # pylint: disable=protected-access
+  audit = _median_seconds(lambda: checkpointing._audit_host(tree), args.repeats)
   shutil.rmtree(args.workdir, ignore_errors=True)
   manager = checkpointing.create_manager(args.workdir, save_every=1, max_to_keep=1)
   step = [0]

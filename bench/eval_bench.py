@@ -16,15 +16,15 @@ No TensorFlow needed.
 import functools
 import types
 
-from absl import flags  # noqa: E402
-import common  # noqa: E402  (bench/common.py: puts the repository root on sys.path)
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
+from absl import flags
+import common  # bench/common.py: puts the repository root on sys.path
+import jax
+import numpy as np
 
-from aligngan_jax import cli  # noqa: E402
-from aligngan_jax.evaluation import engine  # noqa: E402
-from aligngan_jax.evaluation import numpy_reference  # noqa: E402
-from aligngan_jax.evaluation import ranking  # noqa: E402
+from aligngan_jax import cli
+from aligngan_jax.evaluation import engine
+from aligngan_jax.evaluation import numpy_reference
+from aligngan_jax.evaluation import ranking
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('repeats', 5, 'Timed kernel runs (median reported).')

@@ -32,14 +32,14 @@ def dump(root: str, out: str, data_dir: str, perturb: float) -> None:
   """Runs in a subprocess whose imports come from ``root``."""
   sys.path.insert(0, root)
   os.chdir(root)
-  import jax  # pylint: disable=g-import-not-at-top
+  import jax
 
-  from aligngan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-  from aligngan_jax import players  # pylint: disable=g-import-not-at-top
-  from aligngan_jax import pretrained  # pylint: disable=g-import-not-at-top
-  from aligngan_jax import sharding  # pylint: disable=g-import-not-at-top
-  from configs import synthetic  # pylint: disable=g-import-not-at-top
-  import datasets  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  from aligngan_jax import input_pipeline
+  from aligngan_jax import players
+  from aligngan_jax import pretrained
+  from aligngan_jax import sharding
+  from configs import synthetic
+  import datasets  # noqa: F401
 
   config = synthetic.get_config()
   config.data_dir = data_dir
@@ -47,8 +47,8 @@ def dump(root: str, out: str, data_dir: str, perturb: float) -> None:
     config.batch_network_calls = False
   mesh = sharding.create_mesh()
   if os.path.exists(os.path.join(root, 'aligngan_jax', 'aligngan_train.py')):
-    from aligngan_jax import aligngan_train as old  # pylint: disable=g-import-not-at-top
-    from aligngan_jax import train_lib  # pylint: disable=g-import-not-at-top
+    from aligngan_jax import aligngan_train as old
+    from aligngan_jax import train_lib
 
     train, test = train_lib.load_data(config)
     rgb = train.select(train.modality == input_pipeline.RGB)
@@ -60,14 +60,14 @@ def dump(root: str, out: str, data_dir: str, perturb: float) -> None:
     steps = old.make_stage_steps(models, config, mesh)
 
     def batches(stage, end):
-      iterators = old._batches(rgb, ir, config, start=0, end=end)  # pylint: disable=protected-access
+      iterators = old._batches(rgb, ir, config, start=0, end=end)
       while True:
-        yield old._stage_batch(stage, iterators, mesh)  # pylint: disable=protected-access
+        yield old._stage_batch(stage, iterators, mesh)
 
   elif os.path.isdir(os.path.join(root, 'aligngan_jax', 'trainers')):
     # Since the trainer modules (issue 27).
-    from aligngan_jax import train_loop  # pylint: disable=g-import-not-at-top
-    from aligngan_jax import trainers  # pylint: disable=g-import-not-at-top
+    from aligngan_jax import train_loop
+    from aligngan_jax import trainers
 
     data = input_pipeline.TFDSData.load(config)
     train, test = data.train, data.test
@@ -91,11 +91,11 @@ def dump(root: str, out: str, data_dir: str, perturb: float) -> None:
           for name in trainer.schedule[stage - 1].samplers
       }
       while True:
-        yield train_loop._next_batch(iterators, mesh)  # pylint: disable=protected-access
+        yield train_loop._next_batch(iterators, mesh)
 
   else:
-    from aligngan_jax import train_loop  # pylint: disable=g-import-not-at-top
-    from aligngan_jax import trainers  # pylint: disable=g-import-not-at-top
+    from aligngan_jax import train_loop
+    from aligngan_jax import trainers
 
     train, test = input_pipeline.load_data(config)
     rgb, ir = input_pipeline.training_records(
@@ -116,12 +116,12 @@ def dump(root: str, out: str, data_dir: str, perturb: float) -> None:
           trainer.stages[stage - 1],
           rgb,
           ir,
-          config,  # pylint: disable=protected-access
+          config,
           start=0,
           end=end,
       )
       while True:
-        yield train_loop._next_batch(iterators, mesh)  # pylint: disable=protected-access
+        yield train_loop._next_batch(iterators, mesh)
 
   def fresh():
     state = pretrained.load_backbone(players.create_state(config, models, mesh), config, mesh)

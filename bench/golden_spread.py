@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 
-import common  # noqa: E402  (bench/common.py: puts the repository root on sys.path)
+import common  # bench/common.py: puts the repository root on sys.path
 
 ROOT = common.ROOT
 sys.path.insert(0, os.path.join(ROOT, 'tests'))

@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 
-import common  # noqa: E402  (bench/common.py: puts the repository root on sys.path)
+import common  # bench/common.py: puts the repository root on sys.path
 
 _ROOT = common.ROOT
 
@@ -96,7 +96,7 @@ flags.DEFINE_string('dtype', None, 'config.compute_dtype.')
 flags.DEFINE_string(
     'pretrained_backbone',
     '',
-    'config.pretrained_backbone (a ' 'torchvision ResNet-50 file or a .msgpack trunk).',
+    'config.pretrained_backbone (a torchvision ResNet-50 file or a .msgpack trunk).',
 )
 flags.DEFINE_float('learning_rate', 0.2, 'Head learning rate (official 0.2).')
 flags.DEFINE_float('encoder_lr_multiplier', 0.1, 'Trunk lr / head lr (official 0.1).')
@@ -110,7 +110,7 @@ flags.DEFINE_enum(
     'test_instance_norm', 'running', ['running', 'instance'], 'config.gan.test_instance_norm.'
 )
 flags.DEFINE_string(
-    'workdir', None, 'Checkpoints and eval/stages.json (default: a new ' 'temporary folder).'
+    'workdir', None, 'Checkpoints and eval/stages.json (default: a new temporary folder).'
 )
 FLAGS = flags.FLAGS
 

@@ -32,7 +32,7 @@ import json
 import os
 import sys
 
-import common  # noqa: E402  (bench/common.py: puts the repository root on sys.path)
+import common  # bench/common.py: puts the repository root on sys.path
 
 ROOT = common.ROOT
 LEARNABLE, INDEPENDENT = 'synthetic_vireid/demo_learnable', 'synthetic_vireid/demo'

@@ -38,10 +38,10 @@ import resource
 import tempfile
 import time
 
-from absl import flags  # noqa: E402
-import common  # noqa: E402  (bench/common.py: puts the repository root on sys.path)
+from absl import flags
+import common  # bench/common.py: puts the repository root on sys.path
 
-from aligngan_jax import cli  # noqa: E402
+from aligngan_jax import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list(

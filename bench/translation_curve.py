@@ -28,7 +28,7 @@ import json
 import os
 import sys
 
-import common  # noqa: E402  (bench/common.py: puts the repository root on sys.path)
+import common  # bench/common.py: puts the repository root on sys.path
 
 ROOT = common.ROOT
 
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
   from aligngan_jax.evaluation import driver
   from aligngan_jax.evaluation import engine
   from aligngan_jax.evaluation import translation
-  import datasets  # noqa: F401  pylint: disable=unused-import
+  import datasets  # noqa: F401
 
   config = trained.load_config(args.workdir)
   if args.data_dir:
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
   pairs = data.paired_images(config.image_size)
   if pairs is None:
     raise SystemExit(
-        f'error: {config.dataset} has no infrared twins; train on a ' 'synthetic_vireid world.'
+        f'error: {config.dataset} has no infrared twins; train on a synthetic_vireid world.'
     )
   train_rgb, train_true, test_rgb, test_true = pairs
   opened = trained.open_workdir(args.workdir, config)

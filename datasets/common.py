@@ -52,9 +52,7 @@ def checked_manual_dir(dl_manager, error: type[DatasetError], dataset: str, how_
   it is unset, missing or empty."""
   root = manual_dir(dl_manager)
   if not root or not os.path.isdir(root) or not listdir(root):
-    raise error(
-        f'{dataset}: manual_dir {root or "(not set)"} is missing or ' f'empty.\n{how_to_get}'
-    )
+    raise error(f'{dataset}: manual_dir {root or "(not set)"} is missing or empty.\n{how_to_get}')
   return root
 
 
@@ -117,7 +115,7 @@ def log_skipped(what: str, skipped: list[str]) -> None:
   an image count that looks short can be traced."""
   if skipped:
     logging.warning(
-        '%s: skipped %d hidden or macOS AppleDouble (._*) files, ' 'which are not images, e.g. %s',
+        '%s: skipped %d hidden or macOS AppleDouble (._*) files, which are not images, e.g. %s',
         what,
         len(skipped),
         skipped[0],
@@ -175,7 +173,7 @@ def remove_stale_builds(dataset_dir) -> list[str]:
 
 def read_encoded(path: str, error: type[DatasetError], dataset: str) -> io.BytesIO:
   """The file's bytes (stored as they are), after checking that they decode."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from PIL import Image
 
   if not os.path.isfile(path):
     raise error(f'{dataset}: image {path} is missing.')
@@ -186,6 +184,6 @@ def read_encoded(path: str, error: type[DatasetError], dataset: str) -> io.Bytes
       im.load()
   except Exception as e:  # PIL raises several types for bad files
     raise error(
-        f'{dataset}: image {path} cannot be decoded ({e}); re-extract ' 'it from the archive.'
+        f'{dataset}: image {path} cannot be decoded ({e}); re-extract it from the archive.'
     ) from e
   return io.BytesIO(data)

@@ -98,7 +98,7 @@ def differences(
       for sub in sorted(set(a) | set(b), key=str):
         if sub not in a or sub not in b:
           out.append(
-              f'{kind} {key} {sub}: only in the ' f'{"golden file" if sub in a else "fresh run"}'
+              f'{kind} {key} {sub}: only in the {"golden file" if sub in a else "fresh run"}'
           )
         elif not close(a[sub], b[sub]):
           out.append(
@@ -118,9 +118,9 @@ def check(name: str, workdir: str) -> None:
       json.dump(got, f, indent=1, sort_keys=True)
       f.write('\n')
     return
-  assert os.path.exists(path(name)), (
-      f'{path(name)} is missing: record it with ' 'ALIGNGAN_UPDATE_GOLDEN=1 (tests/golden.py).'
-  )
+  assert os.path.exists(
+      path(name)
+  ), f'{path(name)} is missing: record it with ALIGNGAN_UPDATE_GOLDEN=1 (tests/golden.py).'
   with open(path(name)) as f:
     found = differences(json.load(f), got)
   assert not found, (

@@ -189,7 +189,7 @@ def test_identities_the_official_sampler_cannot_draw_are_one_line(tmp_path):
   train = data.train
   data.train = train.select(~((train.label == 5) & (train.modality == 1)))
   with pytest.raises(
-      errors.UserError, match=r'1 training identities \(labels \[5\]\) have RGB ' 'but no IR'
+      errors.UserError, match=r'1 training identities \(labels \[5\]\) have RGB but no IR'
   ):
     train_loop.train_and_evaluate(config, str(tmp_path), data=data, writer=ListWriter())
 

@@ -203,7 +203,7 @@ def test_values_no_run_can_use_are_refused_before_any_work(
       error_free.image_size = valid
       config_checks.validate_config(error_free, num_devices=2)
   assert error(image_size=66) == (
-      'config.image_size=66: the generators need a multiple ' 'of 4 (nearest valid: 64, 68).'
+      'config.image_size=66: the generators need a multiple of 4 (nearest valid: 64, 68).'
   )
   assert error(image_size=7).endswith('the smallest valid size is 32, 64 for 2x2 maps.')
   # Faults 8, 9: rates, weights, factors and probabilities, finite and in range.

@@ -101,7 +101,7 @@ def test_the_probe_judges_losses_statistics_and_features():
   assert probe(loss=np.nan) == 'non-finite loss'
   assert probe(var=np.inf).startswith("non-finite running statistics (in ['batch_stats']")
   assert probe(var=4e11).startswith(
-      'running statistics beyond config.checkpoint_max_abs=1e+06 ' '(up to 4e+11'
+      'running statistics beyond config.checkpoint_max_abs=1e+06 (up to 4e+11'
   )
   assert probe(feature=np.nan) == 'non-finite test features of the IR probe images'
   assert float(state.batch_stats['bn']['var'][0]) == 1.0  # not donated away

@@ -36,7 +36,7 @@ def test_no_package_module_imports_train_lib():
 def test_trainers_import_without_tensorflow():
   """TensorFlow is reached only through the input pipeline and the dataset
   builders, which the trainers import when a run starts, not at import."""
-  code = 'import sys; import aligngan_jax.train_lib; ' "print('tensorflow' in sys.modules)"
+  code = "import sys; import aligngan_jax.train_lib; print('tensorflow' in sys.modules)"
   out = subprocess.run(
       [sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, check=True
   )

@@ -93,7 +93,7 @@ def test_empty_list_listed_apple_double_or_hidden_only_folder_is_named(tmp_path)
   (root / name).write_bytes(b'\x00\x05\x16\x07')
   vis_list.write_text(f'{name} 1\n' + original)
   with pytest.raises(
-      llcm.LlcmError, match=rf'{vis_list} line 1 names {name}, a hidden or ' 'macOS AppleDouble'
+      llcm.LlcmError, match=rf'{vis_list} line 1 names {name}, a hidden or macOS AppleDouble'
   ):
     _load(root, tmp_path / 'tfds')
   assert not list((tmp_path / 'tfds').glob('llcm/*/dataset_info.json'))

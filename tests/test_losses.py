@@ -153,7 +153,7 @@ def test_official_triplet_quirks_at_large_distances():
   far = (60.0 * rng.normal(size=(6, 8))).astype(np.float32)  # every pair far apart
   dist = np.asarray(losses.euclidean_distances(far))
   assert dist.min() > 0  # the clamp keeps the diagonal off 0
-  d_pos, d_neg = losses._weighted_pairs(far, labels)  # pylint: disable=protected-access
+  d_pos, d_neg = losses._weighted_pairs(far, labels)
   assert float(np.max(d_neg)) < 1e-6 < float(np.min(d_pos))
   loss, grad = jax.value_and_grad(lambda f: losses.adaptive_triplet(f, labels))(far)
   assert float(loss) == pytest.approx(float(np.log1p(np.exp(np.float32(88.0)))), rel=1e-6)

@@ -118,7 +118,7 @@ def test_a_folder_of_the_users_files_is_not_written_into(tmp_path):
       run_files.run_main('--config=configs/synthetic.py:tiny', f'--workdir={tmp_path}')
   )
   assert last.startswith(
-      f'error: --workdir={tmp_path} holds a config.json that main.py ' 'did not write'
+      f'error: --workdir={tmp_path} holds a config.json that main.py did not write'
   )
   assert sorted(os.listdir(tmp_path)) == ['config.json']
   assert (tmp_path / 'config.json').read_text() == '{"hello": 1}'

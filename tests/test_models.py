@@ -283,7 +283,7 @@ def test_readme_library_examples_run():
   def run(block, *names):
     def example():
       namespace = {}
-      exec(block, namespace)  # pylint: disable=exec-used
+      exec(block, namespace)
       return {name: namespace[name] for name in names}
 
     return jax.eval_shape(example)

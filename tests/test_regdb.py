@@ -92,7 +92,7 @@ def test_empty_list_listed_apple_double_or_hidden_only_folder_is_named(tmp_path)
   line = len(original.splitlines()) + 1
   with pytest.raises(
       regdb.RegdbError,
-      match=rf'{thermal} line {line} names Thermal/4/._T_4_0.bmp, ' 'a hidden or macOS AppleDouble',
+      match=rf'{thermal} line {line} names Thermal/4/._T_4_0.bmp, a hidden or macOS AppleDouble',
   ):
     _load(root, tmp_path / 'tfds', 1)
   assert not tfds.builder('regdb/trial1', data_dir=str(tmp_path / 'tfds')).is_prepared()
@@ -105,9 +105,7 @@ def test_a_killed_build_of_a_trial_is_removed_when_that_trial_builds(tmp_path, c
   dataset_fixtures.write_regdb_tree(str(root), splits=SPLITS)
   # The installed TFDS's own names (incomplete.<6 chars>_1.0.0), per trial.
   stale = {
-      t: file_utils._get_incomplete_dir(  # pylint: disable=protected-access
-          str(data_dir / 'regdb' / f'trial{t}' / '1.0.0')
-      ).rstrip('/')
+      t: file_utils._get_incomplete_dir(str(data_dir / 'regdb' / f'trial{t}' / '1.0.0')).rstrip('/')
       for t in (1, 2)
   }
   for path in stale.values():

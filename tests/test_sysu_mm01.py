@@ -193,7 +193,7 @@ def test_a_killed_builds_folder_is_removed_on_the_next_build(tmp_path, caplog):
 
   def killed_build():
     # The installed TFDS's own name for it (incomplete.<6 chars>_1.0.0).
-    stale = file_utils._get_incomplete_dir(str(version_dir)).rstrip('/')  # pylint: disable=protected-access
+    stale = file_utils._get_incomplete_dir(str(version_dir)).rstrip('/')
     os.makedirs(stale)
     with open(os.path.join(stale, 'sysu_mm01-train.tfrecord-00000-of-00001'), 'wb') as f:
       f.write(b'half written')

@@ -34,7 +34,7 @@ def test_workdir_errors_are_one_line_and_create_nothing(tmp_path):
   for call in (trained.require_trained_workdir, trained.open_workdir):
     workdirs.raises_one_line(
         ce,
-        r'^--workdir=\S*rnu does not exist: pass the folder given to ' r'main\.py --workdir\.$',
+        r'^--workdir=\S*rnu does not exist: pass the folder given to main\.py --workdir\.$',
         call,
         mistyped,
     )
@@ -67,7 +67,7 @@ def test_workdir_errors_are_one_line_and_create_nothing(tmp_path):
   (run / 'config.json').write_text('{"hello": 1}')  # someone else's config.json
   workdirs.raises_one_line(
       ce,
-      r'config\.json is not a run config \(it lacks dataset, model or ' r'image_size\)',
+      r'config\.json is not a run config \(it lacks dataset, model or image_size\)',
       trained.load_config,
       str(run),
   )

@@ -27,7 +27,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
   """/good: the payload; /etag: the payload with Hugging Face's digest
   header; /cut: announces the whole payload, sends half, closes."""
 
-  def do_GET(self):  # pylint: disable=invalid-name
+  def do_GET(self):
     self.server.requests.append(self.path)
     self.send_response(200)
     self.send_header('Content-Length', str(len(PAYLOAD)))
@@ -121,7 +121,7 @@ def test_offline_names_the_url_the_cache_path_and_the_digest(monkeypatch, tmp_pa
   assert '\n' not in message and _left(cache) == []
 
 
-class socket_closed:  # pylint: disable=invalid-name
+class socket_closed:
   """A localhost port with nothing listening on it."""
 
   def __enter__(self):

@@ -41,13 +41,13 @@ _OUT = flags.DEFINE_string(
     'out', 'weights/synthetic_trunk_r18w16.msgpack', 'Where to write the trunk.'
 )
 _WORLD = flags.DEFINE_integer(
-    'world', 1_000, 'Render seed of the pretraining ' 'world (the demo dataset is seed 0).'
+    'world', 1_000, 'Render seed of the pretraining world (the demo dataset is seed 0).'
 )
-_FIRST_ID = flags.DEFINE_integer('first_id', 10_001, 'First person id (the demo ' 'uses 1..160).')
+_FIRST_ID = flags.DEFINE_integer('first_id', 10_001, 'First person id (the demo uses 1..160).')
 _NUM_IDS = flags.DEFINE_integer('num_ids', 500, 'Identities to classify.')
 _STEPS = flags.DEFINE_integer('steps', 3_000, 'SGD steps.')
 _BATCH = flags.DEFINE_integer('batch', 64, 'Images per step.')
-_LR = flags.DEFINE_float('learning_rate', 0.05, 'Peak SGD learning rate ' '(cosine decay to 0).')
+_LR = flags.DEFINE_float('learning_rate', 0.05, 'Peak SGD learning rate (cosine decay to 0).')
 _SEED = flags.DEFINE_integer('seed', 0, 'Initialisation and batch seed.')
 _MODALITIES = flags.DEFINE_enum(
     'modalities',

@@ -164,14 +164,14 @@ def format_table(rows: list[dict]) -> str:
   if with_e:
     head += f' | {"(e) L1 G/luma/lin":>20} | {"SSIM G/luma/lin":>17}'
   lines = [
-      'Per-stage diagnostics (test people; Rank-1 and mAP in %, chance ' 'Rank-1 in brackets)',
+      'Per-stage diagnostics (test people; Rank-1 and mAP in %, chance Rank-1 in brackets)',
       head,
   ]
 
   def pair(row):
     if not row or 'skipped' in row or 'rank1' not in row:
       return 'n/a'
-    return f'{100 * row["rank1"]:.1f}/{100 * row["mAP"]:.1f} ' f'({100 * row["chance_rank1"]:.1f})'
+    return f'{100 * row["rank1"]:.1f}/{100 * row["mAP"]:.1f} ({100 * row["chance_rank1"]:.1f})'
 
   for r in rows:
     d = r['diagnostics']

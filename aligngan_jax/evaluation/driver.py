@@ -33,7 +33,7 @@ def check_finite(feats) -> None:
     if rows.any():
       named = f' (feature {name!r})' if name is not None else ''
       raise NonFiniteFeatures(
-          f'the features of {int(rows.sum())} of {len(rows)} ' f'images{named} hold NaN or inf'
+          f'the features of {int(rows.sum())} of {len(rows)} images{named} hold NaN or inf'
       )
 
 
@@ -66,7 +66,7 @@ def extract_features(extract, records, config, mesh, *, image_size, batches=None
 def evaluate_official(config, test_records, mesh, *, batches=None) -> dict:
   """The converted official release of ``config.trainer`` (``config.init_from``)
   on the protocols; the trainer's first named feature is the one reported."""
-  from aligngan_jax import trainers  # pylint: disable=g-import-not-at-top
+  from aligngan_jax import trainers
 
   trainer = trainers.get(config.trainer)
   feats = features_by_modality(

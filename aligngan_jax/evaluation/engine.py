@@ -81,7 +81,7 @@ def splits(records, settings: EvalSettings) -> dict[str, list[protocols.Split]]:
     }
   if settings.protocol != 'sysu':
     raise ValueError(
-        f'config.eval.protocol={settings.protocol!r}: expected ' "'sysu', 'regdb' or 'llcm'."
+        f"config.eval.protocol={settings.protocol!r}: expected 'sysu', 'regdb' or 'llcm'."
     )
   rand_perm = None
   if settings.sampling == 'official':
@@ -273,9 +273,9 @@ def evaluate_features(
   if settings.protocol == 'sysu':
     result['variant']['sampling'] = _SAMPLING_NAMES[settings.sampling]
   elif settings.protocol == 'llcm':
-    result['variant']['sampling'] = (
-        "DEEN's random.Random(trial) draws, one " 'image per (identity, camera)'
-    )
+    result['variant'][
+        'sampling'
+    ] = "DEEN's random.Random(trial) draws, one image per (identity, camera)"
   else:
     result['variant']['trial'] = settings.regdb_trial
   if settings.rerank:

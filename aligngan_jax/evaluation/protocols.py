@@ -89,7 +89,7 @@ def _one_per_folder(folders, trial: int) -> list:
 
 def load_rand_perm(path: str) -> dict:
   """{(camera, person id): int array [trials, n]} from ``rand_perm_cam.mat``."""
-  import scipy.io  # pylint: disable=g-import-not-at-top
+  import scipy.io
 
   try:
     mat = scipy.io.loadmat(path)
@@ -222,9 +222,7 @@ def llcm_protocol(records, *, direction: str = 'i2v', trial: int = 0) -> Split:
   """LLCM infrared->visible ('i2v') or visible->infrared ('v2i'), one trial
   (see the module docstring)."""
   if direction not in LLCM_DIRECTIONS:
-    raise ValueError(
-        f'llcm_protocol: direction={direction!r}; expected ' f'{sorted(LLCM_DIRECTIONS)}.'
-    )
+    raise ValueError(f'llcm_protocol: direction={direction!r}; expected {sorted(LLCM_DIRECTIONS)}.')
   query_modality, gallery_modality = LLCM_DIRECTIONS[direction]
   return Split(
       name=f'llcm {direction}',

@@ -360,7 +360,7 @@ def rank_metrics(
       or no query with a true match in the (kept) gallery.
   """
   if protocol not in PROTOCOLS:
-    raise ValueError(f'rank_metrics: protocol={protocol!r}; expected one of ' f'{PROTOCOLS}.')
+    raise ValueError(f'rank_metrics: protocol={protocol!r}; expected one of {PROTOCOLS}.')
   distmat = jnp.asarray(distmat, jnp.float32)
   query_ids, gallery_ids = np.asarray(query_ids), np.asarray(gallery_ids)
   query_cams, gallery_cams = np.asarray(query_cams), np.asarray(gallery_cams)

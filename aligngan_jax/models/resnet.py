@@ -136,7 +136,7 @@ class ResNetEncoder(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool):
     if self.depth not in STAGES:
-      raise ValueError(f'ResNetEncoder.depth must be one of {DEPTHS}, ' f'got {self.depth}.')
+      raise ValueError(f'ResNetEncoder.depth must be one of {DEPTHS}, got {self.depth}.')
     conv = functools.partial(
         nn.Conv, use_bias=False, dtype=self.dtype, kernel_init=CONV_INIT, padding='VALID'
     )

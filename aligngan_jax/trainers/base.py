@@ -183,7 +183,7 @@ class Trainer:
     """``config.mode='eval'`` with ``config.init_from``: raise a
     `config_checks.ConfigError` naming what the official release lacks."""
     raise NotImplementedError(
-        f'config.init_from: trainer {cls.name!r} cannot evaluate ' 'an official release.'
+        f'config.init_from: trainer {cls.name!r} cannot evaluate an official release.'
     )
 
   @classmethod
@@ -191,7 +191,7 @@ class Trainer:
     """{'rgb', 'ir'}: images -> {feature name: unit-norm features} of the
     official release in ``config.init_from`` (its converted weights)."""
     raise NotImplementedError(
-        f'config.init_from: trainer {cls.name!r} cannot evaluate ' 'an official release.'
+        f'config.init_from: trainer {cls.name!r} cannot evaluate an official release.'
     )
 
   def check_data(self, rgb_labels, ir_labels, keys: tuple[str, ...]) -> None:

@@ -63,7 +63,7 @@ def _read_png(path: str) -> np.ndarray:
       return np.asarray(im.convert('RGB'))
   except Exception as e:  # PIL raises several types for bad files
     raise RegdbError(
-        f'RegDB: image {path} cannot be decoded ({e}); re-extract ' 'it from the archive.'
+        f'RegDB: image {path} cannot be decoded ({e}); re-extract it from the archive.'
     ) from e
 
 
@@ -101,7 +101,7 @@ class Regdb(tfds.core.GeneratorBasedBuilder):
       for modality, pairs in lists.items():
         if len(pairs) != EXPECTED_PER_MODALITY:
           logging.warning(
-              'RegDB trial %d %s split: %d %s images listed, the ' 'official lists have %d.',
+              'RegDB trial %d %s split: %d %s images listed, the official lists have %d.',
               trial,
               split,
               len(pairs),

@@ -491,6 +491,6 @@ def examples(
 def to_square(image: np.ndarray, size: int) -> np.ndarray:
   """``image`` resized to ``size`` x ``size`` with PIL's antialiased bicubic,
   as the training pipeline loads images (spec §3)."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from PIL import Image
 
   return np.asarray(Image.fromarray(image).resize((size, size), Image.BICUBIC))

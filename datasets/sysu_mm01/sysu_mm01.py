@@ -60,7 +60,7 @@ def read_ids(path: str) -> list[int]:
     return sorted(int(x) for x in text.replace('\n', ',').split(',') if x.strip())
   except ValueError as e:
     raise SysuMm01Error(
-        f'SYSU-MM01: {path} should hold comma-separated person ' f'ids; could not read it ({e}).'
+        f'SYSU-MM01: {path} should hold comma-separated person ids; could not read it ({e}).'
     ) from e
 
 
@@ -115,7 +115,7 @@ def read_split(root: str, split: str) -> tuple[list[int], dict]:
   missing = sorted(set(listed) - set(ids))
   if missing:
     labels = (
-        f', and the labels 0..{len(ids) - 1} run over the {len(ids)} ids ' 'that have images'
+        f', and the labels 0..{len(ids) - 1} run over the {len(ids)} ids that have images'
         if split == 'train'
         else ''
     )
