@@ -52,6 +52,18 @@ SEED_BLOCK = (
     '<!-- demo-seeds:begin (written by tools/demo_table.py) -->',
     '<!-- demo-seeds:end -->',
 )
+STAGES_BLOCK = (
+    '<!-- demo-stages:begin (written by tools/demo_table.py) -->',
+    '<!-- demo-stages:end -->',
+)
+OTHER_BLOCK = (
+    '<!-- demo-other:begin (written by tools/demo_table.py) -->',
+    '<!-- demo-other:end -->',
+)
+PIXELS_BLOCK = (
+    '<!-- demo-pixels:begin (written by tools/demo_table.py) -->',
+    '<!-- demo-pixels:end -->',
+)
 MEAN_BLOCK = (
     '<!-- demo-table:begin (written by tools/demo_table.py) -->',
     '<!-- demo-table:end -->',
@@ -99,9 +111,12 @@ def read_seed_rows(doc: str) -> tuple[dict[tuple[str, int], dict], dict[str, str
   return rows, stamps
 
 
-def run_one(model: str, seed: int, runs: str, data_dir: str | None, extra: list[str]) -> dict:
-  """Trains and evaluates one demo run; its Rank-1 and mAP (%) and minutes."""
-  workdir = os.path.join(runs, f'{model}_seed{seed}')
+def run_one(
+    model: str, seed: int, runs: str, data_dir: str | None, extra: list[str], name: str = ''
+) -> dict:
+  """Trains and evaluates one demo run; its Rank-1 and mAP (%), minutes and
+  workdir."""
+  workdir = os.path.join(runs, name or f'{model}_seed{seed}')
   if os.path.exists(os.path.join(workdir, 'checkpoints')):
     raise SystemExit(f'error: {workdir} already holds a run; pass another --runs folder.')
   cmd = [sys.executable, 'main.py', *command(model, seed).split(), f'--workdir={workdir}', *extra]
@@ -119,6 +134,7 @@ def run_one(model: str, seed: int, runs: str, data_dir: str | None, extra: list[
       'rank1': 100 * result['rank1']['mean'],
       'mAP': 100 * result['mAP']['mean'],
       'minutes': (time.perf_counter() - start) / 60,
+      'workdir': workdir,
   }
 
 
@@ -141,7 +157,7 @@ def provenance() -> str:
 
 def seed_rows_text(rows: dict[tuple[str, int], dict], stamps: dict[str, str]) -> str:
   lines = [
-      '\nAll-search single-shot, each run alone on the machine, the dataset already ' 'built.\n',
+      '\nAll-search single-shot, each run alone on the machine, the dataset already built.\n',
       '| run | flags after `python main.py --workdir=...` | Rank-1 | mAP | wall |',
       '|---|---|---|---|---|',
   ]
@@ -158,29 +174,133 @@ def seed_rows_text(rows: dict[tuple[str, int], dict], stamps: dict[str, str]) ->
   return '\n'.join(lines) + '\n'
 
 
+def seeds_text(seeds: list[int]) -> str:
+  """'0-4' for a run of seeds, else '0,2'."""
+  if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+    return f'{seeds[0]}-{seeds[-1]}'
+  return ','.join(map(str, seeds))
+
+
 def mean_rows_text(rows: dict[tuple[str, int], dict], stamps: dict[str, str]) -> str:
   lines = ['\n| model | command | seeds | Rank-1 | mAP |', '|---|---|---|---|---|']
   for model, (label, suffix, _) in MODELS.items():
-    seeds = sorted(s for (l, s) in rows if l == label)
+    seeds = sorted(s for (name, s) in rows if name == label)
     if not seeds:
       continue
-    r1 = mean_sd([rows[label, s]['rank1'] for s in seeds])
-    mp = mean_sd([rows[label, s]['mAP'] for s in seeds])
-    fmt = (lambda v: f'{v[0]:.1f} ± {v[1]:.1f}') if len(seeds) > 1 else (lambda v: f'{v[0]:.1f}')
+    rank1 = mean_sd([rows[label, s]['rank1'] for s in seeds])
+    mean_ap = mean_sd([rows[label, s]['mAP'] for s in seeds])
+    workdir = 'demo' if model == 'aligngan' else model
+
+    def fmt(value, n=len(seeds)):
+      return f'{value[0]:.1f} ± {value[1]:.1f}' if n > 1 else f'{value[0]:.1f}'
+
     lines.append(
-        f'| {label} | `python main.py --config=configs/synthetic.py{suffix}` | '
-        f'{",".join(map(str, seeds))} | **{fmt(r1)}** | {fmt(mp)} |'
+        f'| {label} | `python main.py --config=configs/synthetic.py{suffix} '
+        f'--workdir=runs/{workdir}` | {seeds_text(seeds)} | {fmt(rank1)} | {fmt(mean_ap)} |'
     )
   where = '; '.join(
-      f'{", ".join(l for l in stamps if stamps[l] == s)}: {s}'
-      for s in dict.fromkeys(stamps.values())
+      f'{", ".join(name for name in stamps if stamps[name] == stamp)} at {stamp}'
+      for stamp in dict.fromkeys(stamps.values())
   )
-  lines.append(
-      f'\nAll-search single-shot, mean ± sd over seeds (each seed: '
-      f'[docs/demo.md](docs/demo.md)). Written by `python tools/demo_table.py` at '
-      f'{where}.\n'
-  )
+  lines.append(f'\nWritten by `python tools/demo_table.py`: {where}.\n')
   return '\n'.join(lines)
+
+
+def _main_py(flags: list[str], log_path: str) -> None:
+  cmd = [sys.executable, 'main.py', *flags]
+  print('$', ' '.join(cmd), flush=True)
+  with open(log_path, 'w', encoding='utf-8') as log:
+    code = subprocess.call(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+  if code:
+    raise SystemExit(f'error: {" ".join(flags)} failed (exit {code}); see {log_path}.')
+
+
+def _percent(result: dict) -> tuple[float, float]:
+  return 100 * result['rank1'], 100 * result['mAP']
+
+
+def other_blocks(
+    aligngan: dict[int, dict], runs: str, data_dir: str | None, extra: list[str], stamp: str
+) -> dict[tuple[str, str], str]:
+  """docs/demo.md's other measured blocks, from the AlignGAN runs just made:
+  the per-stage table of the first seed; the same checkpoints evaluated with
+  the official test-time normalisation; the ablation without pixel alignment
+  (seed 0) and the pretrained trunk alone (its stage-0 row); the raw-pixel
+  baseline. Block markers -> text."""
+  from aligngan_jax.evaluation import diagnostics  # (imports JAX: only when writing)
+
+  data_flags = [f'--config.data_dir={data_dir}'] if data_dir else []
+  first = min(aligngan)
+  with open(os.path.join(aligngan[first]['workdir'], 'eval', 'stages.json'), encoding='utf-8') as f:
+    stages = json.load(f)
+  stages_text = (
+      f'\n```\n{diagnostics.format_table(stages)}\n```\n\nAlignGAN seed {first}, '
+      f'`python tools/demo_table.py` at {stamp}.\n'
+  )
+
+  official = {}
+  for seed, run in sorted(aligngan.items()):
+    flags = [
+        '--config=configs/synthetic.py',
+        f'--workdir={run["workdir"]}',
+        f'--config.seed={seed}',
+        '--config.mode=eval',
+        '--config.gan.test_instance_norm=running',
+        *data_flags,
+        *extra,
+    ]
+    _main_py(flags, f'{run["workdir"]}_official_norm.log')
+    with open(os.path.join(run['workdir'], 'eval', 'latest.json'), encoding='utf-8') as f:
+      result = json.load(f)['results'][SETTING]
+    official[seed] = (100 * result['rank1']['mean'], 100 * result['mAP']['mean'])
+  ablation = run_one(
+      'aligngan',
+      0,
+      runs,
+      data_dir,
+      [*extra, '--config.gan.pixel_alignment=False'],
+      name='aligngan_no_pixel_alignment_seed0',
+  )
+  with open(os.path.join(ablation['workdir'], 'eval', 'stages.json'), encoding='utf-8') as f:
+    trunk = _percent(json.load(f)[0]['protocol'])
+
+  def values(index):
+    parts = ' / '.join(f'{official[s][index]:.1f}' for s in sorted(official))
+    mean, sd = mean_sd([official[s][index] for s in official])
+    return f'{parts} (mean {mean:.1f} ± {sd:.1f})' if len(official) > 1 else parts
+
+  seeds = seeds_text(sorted(official))
+  other_text = '\n'.join(
+      [
+          '',
+          '| run | flags after `python main.py --config=configs/synthetic.py --workdir=...` '
+          '| Rank-1 | mAP |',
+          '|---|---|---|---|',
+          f'| the AlignGAN runs above, seeds {seeds}, evaluated with the official test-time '
+          f'normalisation | `--config.seed=N --config.mode=eval '
+          f'--config.gan.test_instance_norm=running` | {values(0)} | {values(1)} |',
+          f'| AlignGAN without pixel alignment (real RGB where fake IR was), seed 0 | '
+          f'`--config.gan.pixel_alignment=False --config.seed=0` | {ablation["rank1"]:.1f} | '
+          f'{ablation["mAP"]:.1f} |',
+          f'| the pretrained trunk alone, before any demo training (the stage-0 row of the run '
+          f'above; RGB untranslated) | - | {trunk[0]:.1f} | {trunk[1]:.1f} |',
+          '',
+          f'All-search single-shot; `python tools/demo_table.py` at {stamp}.',
+          '',
+      ]
+  )
+
+  cmd = [sys.executable, '-m', 'tools.pixel_baseline']
+  if data_dir:
+    cmd.append(f'--data_dir={data_dir}')
+  print('$', ' '.join(cmd), flush=True)
+  pixels = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+  pixels = '\n'.join(line for line in pixels.splitlines() if not line.startswith('('))
+  pixels_text = (
+      f'\n```\n{pixels}\n```\n\n`python tools/demo_table.py` (`python -m '
+      f'tools.pixel_baseline`) at {stamp}.\n'
+  )
+  return {STAGES_BLOCK: stages_text, OTHER_BLOCK: other_text, PIXELS_BLOCK: pixels_text}
 
 
 def check(measured: dict, table: dict) -> bool:
@@ -250,6 +370,13 @@ def main(argv=None) -> int:
   parser.add_argument('--data_dir', default=None, help="TFDS data_dir (default: TFDS's)")
   parser.add_argument('--readme', default=os.path.join(ROOT, 'README.md'))
   parser.add_argument('--doc', default=os.path.join(ROOT, 'docs', 'demo.md'))
+  parser.add_argument(
+      '--others',
+      default=True,
+      action=argparse.BooleanOptionalAction,
+      help="with AlignGAN's runs, also rewrite docs/demo.md's other blocks (stages, "
+      'official test-time norm, ablation, trunk alone, pixel baseline; default: yes)',
+  )
   parser.add_argument('extra', nargs='*', help='more main.py flags, after --')
   args = parser.parse_args(argv)
   models = [m for m in args.models.split(',') if m]
@@ -257,8 +384,11 @@ def main(argv=None) -> int:
   if unknown:
     parser.error(f'--models: unknown {unknown}; choose from {", ".join(MODELS)}')
   table, stamps = read_seed_rows(args.doc)  # before any run: a missing block fails now
+  others = args.others and 'aligngan' in models and not args.check
   if not args.check:
     block(args.readme, MEAN_BLOCK)
+  for markers in (STAGES_BLOCK, OTHER_BLOCK, PIXELS_BLOCK) if others else ():
+    block(args.doc, markers)
   os.makedirs(args.runs, exist_ok=True)
   measured = {}
   for model in models:
@@ -288,6 +418,14 @@ def main(argv=None) -> int:
   before, _, after = block(args.readme, MEAN_BLOCK)
   with open(args.readme, 'w', encoding='utf-8') as f:
     f.write(before + mean_rows_text(rows, stamps) + after)
+  if others:
+    aligngan = {seed: run for (label, seed), run in measured.items() if label == 'AlignGAN'}
+    for markers, text in other_blocks(
+        aligngan, args.runs, args.data_dir, args.extra, stamp
+    ).items():
+      before, _, after = block(args.doc, markers)
+      with open(args.doc, 'w', encoding='utf-8') as f:
+        f.write(before + text + after)
   print(f'wrote {args.doc} and {args.readme} ({stamp})')
   return 0
 
