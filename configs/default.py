@@ -198,6 +198,18 @@ def use_baseline(config, args) -> None:
       config.trainer = name
 
 
+# The AGW / CAJ group of a ':tiny' run: one epoch of 2 x 2 batches at 32 x 16.
+TINY_BASELINE = dict(
+    epochs=1,
+    warmup_epochs=1,
+    lr_milestones=(1,),
+    ids_per_batch=2,
+    instances_per_id=2,
+    input_size=(32, 16),
+    pad=2,
+)
+
+
 def apply_arg(config, arg):
   """Applies a config-file argument. ``'tiny'`` keeps dataset and protocol
   but shrinks model, images, batch and schedule (about a minute on 2 CPUs)."""
@@ -228,17 +240,7 @@ def apply_arg(config, arg):
   config.ide.num_train_steps = 4
   config.ide.lr_milestones = (2,)
   for group in ('agw', 'caj'):
-    config[group].update(
-        dict(
-            epochs=1,
-            warmup_epochs=1,
-            lr_milestones=(1,),
-            ids_per_batch=2,
-            instances_per_id=2,
-            input_size=(32, 16),
-            pad=2,
-        )
-    )
+    config[group].update(TINY_BASELINE)
   config.log_every_steps = 1
   config.checkpoint_every_steps = 2
   config.eval_every_steps = 1_000

@@ -28,17 +28,7 @@ def _tiny(trainer: str, epochs: int, seed: int):
   """A ResNet-10 of width 4 at 32 x 16 on `memory_run`'s in-memory data."""
   config, data = memory_run(trainer, seed, size=(32, 16))
   config.model.depth, config.model.width = 10, 4
-  config[trainer].update(
-      dict(
-          epochs=epochs,
-          warmup_epochs=1,
-          lr_milestones=(1,),
-          ids_per_batch=2,
-          instances_per_id=2,
-          input_size=(32, 16),
-          pad=2,
-      )
-  )
+  config[trainer].update({**default.TINY_BASELINE, 'epochs': epochs})
   return config, data
 
 

@@ -56,48 +56,17 @@ def test_writes_seed_rows_and_means_merges_and_checks(tmp_path, monkeypatch):
 
   # --check: the same numbers reproduce; a moved seed with an agreeing mean
   # passes; a moved mean fails.
-  assert (
-      demo_table.main(
-          [
-              '--models=aligngan',
-              '--seeds=0,1',
-              '--check',
-              *common[:2],
-              '--runs',
-              str(tmp_path / 'again'),
-              *common[2:],
-          ]
-      )
-      == 0
-  )
+  def check(name):
+    runs = str(tmp_path / name)
+    return demo_table.main(
+        ['--models=aligngan', '--seeds=0,1', '--check', '--runs', runs, *common[2:]]
+    )
+
+  assert check('again') == 0
   _fake_runs(monkeypatch, {('aligngan', 0): (11.0, 20.0), ('aligngan', 1): (13.0, 22.0)})
-  assert (
-      demo_table.main(
-          [
-              '--models=aligngan',
-              '--seeds=0,1',
-              '--check',
-              '--runs',
-              str(tmp_path / 'moved'),
-              *common[2:],
-          ]
-      )
-      == 0
-  )
+  assert check('moved') == 0
   _fake_runs(monkeypatch, {('aligngan', 0): (20.0, 20.0), ('aligngan', 1): (24.0, 22.0)})
-  assert (
-      demo_table.main(
-          [
-              '--models=aligngan',
-              '--seeds=0,1',
-              '--check',
-              '--runs',
-              str(tmp_path / 'far'),
-              *common[2:],
-          ]
-      )
-      == 1
-  )
+  assert check('far') == 1
 
 
 def test_a_file_without_its_block_is_refused_before_any_run(tmp_path, monkeypatch):
