@@ -157,7 +157,7 @@ def provenance() -> str:
 
 def seed_rows_text(rows: dict[tuple[str, int], dict], stamps: dict[str, str]) -> str:
   lines = [
-      '\nAll-search single-shot, each run alone on the machine, the dataset already built.\n',
+      '\nAll-search single-shot; wall: minutes per run, the dataset already built (other work on the machine lengthens them).\n',
       '| run | flags after `python main.py --workdir=...` | Rank-1 | mAP | wall |',
       '|---|---|---|---|---|',
   ]
