@@ -152,17 +152,7 @@ def saved(tmp_path_factory):
   with torch.no_grad():
     net.bottleneck.bias.zero_()
   path = str(tmp_path_factory.mktemp('agw') / 'sysu_agw_p4_n8_lr_0.1_seed_0_best.t')
-  # As the official trainers save it: NumPy objects beside the weights.
-  torch.save(
-      {
-          'net': net.state_dict(),
-          'cmc': np.zeros(20, np.float32),
-          'mAP': np.float64(0.5),
-          'mINP': np.float64(0.3),
-          'epoch': 3,
-      },
-      path,
-  )
+  _save_official(net, path)
   return net, path
 
 

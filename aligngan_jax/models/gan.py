@@ -52,7 +52,7 @@ class _ResidualBlock(nn.Module):
         test_instance_norm=self.test_instance_norm,
         name=name,
     )
-    y = layers.conv(
+    conv = lambda name: layers.conv(
         self.features,
         3,
         1,
@@ -60,20 +60,10 @@ class _ResidualBlock(nn.Module):
         use_bias=False,
         in_features=self.features,
         dtype=self.dtype,
-        name='model_0',
-    )(x)
-    y = nn.relu(norm('model_1')(y, train=train))
-    y = layers.conv(
-        self.features,
-        3,
-        1,
-        1,
-        use_bias=False,
-        in_features=self.features,
-        dtype=self.dtype,
-        name='model_3',
-    )(y)
-    return norm('model_4')(y, train=train) + x
+        name=name,
+    )
+    y = nn.relu(norm('model_1')(conv('model_0')(x), train=train))
+    return norm('model_4')(conv('model_3')(y), train=train) + x
 
 
 class Generator(nn.Module):
